@@ -1,0 +1,3 @@
+from auditq.cli import main
+
+main()

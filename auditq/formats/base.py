@@ -1,0 +1,68 @@
+"""The format interface: turn a full-precision checkpoint into a LanguageModel as deployed."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auditq.backends.base import LanguageModel
+from auditq.loading import Checkpoint
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """A parsed format string such as "rtn4:g128" or "gguf:q4_k_m".
+
+    `family` selects the registered Format class; `args` are the colon-separated
+    options after the family's own head (e.g. ("g128",)).
+    """
+
+    raw: str
+    family: str
+    head: str
+    args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FormatContext:
+    """What a format may need besides the checkpoint: a scratch dir, calibration texts, a batch size."""
+
+    workdir: Path
+    batch_size: int = 16
+    calibration_texts: tuple[str, ...] = ()
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Format(ABC):
+    """One deployable precision. Subclasses register under a family name in auditq.formats."""
+
+    #: engine name reported next to every row, e.g. "auditq-rtn" or "llama.cpp"
+    engine: str = ""
+
+    def __init__(self, spec: FormatSpec) -> None:
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.raw
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, spec: FormatSpec) -> "Format":
+        """Validate the spec's options; raise InputError with one line when they are wrong."""
+
+    @abstractmethod
+    def apply(self, checkpoint: Checkpoint, ctx: FormatContext) -> AbstractContextManager[LanguageModel]:
+        """Context manager yielding the checkpoint as deployed in this format.
+
+        Implementations must leave `checkpoint.model` exactly as they found it on exit,
+        so every format is derived from the same in-memory full-precision copy.
+        """
+
+    def details(self) -> dict[str, Any]:
+        """Engine, version and anything measured about the produced artefact (tensor types ...)."""
+        return {"engine": self.engine}

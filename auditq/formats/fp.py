@@ -1,0 +1,30 @@
+"""Full precision: the checkpoint as loaded (the reference row for recovery)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from auditq.backends.torch_lm import TorchCausalLM
+from auditq.errors import InputError
+from auditq.formats.base import Format, FormatContext, FormatSpec
+
+
+class FullPrecision(Format):
+    engine = "torch"
+
+    @classmethod
+    def parse(cls, spec: FormatSpec) -> "FullPrecision":
+        if spec.head != "fp" or spec.args:
+            raise InputError(f"format {spec.raw!r}: fp takes no options")
+        return cls(spec)
+
+    @contextmanager
+    def apply(self, checkpoint, ctx: FormatContext):
+        dtype = str(next(checkpoint.model.parameters()).dtype).replace("torch.", "")
+        yield TorchCausalLM(checkpoint.model, checkpoint.pad_token_id, checkpoint.eos_token_id,
+                            batch_size=ctx.batch_size, description=f"torch {dtype}")
+
+    def details(self):
+        import torch
+
+        return {"engine": "torch", "engine_version": torch.__version__}

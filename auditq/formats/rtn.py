@@ -1,0 +1,155 @@
+"""Symmetric round-to-nearest (RTN) quantization exactly as Zhang et al. (ICLR 2025) define it.
+
+    Q(w) = Δ · clamp(round(w / Δ), -2^(N-1), 2^(N-1) - 1),   Δ = max|w| / 2^(N-1)
+
+computed per group of weights: per output channel (a whole row of an nn.Linear
+weight) by default, or per group of G consecutive input columns with ":gG".
+Options: ":emb" also quantizes embeddings, ":nohead" leaves the lm_head alone.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from auditq.backends.torch_lm import TorchCausalLM
+from auditq.errors import InputError
+from auditq.formats.base import Format, FormatContext, FormatSpec
+
+
+def to_groups(weight: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
+    """View a 2-D weight as (n_groups, group_size) rows; pad the last column group with zeros.
+
+    Zero padding never changes a group's max|w|, so ragged widths quantize correctly.
+    Returns the grouped tensor and the number of padded columns.
+    """
+    rows, cols = weight.shape
+    size = cols if group_size is None else group_size
+    pad = (-cols) % size
+    if pad:
+        weight = torch.nn.functional.pad(weight, (0, pad))
+    return weight.reshape(rows * ((cols + pad) // size), size), pad
+
+
+def from_groups(grouped: torch.Tensor, shape: torch.Size, pad: int) -> torch.Tensor:
+    rows, cols = shape
+    return grouped.reshape(rows, cols + pad)[:, :cols]
+
+
+def rtn_scale(grouped: torch.Tensor, bits: int) -> torch.Tensor:
+    """Δ per group: max|w| / 2^(N-1), shape (n_groups, 1)."""
+    return grouped.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1))
+
+
+def rtn_codes(grouped: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes and scales of grouped weights; an all-zero group gets Δ = 0 and codes 0."""
+    delta = rtn_scale(grouped, bits)
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    codes = torch.round(grouped / safe).clamp(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return torch.where(delta > 0, codes, torch.zeros_like(codes)), delta
+
+
+def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None) -> torch.Tensor:
+    """Fake-quantize a 2-D weight (dequantized back to its dtype)."""
+    if weight.dim() != 2:
+        raise ValueError(f"RTN expects a 2-D weight, got shape {tuple(weight.shape)}")
+    grouped, pad = to_groups(weight.detach().double(), group_size)
+    codes, delta = rtn_codes(grouped, bits)
+    return from_groups(codes * delta, weight.shape, pad).to(weight.dtype)
+
+
+def quantizable_weights(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> dict[str, torch.nn.Parameter]:
+    """Weights RTN touches: every nn.Linear (lm_head optional), embeddings when asked.
+
+    Tied parameters are listed once (by their first name).
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    chosen: dict[str, torch.nn.Parameter] = {}
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        is_linear = isinstance(module, torch.nn.Linear)
+        is_embedding = isinstance(module, torch.nn.Embedding)
+        if not (is_linear or (is_embedding and include_embeddings)):
+            continue
+        if module is head and not include_head:
+            continue
+        param = module.weight
+        if id(param) in seen:
+            continue
+        if not include_embeddings and head is not None and module is head and _is_tied(model):
+            # quantizing a tied head would also quantize the input embedding
+            continue
+        seen.add(id(param))
+        chosen[f"{name}.weight"] = param
+    return chosen
+
+
+def _is_tied(model: torch.nn.Module) -> bool:
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    return inp is not None and out is not None and inp.weight.data_ptr() == out.weight.data_ptr()
+
+
+@dataclass(frozen=True)
+class RTNOptions:
+    bits: int
+    group_size: int | None
+    include_embeddings: bool
+    include_head: bool
+
+
+class RoundToNearest(Format):
+    engine = "auditq-rtn"
+
+    def __init__(self, spec: FormatSpec, options: RTNOptions) -> None:
+        super().__init__(spec)
+        self.options = options
+        self._skipped_tied_head = False
+
+    @classmethod
+    def parse(cls, spec: FormatSpec) -> "RoundToNearest":
+        digits = spec.head[3:]
+        if not digits.isdigit() or not 2 <= int(digits) <= 8:
+            raise InputError(f"format {spec.raw!r}: rtn needs a bit width 2..8, e.g. rtn4")
+        group_size, emb, head = None, False, True
+        for arg in spec.args:
+            if arg.startswith("g") and arg[1:].isdigit() and int(arg[1:]) > 0:
+                group_size = int(arg[1:])
+            elif arg == "emb":
+                emb = True
+            elif arg == "nohead":
+                head = False
+            else:
+                raise InputError(f"format {spec.raw!r}: unknown rtn option {arg!r} (use gN, emb, nohead)")
+        return cls(spec, RTNOptions(int(digits), group_size, emb, head))
+
+    @contextmanager
+    def apply(self, checkpoint, ctx: FormatContext):
+        model = checkpoint.model
+        targets = quantizable_weights(model, self.options.include_embeddings, self.options.include_head)
+        self._skipped_tied_head = self.options.include_head and not self.options.include_embeddings and _is_tied(model)
+        originals = {name: p.detach().clone() for name, p in targets.items()}
+        try:
+            with torch.no_grad():
+                for param in targets.values():
+                    param.copy_(rtn_quantize(param, self.options.bits, self.options.group_size))
+            yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
+                                batch_size=ctx.batch_size, description=f"torch fake-quant {self.name}")
+        finally:
+            with torch.no_grad():
+                for name, param in targets.items():
+                    param.copy_(originals[name])
+
+    def details(self):
+        grouping = "per output channel" if self.options.group_size is None else f"groups of {self.options.group_size} input columns"
+        info = {
+            "engine": self.engine,
+            "bits": self.options.bits,
+            "grouping": grouping,
+            "quantized": "nn.Linear weights" + (" and embeddings" if self.options.include_embeddings else "")
+                         + ("" if self.options.include_head else " except lm_head"),
+        }
+        if self._skipped_tied_head:
+            info["note"] = "lm_head is tied to the input embedding and was left in full precision (add :emb to quantize both)"
+        return info

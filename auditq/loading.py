@@ -1,0 +1,128 @@
+"""Load Hugging Face causal-LM checkpoints safely, and check that two of them are comparable.
+
+Only safetensors weights are read (never pickles); `trust_remote_code` stays off
+unless the user asks for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from auditq.errors import InputError
+
+WEIGHT_GLOBS = ("*.safetensors",)
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+    "vocab.json", "merges.txt", "added_tokens.json", "chat_template.jinja",
+)
+PICKLE_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded full-precision model, its tokenizer, and the fingerprints of its files."""
+
+    path: Path
+    model: torch.nn.Module
+    tokenizer: object
+    config: object
+    file_hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pad_token_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    """Weight, config and tokenizer files that define a checkpoint, in a stable order."""
+    files = {p for pattern in WEIGHT_GLOBS for p in path.glob(pattern)}
+    files |= {p for p in path.glob("*.safetensors.index.json")}
+    files |= {path / name for name in ("config.json", "generation_config.json", *TOKENIZER_FILES)
+              if (path / name).is_file()}
+    return sorted(files)
+
+
+def fingerprint(path: Path) -> dict[str, str]:
+    """sha256 of every weight, config and tokenizer file, keyed by file name."""
+    return {p.name: sha256_file(p) for p in checkpoint_files(path)}
+
+
+def validate_checkpoint_dir(path: Path, role: str) -> None:
+    """Raise InputError (exit 2) with one line if `path` is not a loadable safetensors checkpoint."""
+    if not path.exists():
+        raise InputError(f"{role} checkpoint {path} does not exist")
+    if not path.is_dir():
+        raise InputError(f"{role} checkpoint {path} is not a directory (expected a Hugging Face checkpoint dir)")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{role} checkpoint {path} has no config.json")
+    if not any(path.glob("*.safetensors")):
+        if any(p for pattern in PICKLE_GLOBS for p in path.glob(pattern)):
+            raise InputError(
+                f"{role} checkpoint {path} has only pickled weights (.bin/.pt), which auditq never loads; "
+                "convert once in a trusted environment with "
+                "`AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)`"
+            )
+        raise InputError(f"{role} checkpoint {path} has no *.safetensors weights")
+    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+        raise InputError(f"{role} checkpoint {path} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{role} checkpoint {path}/config.json is not valid JSON: {exc}") from None
+
+
+def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False,
+                    dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
+    """Load a causal LM and tokenizer from a directory of safetensors weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    validate_checkpoint_dir(path, role)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=dtype, use_safetensors=True,
+            trust_remote_code=trust_remote_code, local_files_only=True,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot load {role} checkpoint {path}: {first}") from None
+    model.to(device)
+    model.eval()
+    return Checkpoint(path=path, model=model, tokenizer=tokenizer, config=config, file_hashes=fingerprint(path))
+
+
+ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
+               "num_attention_heads", "num_key_value_heads", "vocab_size")
+
+
+def check_compatible(base: Checkpoint, other: Checkpoint, role: str) -> None:
+    """Refuse (exit 2) when two checkpoints differ in architecture, sizes or tokenizer vocabulary."""
+    for name in ARCH_FIELDS:
+        a, b = getattr(base.config, name, None), getattr(other.config, name, None)
+        if a != b:
+            raise InputError(f"base and {role} checkpoints differ in {name}: {a} vs {b}")
+    if base.tokenizer.get_vocab() != other.tokenizer.get_vocab():
+        raise InputError(f"base and {role} checkpoints have different tokenizer vocabularies")
