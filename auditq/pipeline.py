@@ -1,0 +1,263 @@
+"""The audit pipeline: load → formats → probes → scoring → verdicts → report.
+
+Every format is derived from the one in-memory full-precision copy of each checkpoint,
+and both BASE and UNLEARNED (and RETRAIN when given) are measured in every format, so
+each metric can be read as retention = unlearned / base at the same precision.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from auditq import __version__
+from auditq.config import AuditConfig
+from auditq.errors import InputError
+from auditq.formats import Format, FormatContext, make_formats
+from auditq.loading import Checkpoint, check_compatible, load_checkpoint
+from auditq.policy import CheckEvaluator, FormatSamples
+from auditq.probes import DEFAULT_PROBES, PROBES, ProbeOutput, ProbeSettings
+from auditq.report.model import (FAIL, INCONCLUSIVE, PASS, SCHEMA_VERSION, SIGN_CONVENTION, UNKNOWN,
+                                 AuditReport, CheckResult, FormatResult, RoleMetrics)
+from auditq.scoring import collect_samples, role_metrics
+from auditq.suite import Suite, load_suite
+from auditq.errors import EXIT_FAIL, EXIT_MEASURE, EXIT_PASS
+
+ROLES = ("base", "unlearned", "retrain")
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    base: Path
+    unlearned: Path
+    suite: Path
+    formats: tuple[str, ...] = ("fp", "rtn8", "rtn4")
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    retrain: Path | None = None
+    reference: Path | None = None
+    config: AuditConfig = field(default_factory=AuditConfig)
+    seed: int = 0
+    batch_size: int = 16
+    trust_remote_code: bool = False
+    allow_inconclusive: bool = False
+    prefix_tokens: int | None = None
+    max_new_tokens: int | None = None
+    answer_tokens: int | None = None
+    mink_k: float | None = None
+    extra_formats: tuple[Format, ...] = ()
+
+    def arguments(self) -> dict[str, Any]:
+        """The request as plain JSON values (for report.json)."""
+        return {
+            "base": str(self.base), "unlearned": str(self.unlearned), "suite": str(self.suite),
+            "retrain": str(self.retrain) if self.retrain else None,
+            "reference": str(self.reference) if self.reference else None,
+            "formats": list(self.formats) + [f.name for f in self.extra_formats], "probes": list(self.probes),
+            "seed": self.seed, "batch_size": self.batch_size, "trust_remote_code": self.trust_remote_code,
+            "allow_inconclusive": self.allow_inconclusive, "prefix_tokens": self.prefix_tokens,
+            "max_new_tokens": self.max_new_tokens, "answer_tokens": self.answer_tokens, "mink_k": self.mink_k,
+        }
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything measured for one model in one format (or why it could not be)."""
+
+    format: str
+    role: str
+    outputs: dict[str, ProbeOutput]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    report: AuditReport
+    runs: tuple[RunRecord, ...]
+    timings: dict[str, float]
+
+
+class Events:
+    """Progress sink; the CLI plugs rich progress bars in, tests and library users get silence."""
+
+    def stage(self, description: str, total: int) -> Callable[[int], None]:
+        return lambda n=1: None
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def probe_settings(request: AuditRequest, suite: Suite) -> ProbeSettings:
+    s = suite.settings
+    pick = lambda flag, default: default if flag is None else flag  # noqa: E731
+    settings = ProbeSettings(
+        prefix_tokens=pick(request.prefix_tokens, s.prefix_tokens),
+        max_new_tokens=pick(request.max_new_tokens, s.max_new_tokens),
+        answer_tokens=pick(request.answer_tokens, s.answer_tokens),
+        qa_template=s.qa_template,
+        mink_k=pick(request.mink_k, s.mink_k),
+    )
+    if settings.prefix_tokens < 1 or settings.max_new_tokens < 1 or settings.answer_tokens < 1:
+        raise InputError("prefix_tokens, max_new_tokens and answer_tokens must be positive")
+    if not 0 < settings.mink_k <= 1:
+        raise InputError(f"mink_k must be in (0, 1], got {settings.mink_k}")
+    return settings
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def gate(checks: list[CheckResult], allow_inconclusive: bool) -> tuple[str, int]:
+    """Overall verdict and exit code from the gating (error-severity) checks."""
+    gating = [c for c in checks if c.gating]
+    verdicts = {c.verdict for c in gating}
+    if FAIL in verdicts:
+        return FAIL, EXIT_FAIL
+    if UNKNOWN in verdicts:
+        return UNKNOWN, EXIT_MEASURE
+    if INCONCLUSIVE in verdicts and not allow_inconclusive:
+        return INCONCLUSIVE, EXIT_FAIL
+    return PASS, EXIT_PASS
+
+
+def run_audit(request: AuditRequest, events: Events | None = None, created: str | None = None) -> AuditOutcome:
+    events = events or Events()
+    timer = Timer()
+    torch.manual_seed(request.seed)
+    suite = load_suite(request.suite)
+    settings = probe_settings(request, suite)
+    formats = make_formats(list(request.formats)) + list(request.extra_formats)
+    unknown_probes = [p for p in request.probes if p not in PROBES]
+    if unknown_probes:
+        raise InputError(f"unknown probe(s): {', '.join(unknown_probes)} (known: {', '.join(PROBES.names())})")
+    probes = [PROBES.load(name)() for name in request.probes]
+
+    paths = {"base": request.base, "unlearned": request.unlearned, "retrain": request.retrain,
+             "reference": request.reference}
+    checkpoints: dict[str, Checkpoint] = {}
+    with timer("load"):
+        for role, path in paths.items():
+            if path is None:
+                continue
+            events.note(f"loading {role} checkpoint {path}")
+            checkpoints[role] = load_checkpoint(path, role, trust_remote_code=request.trust_remote_code)
+            if role != "base":
+                check_compatible(checkpoints["base"], checkpoints[role], role)
+    tokenizer = checkpoints["base"].tokenizer
+    roles = [r for r in ROLES if r in checkpoints]
+
+    runs: list[RunRecord] = []
+    with tempfile.TemporaryDirectory(prefix="auditq-") as scratch:
+        ctx = FormatContext(workdir=Path(scratch), batch_size=request.batch_size,
+                            calibration_texts=suite.calibration_texts(), seed=request.seed,
+                            extra={"parity_texts": tuple(r.text for r in suite.forget.texts + suite.holdout.texts)})
+        jobs = [(fmt, role) for fmt in formats for role in roles]
+        if "reference" in checkpoints:
+            jobs.append((formats[0], "reference"))
+        total = len(jobs) * sum(p.size(suite) for p in probes)
+        advance = events.stage("quantizing and probing", total)
+        for fmt, role in jobs:
+            runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events))
+    report = build_report(request, suite, formats, runs, checkpoints, created or _now())
+    return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))
+
+
+def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext, probes, suite: Suite,
+             settings: ProbeSettings, timer: Timer, advance, events: Events) -> RunRecord:
+    outputs: dict[str, ProbeOutput] = {}
+    events.note(f"{fmt.name}: {role}")
+    try:
+        with timer(f"quantize:{fmt.name}"):
+            applied = fmt.apply(checkpoint, ctx)
+            lm = applied.__enter__()
+        try:
+            for probe in probes:
+                with timer(f"probe:{probe.name}"):
+                    outputs[probe.name] = probe.run(lm, checkpoint.tokenizer, suite, settings)
+                advance(probe.size(suite))
+        finally:
+            applied.__exit__(None, None, None)
+            lm.close()
+    except InputError:
+        raise
+    except Exception as exc:  # a crashing format or probe becomes an UNKNOWN row (exit 3), never a traceback
+        advance(sum(p.size(suite) for p in probes if p.name not in outputs))
+        return RunRecord(fmt.name, role, outputs, error=_one_line(exc))
+    return RunRecord(fmt.name, role, outputs)
+
+
+def build_report(request: AuditRequest, suite: Suite, formats: list[Format], runs: list[RunRecord],
+                 checkpoints: dict[str, Checkpoint], created: str) -> AuditReport:
+    evaluator = CheckEvaluator(request.config, request.seed)
+    by_key = {(r.format, r.role): r for r in runs}
+    reference_outputs = by_key.get((formats[0].name, "reference"))
+    fp_samples: FormatSamples | None = None
+    results: list[FormatResult] = []
+    for index, fmt in enumerate(formats):
+        records = {role: by_key[(fmt.name, role)] for role in ROLES if (fmt.name, role) in by_key}
+        errors = {role: r.error for role, r in records.items() if r.error}
+        # reference attack: --reference at fp, else the base model in this same format
+        ref = reference_outputs.outputs if reference_outputs and not reference_outputs.error else \
+            (records["base"].outputs if "base" in records and not records["base"].error else None)
+        samples = {role: collect_samples(r.outputs, ref) for role, r in records.items() if not r.error}
+        roles = {role: role_metrics(role, s) for role, s in samples.items()}
+        roles.update({role: RoleMetrics(role=role, error=msg) for role, msg in errors.items()})
+        current = FormatSamples(samples.get("base"), samples.get("unlearned"), samples.get("retrain"))
+        is_reference = index == 0
+        row_error = errors.get("unlearned") or errors.get("base")
+        if row_error:
+            checks = evaluator.unknown_row(fmt.name, row_error, is_reference)
+        else:
+            checks = evaluator.evaluate(fmt.name, current, fp_samples, is_reference)
+        if is_reference and not row_error:
+            fp_samples = current
+        privleak = next((c.value for c in checks if c.check == "privleak"), None)
+        results.append(FormatResult(format=fmt.name, details=fmt.details(), roles=roles, checks=tuple(checks),
+                                    privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None))
+    all_checks = [c for r in results for c in r.checks]
+    verdict, exit_code = gate(all_checks, request.allow_inconclusive)
+    return AuditReport(
+        schema_version=SCHEMA_VERSION,
+        tool_version=__version__,
+        created=created,
+        arguments=request.arguments(),
+        seed=request.seed,
+        config=request.config.as_dict(),
+        checkpoints={role: {"path": str(c.path), "files": c.file_hashes} for role, c in checkpoints.items()},
+        suite={"path": str(suite.path), "name": suite.name, "sha256": suite.content_hash,
+               "sizes": {s: {"texts": len(suite.split(s).texts), "qa": len(suite.split(s).qa)}
+                         for s in ("forget", "retain", "holdout")}},
+        sign_convention=SIGN_CONVENTION,
+        formats=tuple(results),
+        verdict=verdict,
+        exit_code=exit_code,
+        environment={"python": platform.python_version(), "torch": torch.__version__,
+                     "torch_threads": str(torch.get_num_threads())},
+    )
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()

@@ -1,0 +1,38 @@
+"""junit.xml: one testcase per format × check, so any CI system can display the gate."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from auditq.report.base import ReportWriter, describe_check
+from auditq.report.model import AuditReport
+
+
+class JUnitWriter(ReportWriter):
+    filename = "junit.xml"
+
+    def render(self, report: AuditReport) -> str:
+        checks = report.all_checks()
+        failures = sum(1 for c in checks if c.verdict in {"FAIL", "INCONCLUSIVE"} and c.gating)
+        errors = sum(1 for c in checks if c.verdict == "UNKNOWN" and c.gating)
+        suites = ET.Element("testsuites", name="auditq", tests=str(len(checks)), failures=str(failures),
+                            errors=str(errors))
+        for fmt in report.formats:
+            fmt_checks = list(fmt.checks)
+            suite = ET.SubElement(
+                suites, "testsuite", name=f"auditq.{fmt.format}", tests=str(len(fmt_checks)),
+                failures=str(sum(1 for c in fmt_checks if c.verdict in {"FAIL", "INCONCLUSIVE"} and c.gating)),
+                errors=str(sum(1 for c in fmt_checks if c.verdict == "UNKNOWN" and c.gating)),
+                skipped=str(sum(1 for c in fmt_checks if not c.gating and c.verdict != "PASS")))
+            for check in fmt_checks:
+                case = ET.SubElement(suite, "testcase", classname=f"auditq.{fmt.format}", name=check.check)
+                text = f"{check.verdict}: {describe_check(check)}; {check.message}"
+                if not check.gating and check.verdict != "PASS":
+                    ET.SubElement(case, "skipped", message=f"warn-only {text}")
+                elif check.verdict in {"FAIL", "INCONCLUSIVE"}:
+                    ET.SubElement(case, "failure", message=text, type=check.verdict)
+                elif check.verdict == "UNKNOWN":
+                    ET.SubElement(case, "error", message=text, type="UNKNOWN")
+                ET.SubElement(case, "system-out").text = text
+        ET.indent(suites)
+        return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -1,0 +1,56 @@
+"""report.md: the verdict table and per-format metrics for people reading a pull request."""
+
+from __future__ import annotations
+
+from auditq.report.base import ReportWriter, describe_check, fmt_number
+from auditq.report.model import AuditReport
+
+ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN"}
+
+
+class MarkdownWriter(ReportWriter):
+    filename = "report.md"
+
+    def render(self, report: AuditReport) -> str:
+        lines = [
+            "# auditq report",
+            "",
+            f"**Overall: {report.verdict}** (exit code {report.exit_code}) · auditq {report.tool_version} · "
+            f"seed {report.seed} · {report.created}",
+            "",
+            f"- base: `{report.checkpoints['base']['path']}`",
+            f"- unlearned: `{report.checkpoints['unlearned']['path']}`",
+        ]
+        if "retrain" in report.checkpoints:
+            lines.append(f"- retrain: `{report.checkpoints['retrain']['path']}`")
+        sizes = report.suite["sizes"]
+        lines += [
+            f"- suite: `{report.suite['name']}` (forget {sizes['forget']['texts']} texts / {sizes['forget']['qa']} QA, "
+            f"retain {sizes['retain']['texts']} / {sizes['retain']['qa']}, holdout {sizes['holdout']['texts']} texts)",
+            "",
+            "## Verdicts",
+            "",
+            "| format | check | verdict | severity | value [95% CI] (rule, n) | detail |",
+            "|---|---|---|---|---|---|",
+        ]
+        for check in report.all_checks():
+            lines.append(f"| {check.format} | {check.check} | {ICON[check.verdict]} | {check.severity} | "
+                         f"{describe_check(check)} | {check.message.replace('|', '/')} |")
+        lines += ["", "## Metrics by format", "",
+                  "| format | model | VerbMem forget | KnowMem forget | KnowMem retain | retain PPL | Min-K% AUC | engine |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for fmt in report.formats:
+            engine = fmt.details.get("engine", "")
+            for role, m in fmt.roles.items():
+                if m.error:
+                    lines.append(f"| {fmt.format} | {role} | {m.error} | | | | | {engine} |")
+                    continue
+                auc = m.mia.get("mink")
+                lines.append(f"| {fmt.format} | {role} | {fmt_number(m.verbmem_forget)} | {fmt_number(m.knowmem_forget)} | "
+                             f"{fmt_number(m.knowmem_retain)} | {fmt_number(m.retain_ppl, 2)} | "
+                             f"{fmt_number(auc.auc if auc else None)} | {engine} |")
+        notes = [(f.format, f.details.get("note")) for f in report.formats if f.details.get("note")]
+        if notes:
+            lines += ["", "## Format notes", ""] + [f"- **{name}**: {note}" for name, note in notes]
+        lines += ["", "## Conventions", "", report.sign_convention, ""]
+        return "\n".join(lines)

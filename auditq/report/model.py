@@ -1,0 +1,99 @@
+"""Frozen result types: what an audit found, independent of how it is written out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+
+PASS, FAIL, INCONCLUSIVE, UNKNOWN = "PASS", "FAIL", "INCONCLUSIVE", "UNKNOWN"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN)
+
+SIGN_CONVENTION = (
+    "Membership inference: forget texts are members (label 1), holdout texts non-members (label 0); "
+    "every attack score is oriented so that higher means 'more likely a member' "
+    "(loss -> -loss, zlib -> -loss/zlib_bytes, Min-K% and Min-K%++ as mean of the lowest k log-probs). "
+    "AUC > 0.5 means the forget texts still look like training data. "
+    "PrivLeak = (AUC_unlearned - AUC_ref) / AUC_ref * 100 with Min-K% AUCs, so PrivLeak > 0 means "
+    "under-unlearned (MUSE prints the opposite sign); near 0 is good."
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One verdict: check × format, with the measured value, its interval and the rule applied."""
+
+    check: str            # e.g. "forget_retention.verbmem"
+    family: str           # config key: forget_retention | recovery | privleak | utility
+    format: str
+    verdict: str
+    severity: str         # error gates the exit code; warn only reports
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    threshold: float
+    comparator: str
+    n: int
+    message: str
+
+    @property
+    def gating(self) -> bool:
+        return self.severity == "error"
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    auc: float
+    tpr_at_1pct_fpr: float
+    tpr_at_01pct_fpr: float
+    n_members: int
+    n_nonmembers: int
+
+
+@dataclass(frozen=True)
+class RoleMetrics:
+    """Aggregates for one model (base / unlearned / retrain) in one format."""
+
+    role: str
+    verbmem_forget: float | None = None
+    knowmem_forget: float | None = None
+    knowmem_retain: float | None = None
+    retain_nll: float | None = None
+    retain_ppl: float | None = None
+    mia: dict[str, AttackResult] = field(default_factory=dict)
+    n: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FormatResult:
+    format: str
+    details: dict[str, Any]
+    roles: dict[str, RoleMetrics]
+    checks: tuple[CheckResult, ...]
+    privleak: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    schema_version: str
+    tool_version: str
+    created: str
+    arguments: dict[str, Any]
+    seed: int
+    config: dict[str, Any]
+    checkpoints: dict[str, dict[str, Any]]
+    suite: dict[str, Any]
+    sign_convention: str
+    formats: tuple[FormatResult, ...]
+    verdict: str
+    exit_code: int
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def all_checks(self) -> list[CheckResult]:
+        return [c for f in self.formats for c in f.checks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
