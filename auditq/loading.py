@@ -96,7 +96,10 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
                     dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
     """Load a causal LM and tokenizer from a directory of safetensors weights."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     path = Path(path)
     validate_checkpoint_dir(path, role)
     try:
@@ -118,8 +121,20 @@ ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_lay
                "num_attention_heads", "num_key_value_heads", "vocab_size")
 
 
+def check_configs_compatible(base: Path, other: Path, role: str) -> None:
+    """Compare config.json architecture fields before any weights are loaded (fail fast, exit 2)."""
+    a_cfg = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    b_cfg = json.loads((other / "config.json").read_text(encoding="utf-8"))
+    if a_cfg.get("architectures") != b_cfg.get("architectures"):
+        raise InputError(f"base and {role} checkpoints differ in architectures: "
+                         f"{a_cfg.get('architectures')} vs {b_cfg.get('architectures')}")
+    for name in ARCH_FIELDS:
+        if a_cfg.get(name) != b_cfg.get(name):
+            raise InputError(f"base and {role} checkpoints differ in {name}: {a_cfg.get(name)} vs {b_cfg.get(name)}")
+
+
 def check_compatible(base: Checkpoint, other: Checkpoint, role: str) -> None:
-    """Refuse (exit 2) when two checkpoints differ in architecture, sizes or tokenizer vocabulary."""
+    """Refuse (exit 2) when two loaded checkpoints differ in architecture, sizes or tokenizer vocabulary."""
     for name in ARCH_FIELDS:
         a, b = getattr(base.config, name, None), getattr(other.config, name, None)
         if a != b:

@@ -21,7 +21,8 @@ from auditq import __version__
 from auditq.config import AuditConfig
 from auditq.errors import InputError
 from auditq.formats import Format, FormatContext, make_formats
-from auditq.loading import Checkpoint, check_compatible, load_checkpoint
+from auditq.loading import (Checkpoint, check_compatible, check_configs_compatible, load_checkpoint,
+                            validate_checkpoint_dir)
 from auditq.policy import CheckEvaluator, FormatSamples
 from auditq.probes import DEFAULT_PROBES, PROBES, ProbeOutput, ProbeSettings
 from auditq.report.model import (FAIL, INCONCLUSIVE, PASS, SCHEMA_VERSION, SIGN_CONVENTION, UNKNOWN,
@@ -155,11 +156,14 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
 
     paths = {"base": request.base, "unlearned": request.unlearned, "retrain": request.retrain,
              "reference": request.reference}
+    present = {role: Path(path) for role, path in paths.items() if path is not None}
+    for role, path in present.items():  # every input is checked before any weights are read
+        validate_checkpoint_dir(path, role)
+        if role != "base":
+            check_configs_compatible(present["base"], path, role)
     checkpoints: dict[str, Checkpoint] = {}
     with timer("load"):
-        for role, path in paths.items():
-            if path is None:
-                continue
+        for role, path in present.items():
             events.note(f"loading {role} checkpoint {path}")
             checkpoints[role] = load_checkpoint(path, role, trust_remote_code=request.trust_remote_code)
             if role != "base":

@@ -1,0 +1,97 @@
+"""The CLI contract: report files, determinism, and one-line errors with distinct exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from auditq.cli import main
+from auditq.loading import fingerprint
+from formats.gguf_helpers import build_llama_checkpoint
+from test_suite import write_suite
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["auditq", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    captured = capsys.readouterr()
+    return int(info.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pair")
+    base = build_llama_checkpoint(root / "base", hidden=64, intermediate=128, seed=0)
+    unlearned = build_llama_checkpoint(root / "unlearned", hidden=64, intermediate=128, seed=1)
+    other = build_llama_checkpoint(root / "other", hidden=32, intermediate=128, seed=2)
+    texts = [{"id": f"t{i}", "text": f"The quick brown fox number {i} jumps over the lazy dog in Warsaw."}
+             for i in range(6)]
+    qa = [{"id": f"q{i}", "question": f"Where was Marie {i} born?", "answer": "Warsaw"} for i in range(3)]
+    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:],
+                        toml="[probes]\nprefix_tokens = 4\nmax_new_tokens = 6\nanswer_tokens = 4\n")
+    return {"base": base, "unlearned": unlearned, "other": other, "suite": suite}
+
+
+def test_out_writes_four_files_deterministically(pair, tmp_path, monkeypatch, capsys):
+    before = {k: fingerprint(pair[k]) for k in ("base", "unlearned")}
+    args = [str(pair["base"]), str(pair["unlearned"]), "--suite", str(pair["suite"]), "-f", "fp,rtn4:g32",
+            "--quiet", "--threads", "1"]
+    code, out, _ = run_cli(monkeypatch, capsys, "check", *args, "--out", str(tmp_path / "a"))
+    # random models memorise nothing and n < 20: nothing may PASS
+    assert code in (1, 3)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["junit.xml", "report.json", "report.md", "samples.jsonl"]
+    run_cli(monkeypatch, capsys, "check", *args, "--out", str(tmp_path / "b"))
+    first = json.loads((tmp_path / "a" / "report.json").read_text())
+    second = (tmp_path / "b" / "report.json").read_text()
+    assert first["schema_version"] and first["checkpoints"]["base"]["files"]["model.safetensors"]
+    assert [f["format"] for f in first["formats"]] == ["fp", "rtn4:g32"]
+    strip = lambda text: text.replace(json.loads(text)["created"], "")  # noqa: E731
+    assert strip((tmp_path / "a" / "report.json").read_text()) == strip(second)
+    assert {k: fingerprint(pair[k]) for k in ("base", "unlearned")} == before  # inputs untouched
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no staging dir left behind
+
+
+def _pickle_only(tmp_path, pair):
+    target = tmp_path / "pickled"
+    shutil.copytree(pair["base"], target)
+    (target / "model.safetensors").rename(target / "pytorch_model.bin")
+    return target
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing", "does not exist"),
+    ("pickle", "only pickled weights"),
+    ("arch", "differ in hidden_size"),
+    ("format", "unknown format family"),
+    ("suite", "malformed JSON"),
+    ("out_is_file", "is not a directory"),
+    ("threshold", "--threshold"),
+])
+def test_bad_input_exits_2_with_one_line(pair, tmp_path, monkeypatch, capsys, case, expected):
+    base, unl, suite = str(pair["base"]), str(pair["unlearned"]), str(pair["suite"])
+    extra: list[str] = []
+    if case == "missing":
+        unl = str(tmp_path / "nope")
+    elif case == "pickle":
+        unl = str(_pickle_only(tmp_path, pair))
+    elif case == "arch":
+        unl = str(pair["other"])
+    elif case == "format":
+        extra = ["-f", "fp,bogus4"]
+    elif case == "suite":
+        bad = shutil.copytree(pair["suite"], tmp_path / "badsuite")
+        (bad / "holdout.jsonl").write_text('{"text": "ok"}\n{"text": \n')
+        suite = str(bad)
+    elif case == "out_is_file":
+        (tmp_path / "file").write_text("x")
+        extra = ["--out", str(tmp_path / "file")]
+    elif case == "threshold":
+        extra = ["--threshold", "recovery"]
+    code, out, err = run_cli(monkeypatch, capsys, "check", base, unl, "--suite", suite, "-q", *extra)
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
