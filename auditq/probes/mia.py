@@ -108,7 +108,8 @@ def membership_scores(output: ProbeOutput, split: str, attack: str,
                                           if s.split == split}
         missing = [rid for rid in output.ids(split) if rid not in ref_by_id]
         if missing:
-            raise ValueError(f"ref attack: reference output lacks {len(missing)} {split} record(s), e.g. {missing[0]!r}")
+            raise ValueError(f"ref attack: reference output lacks {len(missing)} {split} record(s), "
+                             f"e.g. {missing[0]!r}")
         reference_loss = np.asarray([ref_by_id[rid] for rid in output.ids(split)], dtype=np.float64)
     return membership_from_values(attack, values, reference_loss)
 
