@@ -11,7 +11,8 @@ import platform
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -53,6 +54,17 @@ class AuditRequest:
     answer_tokens: int | None = None
     mink_k: float | None = None
     extra_formats: tuple[Format, ...] = ()
+    #: gate policy: fail | inconclusive | never (None: "fail" if allow_inconclusive else "inconclusive")
+    fail_on: str | None = None
+    #: auditq.waivers.Waiver entries, judged on `today` (None: auditq.waivers.today_utc())
+    waivers: tuple[Any, ...] = ()
+    today: date | None = None
+    #: auditq.cache.ResultCache, or None to measure everything
+    cache: Any = None
+
+    @property
+    def gate_policy(self) -> str:
+        return self.fail_on or ("fail" if self.allow_inconclusive else "inconclusive")
 
     def arguments(self) -> dict[str, Any]:
         """The request as plain JSON values (for report.json)."""
@@ -62,7 +74,8 @@ class AuditRequest:
             "reference": str(self.reference) if self.reference else None,
             "formats": list(self.formats) + [f.name for f in self.extra_formats], "probes": list(self.probes),
             "seed": self.seed, "batch_size": self.batch_size, "trust_remote_code": self.trust_remote_code,
-            "allow_inconclusive": self.allow_inconclusive, "prefix_tokens": self.prefix_tokens,
+            "allow_inconclusive": self.allow_inconclusive, "fail_on": self.gate_policy,
+            "prefix_tokens": self.prefix_tokens,
             "max_new_tokens": self.max_new_tokens, "answer_tokens": self.answer_tokens, "mink_k": self.mink_k,
         }
 
@@ -129,16 +142,27 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def gate(checks: list[CheckResult], allow_inconclusive: bool) -> tuple[str, int]:
-    """Overall verdict and exit code from the gating (error-severity) checks."""
-    gating = [c for c in checks if c.gating]
-    verdicts = {c.verdict for c in gating}
-    if FAIL in verdicts:
+FAIL_ON = ("fail", "inconclusive", "never")
+
+
+def gate(checks: list[CheckResult], allow_inconclusive: bool, fail_on: str | None = None) -> tuple[str, int]:
+    """Overall verdict and exit code from the gating (error-severity) checks.
+
+    `fail_on`: "inconclusive" (default) exits 1 on FAIL or INCONCLUSIVE, "fail" (= allow_inconclusive)
+    only on FAIL, "never" never exits 1; every policy exits 3 when a gating check is UNKNOWN (a gate
+    never swallows a tool failure). WAIVED counts as passing.
+    """
+    fail_on = fail_on or ("fail" if allow_inconclusive else "inconclusive")
+    verdicts = {c.verdict for c in checks if c.gating}
+    verdict = next((v for v in (FAIL, UNKNOWN, INCONCLUSIVE) if v in verdicts), PASS)
+    if fail_on == "never":
+        return verdict, EXIT_MEASURE if UNKNOWN in verdicts else EXIT_PASS
+    if verdict == FAIL:
         return FAIL, EXIT_FAIL
-    if UNKNOWN in verdicts:
+    if verdict == UNKNOWN:
         return UNKNOWN, EXIT_MEASURE
-    if INCONCLUSIVE in verdicts and not allow_inconclusive:
-        return INCONCLUSIVE, EXIT_FAIL
+    if verdict == INCONCLUSIVE:
+        return INCONCLUSIVE, EXIT_FAIL if fail_on == "inconclusive" else EXIT_PASS
     return PASS, EXIT_PASS
 
 
@@ -176,21 +200,34 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
         ctx = FormatContext(workdir=Path(scratch), batch_size=request.batch_size,
                             calibration_texts=suite.calibration_texts(), seed=request.seed,
                             extra={"parity_texts": tuple(r.text for r in suite.forget.texts + suite.holdout.texts)})
+        cache = request.cache.session(suite=suite, settings=settings, ctx=ctx,
+                                      trust_remote_code=request.trust_remote_code) if request.cache else None
+        if cache is not None:
+            cache.exclude(request.extra_formats)  # external artifact files are not fingerprinted: never cached
         jobs = [(fmt, role) for fmt in formats for role in roles]
         if "reference" in checkpoints:
             jobs.append((formats[0], "reference"))
         total = len(jobs) * sum(p.size(suite) for p in probes)
         advance = events.stage("quantizing and probing", total)
         for fmt, role in jobs:
-            runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events))
-    report = build_report(request, suite, formats, runs, checkpoints, created or _now())
+            runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events,
+                                 cache))
+    report = build_report(request, suite, formats, runs, checkpoints, created or _now(),
+                          details=cache.details() if cache is not None else None)
     return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))
 
 
 def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext, probes, suite: Suite,
-             settings: ProbeSettings, timer: Timer, advance, events: Events) -> RunRecord:
+             settings: ProbeSettings, timer: Timer, advance, events: Events, cache=None) -> RunRecord:
     outputs: dict[str, ProbeOutput] = {}
     events.note(f"{fmt.name}: {role}")
+    if cache is not None:  # auditq.cache: probes already measured for this checkpoint × format are not re-run
+        with timer("cache"):
+            outputs.update(cache.lookup(fmt, checkpoint, probes, advance, suite))
+        probes = [p for p in probes if p.name not in outputs]
+        if not probes:
+            return RunRecord(fmt.name, role, outputs)
+    ctx = replace(ctx, extra={**ctx.extra, "role": role})
     try:
         with timer(f"quantize:{fmt.name}"):
             applied = fmt.apply(checkpoint, ctx)
@@ -199,10 +236,14 @@ def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext,
             for probe in probes:
                 with timer(f"probe:{probe.name}"):
                     outputs[probe.name] = probe.run(lm, checkpoint.tokenizer, suite, settings)
+                if cache is not None:
+                    cache.store(fmt, checkpoint, probe.name, outputs[probe.name])
                 advance(probe.size(suite))
         finally:
             applied.__exit__(None, None, None)
             lm.close()
+        if cache is not None:
+            cache.store_details(fmt, checkpoint)
     except InputError:
         raise
     except Exception as exc:  # a crashing format or probe becomes an UNKNOWN row (exit 3), never a traceback
@@ -212,7 +253,9 @@ def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext,
 
 
 def build_report(request: AuditRequest, suite: Suite, formats: list[Format], runs: list[RunRecord],
-                 checkpoints: dict[str, Checkpoint], created: str) -> AuditReport:
+                 checkpoints: dict[str, Checkpoint], created: str,
+                 details: dict[str, dict[str, Any]] | None = None) -> AuditReport:
+    """`details`: format name -> recorded details for formats served from the result cache."""
     evaluator = CheckEvaluator(request.config, request.seed)
     by_key = {(r.format, r.role): r for r in runs}
     reference_outputs = by_key.get((formats[0].name, "reference"))
@@ -237,10 +280,15 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         if is_reference and not row_error:
             fp_samples = current
         privleak = next((c.value for c in checks if c.check == "privleak"), None)
-        results.append(FormatResult(format=fmt.name, details=fmt.details(), roles=roles, checks=tuple(checks),
+        results.append(FormatResult(format=fmt.name, details=(details or {}).get(fmt.name) or fmt.details(),
+                                    roles=roles, checks=tuple(checks),
                                     privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None))
+    from auditq.waivers import apply_waivers, today_utc
+
+    results, waiver_report = apply_waivers(results, request.waivers, request.today or today_utc()) \
+        if request.waivers else (results, ())
     all_checks = [c for r in results for c in r.checks]
-    verdict, exit_code = gate(all_checks, request.allow_inconclusive)
+    verdict, exit_code = gate(all_checks, request.allow_inconclusive, request.gate_policy)
     return AuditReport(
         schema_version=SCHEMA_VERSION,
         tool_version=__version__,
@@ -258,6 +306,7 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         exit_code=exit_code,
         environment={"python": platform.python_version(), "torch": torch.__version__,
                      "torch_threads": str(torch.get_num_threads())},
+        waivers=waiver_report,
     )
 
 

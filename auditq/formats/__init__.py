@@ -14,6 +14,7 @@ from auditq.registry import Registry
 FAMILIES: Registry[type[Format]] = Registry("format")
 FAMILIES.register("fp", "auditq.formats.fp:FullPrecision")
 FAMILIES.register("rtn", "auditq.formats.rtn:RoundToNearest")
+FAMILIES.register("gguf", "auditq.formats.gguf:GGUFFormat")
 
 _HEAD = re.compile(r"^([a-z_]+?)(\d*)$")
 

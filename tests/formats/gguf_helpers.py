@@ -91,20 +91,23 @@ def _widen_init(model: torch.nn.Module, std: float, seed: int, head_std: float =
 
 def build_llama_checkpoint(out: Path, hidden: int = 128, intermediate: int = 384, layers: int = 2,
                            heads: int = 4, kv_heads: int = 2, vocab: int = 400, seed: int = 0,
-                           rope_parameters: dict | None = None, tied: bool = False) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
+                           rope_parameters: dict | None = None, tied: bool = False, mistral: bool = False) -> Path:
+    """Llama (or, with mistral=True, MistralForCausalLM: same GGUF architecture)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer(vocab, bos=True)
-    config = LlamaConfig(
+    config_cls, model_cls = (MistralConfig, MistralForCausalLM) if mistral else (LlamaConfig, LlamaForCausalLM)
+    config = config_cls(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=intermediate,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
         max_position_embeddings=512, rms_norm_eps=1e-5, tie_word_embeddings=tied,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         **({"rope_parameters": rope_parameters} if rope_parameters else {}),
+        **({"sliding_window": None} if mistral else {}),
     )
-    model = LlamaForCausalLM(config)
+    model = model_cls(config)
     _widen_init(model, std=0.08, seed=seed)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -125,7 +128,7 @@ def build_qwen2_checkpoint(out: Path, hidden: int = 256, intermediate: int = 512
         pad_token_id=tokenizer.pad_token_id,
     )
     model = Qwen2ForCausalLM(config)
-    _widen_init(model, std=0.06, seed=seed)
+    _widen_init(model, std=0.06, seed=seed, head_std=0.12)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     return out

@@ -10,6 +10,8 @@ that script's conventions for the supported families:
   ``linear`` and ``llama3`` RoPE (the latter writes ``rope_freqs.weight``).
 - Qwen2 (``qwen2`` → ``qwen2``): q/k/v biases, NEOX RoPE (no permutation), tied output.
 - GPT-2 (``gpt2`` → ``gpt2``): Conv1D weights transposed, learned position embeddings.
+  llama.cpp evaluates GELU through an fp16 table, so F32 GPT-2 matches torch to ~4e-3
+  in log-prob (Llama/Qwen2: ~3e-5).
 
 Vocabulary: byte-level BPE only (tokenizer.ggml.model ``gpt2``); the pre-tokenizer is
 recognised from the tokenizer's own JSON (plain ByteLevel → ``gpt-2``, the Llama-3 and
