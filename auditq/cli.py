@@ -57,7 +57,9 @@ def _set_threads(threads: Optional[int]) -> None:
 def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference: Optional[Path], suite: Optional[Path],
               formats: tuple[str, ...], probes: tuple[str, ...], out_dir: Optional[Path], seed: int, batch_size: int,
               config_file: Optional[Path], thresholds: list[str], severities: list[str], allow_inconclusive: bool,
-              trust_remote_code: bool, quiet: bool, settings: dict, artifacts: list[Path] = ()) -> int:
+              trust_remote_code: bool, quiet: bool, settings: dict, artifacts: list[Path] = (),
+              base_artifacts: list[Path] = (), report_formats: tuple[str, ...] = (), fail_on: Optional[str] = None, waivers_file: Optional[Path] = None,
+              use_cache: bool = True) -> int:
     """Shared by `check`, `demo` and `remediate`: run an audit, print it, write reports, return the exit code."""
     from auditq.config import load_config
     from auditq.pipeline import AuditRequest, run_audit
@@ -69,12 +71,18 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} exists and is not a directory")
     config = load_config(Path.cwd(), config_file, thresholds, severities)
-    extra = tuple(_artifact_formats(artifacts))
+    from auditq.compliance import check_writers, make_cache, resolve_fail_on
+    from auditq.waivers import load_waivers
+
+    fail_on = resolve_fail_on(fail_on, allow_inconclusive)
+    writers = check_writers(report_formats, out_dir)
+    waivers = load_waivers(Path.cwd(), waivers_file, config_file)
+    extra = tuple(_artifact_formats(artifacts, base_artifacts))
     request = AuditRequest(
         base=base, unlearned=unlearned, retrain=retrain, reference=reference,
         suite=suite or bundled_suite_dir(), formats=formats, probes=probes, config=config, seed=seed,
         batch_size=batch_size, trust_remote_code=trust_remote_code, allow_inconclusive=allow_inconclusive,
-        extra_formats=extra, **settings,
+        extra_formats=extra, fail_on=fail_on, waivers=waivers, cache=make_cache(use_cache), **settings,
     )
     events = RichEvents(quiet)
     try:
@@ -82,19 +90,28 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
     finally:
         events.close()
     print_report(outcome.report, out)
+    if request.cache is not None and not quiet:
+        err.print(f"[dim]result cache: {request.cache.hits} probe result(s) re-used, {request.cache.misses} measured "
+                  f"({request.cache.directory})[/]", highlight=False)
     if out_dir is not None:
-        paths = write_reports(out_dir, outcome.report, extra_files={"samples.jsonl": render_samples(outcome.runs)})
+        paths = write_reports(out_dir, outcome.report, writers=writers,
+                              extra_files={"samples.jsonl": render_samples(outcome.runs)})
         out.print(f"reports written: {', '.join(str(p) for p in paths)}")
     return outcome.report.exit_code
 
 
-def _artifact_formats(artifacts) -> list:
+def _artifact_formats(artifacts, base_artifacts=()) -> list:
+    """One extra row per --artifact file; a --base-artifact of the same kind is paired in order."""
     formats = []
-    for path in artifacts:
+    base_by_index = list(base_artifacts)
+    if len(base_by_index) > len(artifacts):
+        raise InputError("--base-artifact given without a matching --artifact")
+    for index, path in enumerate(artifacts):
+        base = base_by_index[index] if index < len(base_by_index) else None
         if str(path).endswith(".gguf"):
             from auditq.formats.gguf import GGUFArtifact
 
-            formats.append(GGUFArtifact.from_path(Path(path)))
+            formats.append(GGUFArtifact.from_path(Path(path), role_paths={"base": Path(base)} if base else None))
         else:
             raise InputError(f"--artifact {path}: unsupported artifact (expected a .gguf file)")
     return formats
@@ -110,6 +127,7 @@ def check(
     formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Comma-separated formats: fp, rtnN[:gG][:emb][:nohead], gguf:q4_0, ..."),
     probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", help="Comma-separated probes."),
     artifact: list[Path] = typer.Option([], help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
+    base_artifact: list[Path] = typer.Option([], help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here."),
     seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
     batch_size: int = typer.Option(16, min=1, help="Sequences per forward pass."),
@@ -117,7 +135,11 @@ def check(
     config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml to use instead of ./auditq.toml."),
     threshold: list[str] = typer.Option([], help="Override a threshold: CHECK=VALUE (forget_retention, recovery, privleak, utility)."),
     severity: list[str] = typer.Option([], help="Override a severity: CHECK=error|warn."),
-    allow_inconclusive: bool = typer.Option(False, help="Do not fail the gate on INCONCLUSIVE verdicts."),
+    allow_inconclusive: bool = typer.Option(False, help="Do not fail the gate on INCONCLUSIVE verdicts (= --fail-on fail)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 on: fail | inconclusive (default) | never. Errors still exit 2/3."),
+    report_format: list[str] = typer.Option([], "--format", help="Extra report files in --out: sarif, html (json, md, junit always)."),
+    waivers: Optional[Path] = typer.Option(None, "--waivers", help="Waivers file (default: ./auditq-waivers.toml if present)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Measure everything; do not read or write the result cache."),
     trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
     prefix_tokens: Optional[int] = typer.Option(None, help="VerbMem prompt length in tokens (suite default, else 32)."),
     max_new_tokens: Optional[int] = typer.Option(None, help="VerbMem continuation length (suite default, else 64)."),
@@ -133,7 +155,8 @@ def check(
                      allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
                      settings={"prefix_tokens": prefix_tokens, "max_new_tokens": max_new_tokens,
                                "answer_tokens": answer_tokens, "mink_k": mink_k},
-                     artifacts=artifact)
+                     artifacts=artifact, base_artifacts=base_artifact, report_formats=tuple(report_format), fail_on=fail_on, waivers_file=waivers,
+                     use_cache=not no_cache)
     raise typer.Exit(code)
 
 
@@ -174,6 +197,90 @@ DEMO_EXPLANATION = (
     "ordinary gradient-ascent + retain-loss unlearning, but after every step each Linear weight is projected back into\n"
     "the int4 round-to-nearest cell of the original weight. Expect PASS at fp and rtn8, FAIL (recovery) at rtn4."
 )
+
+
+
+@app.command()
+def remediate(
+    base: Path = typer.Argument(..., help="The ORIGINAL model (before any unlearning): a Hugging Face checkpoint dir. Never written to."),
+    suite: Optional[Path] = typer.Option(None, help="Probe suite whose forget split is unlearned and whose retain split is kept (default: the bundled demo suite)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="NEW_DIR for the remediated checkpoint; must not exist or be empty (see --force)."),
+    method: str = typer.Option("sure", help="sure (saliency-masked unlearning, large lr), or ga / npo (the same loop on every nn.Linear weight, no mask)."),
+    forget_loss: Optional[str] = typer.Option(None, help="SURE's forget loss: ga or npo (β = 0.1). Default: the preset's (ga)."),
+    retain_loss: Optional[str] = typer.Option(None, help="Retain term: gdr (NLL on retain) or klr (KL to the original on retain). Default: the preset's."),
+    preset: str = typer.Option("auto", help="Hyper-parameter defaults: default (real models: lr 1e-4), demo (tiny models: lr 1e-3, 5·GDR), or auto (demo below 10M parameters)."),
+    lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default: the preset's; 1e-4 for real models)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Step budget (default: the preset's)."),
+    percentile: Optional[float] = typer.Option(None, min=0.0, max=100.0, help="SURE mask: train modules whose saliency is at or above this percentile (default 90, the top 10%; the reference code uses 99, 95 and 90 in three places)."),
+    granularity: Optional[str] = typer.Option(None, help="Saliency per module (default, as the paper) or per output row (as the reference code)."),
+    check_every: Optional[int] = typer.Option(None, min=1, help="Measure forget KnowMem/VerbMem at fp every K steps (default: the preset's)."),
+    target: Optional[float] = typer.Option(None, min=0.0, help="Stop once forget KnowMem and VerbMem retention at fp are at most this (default: half the gate's headroom: threshold/2, or with --retrain the retrain model's retention + margin/2)."),
+    privleak_target: Optional[float] = typer.Option(None, help="...then stop once the estimated PrivLeak (%) is at most this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
+    retain_weight: Optional[float] = typer.Option(None, min=0.0, help="Weight of the retain term (default: the preset's)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Forget and retain sequences per step (default: the preset's)."),
+    seed: int = typer.Option(0, help="Seed for batching and the re-check's bootstrap."),
+    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Formats the re-check audits (as in `auditq check`)."),
+    retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set: passed to the re-check, and its fp retention and Min-K% AUC set the stop targets."),
+    force: bool = typer.Option(False, help="Replace a non-empty --out (only once the new checkpoint is complete)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Compute and print the saliency map and the plan; train nothing, write nothing."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml for the re-check's thresholds."),
+    threshold: list[str] = typer.Option([], help="Override a re-check threshold: CHECK=VALUE."),
+    severity: list[str] = typer.Option([], help="Override a re-check severity: CHECK=error|warn."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
+    trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Re-unlearn from BASE so the result stays unlearned once quantized (SURE), write NEW_DIR, and re-check it.
+
+    Like `pip-audit --fix`: the exit code is the re-check's (0 only if it passes); --dry-run prints the plan.
+    """
+    from auditq.remediate.command import RemediateOptions, run_remediate
+
+    _set_threads(threads)
+    options = RemediateOptions(
+        base=base, suite=suite, out=out_dir, method=method, forget_loss=forget_loss, retain_loss=retain_loss,
+        preset=preset, lr=lr, steps=steps, percentile=percentile, granularity=granularity, check_every=check_every,
+        target=target, privleak_target=privleak_target, retain_weight=retain_weight, batch_size=batch_size,
+        seed=seed, formats=_split_list(formats), retrain=retrain, force=force, dry_run=dry_run,
+        config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
+        trust_remote_code=trust_remote_code, quiet=quiet)
+    raise typer.Exit(run_remediate(options, out, err, run_check))
+
+@app.command("report")
+def report_cmd(
+    report_json: Path = typer.Argument(..., help="A report.json written by `auditq check --out`."),
+    report_format: list[str] = typer.Option([], "--format", help="md, html, sarif, junit, json (comma-separated; default: md,html,sarif,junit)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory to write to (default: beside report.json)."),
+) -> None:
+    """Re-render report files from report.json without re-measuring anything."""
+    from auditq.compliance import rerender
+
+    paths = rerender(report_json, report_format, out_dir)
+    out.print(f"reports written: {', '.join(str(p) for p in paths)}")
+
+
+cache_app = typer.Typer(no_args_is_help=True, help="The result cache (probe outputs re-used across runs).")
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every cached probe result (cached demo models are kept)."""
+    from auditq.cache import ResultCache
+
+    cache = ResultCache()
+    count, size = cache.clear()
+    out.print(f"removed {count} cached result(s), {size / 1e6:.1f} MB, from {cache.directory}")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the result cache is and how big it is."""
+    from auditq.cache import ResultCache
+
+    cache = ResultCache()
+    count, size = cache.size()
+    out.print(f"{cache.directory}: {count} cached result(s), {size / 1e6:.1f} MB")
 
 
 @app.command()

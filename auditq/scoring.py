@@ -10,6 +10,7 @@ import numpy as np
 from auditq import stats
 from auditq.probes.base import ProbeOutput
 from auditq.probes.mia import ATTACKS, membership_scores
+from auditq.report.curves import compact_roc, metric_intervals
 from auditq.report.model import AttackResult, RoleMetrics
 
 #: the attack PrivLeak is computed with (MUSE: Min-K% Prob, k = 0.4)
@@ -73,6 +74,7 @@ def role_metrics(role: str, samples: RoleSamples) -> RoleMetrics:
             tpr_at_01pct_fpr=stats.tpr_at_fpr(member, nonmember, 0.001),
             n_members=int(member.size),
             n_nonmembers=int(nonmember.size),
+            **dict(zip(("roc_fpr", "roc_tpr"), compact_roc(member, nonmember))),
         )
     nll = ppl = None
     if samples.retain_nll is not None and samples.retain_nll.size:
@@ -91,4 +93,6 @@ def role_metrics(role: str, samples: RoleSamples) -> RoleMetrics:
         retain_ppl=ppl,
         mia=mia,
         n=counts,
+        intervals=metric_intervals({"verbmem_forget": samples.verbmem_forget, "knowmem_forget": samples.knowmem_forget,
+                                    "knowmem_retain": samples.knowmem_retain}),
     )

@@ -20,6 +20,8 @@ WRITERS: Registry[type[ReportWriter]] = Registry("report writer")
 WRITERS.register("json", "auditq.report.json_writer:JsonWriter")
 WRITERS.register("md", "auditq.report.markdown:MarkdownWriter")
 WRITERS.register("junit", "auditq.report.junit:JUnitWriter")
+WRITERS.register("sarif", "auditq.report.sarif:SarifWriter")
+WRITERS.register("html", "auditq.report.html:HtmlWriter")
 
 DEFAULT_WRITERS = ("json", "md", "junit")
 

@@ -37,8 +37,11 @@ def report_from_dict(data: dict[str, Any]) -> AuditReport:
     for f in data["formats"]:
         roles = {}
         for name, r in f["roles"].items():
-            mia = {k: AttackResult(**v) for k, v in (r.get("mia") or {}).items()}
-            roles[name] = RoleMetrics(**{**r, "mia": mia})
+            mia = {k: AttackResult(**{**v, "roc_fpr": tuple(v.get("roc_fpr") or ()),
+                                      "roc_tpr": tuple(v.get("roc_tpr") or ())})
+                   for k, v in (r.get("mia") or {}).items()}
+            intervals = {k: tuple(v) for k, v in (r.get("intervals") or {}).items()}
+            roles[name] = RoleMetrics(**{**r, "mia": mia, "intervals": intervals})
         checks = tuple(CheckResult(**c) for c in f["checks"])
         formats.append(FormatResult(**{**f, "roles": roles, "checks": checks}))
-    return AuditReport(**{**data, "formats": tuple(formats)})
+    return AuditReport(**{**data, "formats": tuple(formats), "waivers": tuple(data.get("waivers") or ())})

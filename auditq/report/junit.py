@@ -23,11 +23,13 @@ class JUnitWriter(ReportWriter):
                 suites, "testsuite", name=f"auditq.{fmt.format}", tests=str(len(fmt_checks)),
                 failures=str(sum(1 for c in fmt_checks if c.verdict in {"FAIL", "INCONCLUSIVE"} and c.gating)),
                 errors=str(sum(1 for c in fmt_checks if c.verdict == "UNKNOWN" and c.gating)),
-                skipped=str(sum(1 for c in fmt_checks if not c.gating and c.verdict != "PASS")))
+                skipped=str(sum(1 for c in fmt_checks if (not c.gating and c.verdict != "PASS") or c.verdict == "WAIVED")))
             for check in fmt_checks:
                 case = ET.SubElement(suite, "testcase", classname=f"auditq.{fmt.format}", name=check.check)
                 text = f"{check.verdict}: {describe_check(check)}; {check.message}"
-                if not check.gating and check.verdict != "PASS":
+                if check.verdict == "WAIVED":
+                    ET.SubElement(case, "skipped", message=f"waived {text}")
+                elif not check.gating and check.verdict != "PASS":
                     ET.SubElement(case, "skipped", message=f"warn-only {text}")
                 elif check.verdict in {"FAIL", "INCONCLUSIVE"}:
                     ET.SubElement(case, "failure", message=text, type=check.verdict)

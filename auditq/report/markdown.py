@@ -5,7 +5,8 @@ from __future__ import annotations
 from auditq.report.base import ReportWriter, describe_check, fmt_number
 from auditq.report.model import AuditReport
 
-ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN"}
+ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN",
+        "WAIVED": "🟦 WAIVED"}
 
 
 class MarkdownWriter(ReportWriter):
@@ -49,6 +50,10 @@ class MarkdownWriter(ReportWriter):
                 lines.append(f"| {fmt.format} | {role} | {fmt_number(m.verbmem_forget)} | {fmt_number(m.knowmem_forget)} | "
                              f"{fmt_number(m.knowmem_retain)} | {fmt_number(m.retain_ppl, 2)} | "
                              f"{fmt_number(auc.auc if auc else None)} | {engine} |")
+        if report.waivers:
+            lines += ["", "## Waivers", "", "| check | format | status | expires | reason | detail |", "|---|---|---|---|---|---|"]
+            lines += [f"| {w['check']} | {w['format']} | {w['status']} | {w['expires']} | {w['reason'].replace('|', '/')} | "
+                      f"{w.get('detail', '').replace('|', '/')} |" for w in report.waivers]
         notes = [(f.format, f.details.get("note")) for f in report.formats if f.details.get("note")]
         if notes:
             lines += ["", "## Format notes", ""] + [f"- **{name}**: {note}" for name, note in notes]

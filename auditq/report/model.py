@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict
 
 PASS, FAIL, INCONCLUSIVE, UNKNOWN = "PASS", "FAIL", "INCONCLUSIVE", "UNKNOWN"
-VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN)
+#: a FAIL or INCONCLUSIVE accepted by an unexpired waiver (auditq.waivers); does not fail the gate
+WAIVED = "WAIVED"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN, WAIVED)
 
 SIGN_CONVENTION = (
     "Membership inference: forget texts are members (label 1), holdout texts non-members (label 0); "
@@ -36,6 +38,8 @@ class CheckResult:
     comparator: str
     n: int
     message: str
+    #: the waiver that matched (reason, expires, source, status applied|expired, original_verdict)
+    waiver: dict[str, Any] | None = None
 
     @property
     def gating(self) -> bool:
@@ -49,6 +53,9 @@ class AttackResult:
     tpr_at_01pct_fpr: float
     n_members: int
     n_nonmembers: int
+    #: the ROC curve's corner points (collinear points dropped), for plots without re-measuring
+    roc_fpr: tuple[float, ...] = ()
+    roc_tpr: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,8 @@ class RoleMetrics:
     mia: dict[str, AttackResult] = field(default_factory=dict)
     n: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    #: metric -> (low, high) 95% percentile-bootstrap interval of the mean (for plots)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ class AuditReport:
     verdict: str
     exit_code: int
     environment: dict[str, str] = field(default_factory=dict)
+    #: every configured waiver and what became of it (applied / expired / not_needed / unmatched)
+    waivers: tuple[dict[str, Any], ...] = ()
 
     def all_checks(self) -> list[CheckResult]:
         return [c for f in self.formats for c in f.checks]

@@ -8,7 +8,8 @@ from rich.table import Table
 from auditq.report.base import describe_check, fmt_number
 from auditq.report.model import AuditReport
 
-STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "UNKNOWN": "bold magenta"}
+STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "UNKNOWN": "bold magenta",
+         "WAIVED": "bold blue"}
 
 
 def verdict_table(report: AuditReport) -> Table:
@@ -54,8 +55,12 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
     for fmt in report.formats:
         if fmt.details.get("note"):
             console.print(f"[dim]{fmt.format}: {fmt.details['note']}[/]")
-    failing = [c for c in report.all_checks() if c.verdict != "PASS" and c.gating]
+    failing = [c for c in report.all_checks() if c.verdict not in ("PASS", "WAIVED") and c.gating]
     for check in failing:
         console.print(f"[{STYLE[check.verdict]}]{check.verdict}[/] {check.format} {check.check}: "
                       f"{describe_check(check)} — {check.message}")
+    for w in report.waivers:
+        style = {"applied": "blue", "expired": "bold yellow", "unmatched": "yellow"}.get(w["status"], "dim")
+        console.print(f"[{style}]waiver {w['status']}[/] {w['format']} {w['check']} (expires {w['expires']}): "
+                      f"{w.get('detail', '')}", highlight=False)
     console.print(f"overall: [{STYLE[report.verdict]}]{report.verdict}[/] (exit {report.exit_code})")

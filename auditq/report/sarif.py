@@ -1,0 +1,198 @@
+"""report.sarif: SARIF 2.1.0 for code-scanning UIs (GitHub, GitLab, Azure DevOps).
+
+- one rule per check family (forget_retention, recovery, privleak, utility), its default level
+  from the configured severity;
+- one result per format × check that FAILs or is INCONCLUSIVE (WAIVED ones too, carrying an
+  accepted external suppression with the waiver's reason); level: gating FAIL -> error,
+  gating INCONCLUSIVE -> warning, warn-severity FAIL -> warning, warn-severity INCONCLUSIVE -> note;
+- the message gives value, interval, threshold and n; the location is the unlearned checkpoint's
+  weights file, the base (and retrain) checkpoints are related locations, and every checkpoint
+  file is listed under `artifacts` with its sha-256;
+- UNKNOWN checks (a format or probe could not run) are tool execution notifications of the
+  invocation, not results: they say nothing about the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from auditq.report.base import ReportWriter, describe_check, fmt_number
+from auditq.report.model import FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, AuditReport, CheckResult
+
+SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+INFO_URI = "https://arxiv.org/abs/2410.16454"
+
+RULES: dict[str, dict[str, str]] = {
+    "forget_retention": {
+        "name": "ForgetRetention",
+        "short": "The unlearned model still retains the forget set at this precision",
+        "full": "Forget-set VerbMem / KnowMem of the unlearned model divided by the base model's at the same "
+                "precision (with --retrain: compared with the retrain model's retention plus a margin).",
+    },
+    "recovery": {
+        "name": "QuantizationRecovery",
+        "short": "Quantization brings forgotten knowledge back",
+        "full": "Forget retention at this format minus forget retention at full precision: the failure of "
+                "Zhang et al., 'Catastrophic Failure of LLM Unlearning via Quantization' (ICLR 2025).",
+    },
+    "privleak": {
+        "name": "PrivacyLeakage",
+        "short": "Membership inference still separates the forget set from holdout data",
+        "full": "PrivLeak = (AUC_unlearned - AUC_ref) / AUC_ref * 100 with Min-K% AUCs (forget = members); "
+                "AUC_ref from the retrain model at the same precision, else 0.5. Near 0 is good.",
+    },
+    "utility": {
+        "name": "RetainedUtility",
+        "short": "Unlearning (or quantization) destroyed utility on the retain set",
+        "full": "Retain-set KnowMem of the unlearned model divided by the base model's at the same precision.",
+    },
+}
+
+
+def _level(check: CheckResult) -> str:
+    verdict = (check.waiver or {}).get("original_verdict", check.verdict) if check.verdict == WAIVED else check.verdict
+    if check.gating:
+        return "error" if verdict == FAIL else "warning"
+    return "warning" if verdict == FAIL else "note"
+
+
+def _uri(path: str) -> dict[str, str]:
+    """An artifactLocation for a local path: relative paths stay relative to the source root."""
+    posix = path.replace("\\", "/")
+    if posix.startswith("/"):
+        return {"uri": "file://" + quote(posix)}
+    clean = str(PurePosixPath(posix))
+    return {"uri": quote("" if clean == "." else clean), "uriBaseId": "SRCROOT"}
+
+
+def _join(directory: str, name: str) -> str:
+    return directory.rstrip("/\\") + "/" + name
+
+
+def _primary_file(files: dict[str, str]) -> str | None:
+    weights = sorted(n for n in files if n.endswith(".safetensors"))
+    if weights:
+        return weights[0]
+    return "config.json" if "config.json" in files else next(iter(sorted(files)), None)
+
+
+class SarifWriter(ReportWriter):
+    filename = "report.sarif"
+
+    def render(self, report: AuditReport) -> str:
+        return json.dumps(sarif_log(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def sarif_log(report: AuditReport) -> dict[str, Any]:
+    families = list(RULES)
+    severities = {name: entry.get("severity", "error") for name, entry in (report.config.get("checks") or {}).items()}
+    rules = []
+    for family in families:
+        spec = RULES[family]
+        policy = (report.config.get("checks") or {}).get(family, {})
+        rules.append({
+            "id": family,
+            "name": spec["name"],
+            "shortDescription": {"text": spec["short"]},
+            "fullDescription": {"text": spec["full"]},
+            "helpUri": INFO_URI,
+            "help": {"text": f"{spec['full']} Rule: value {policy.get('comparator', '')} "
+                             f"{fmt_number(policy.get('threshold'))}; verdicts from a bootstrap 95% interval "
+                             "(PASS: whole interval passes, FAIL: whole interval fails, otherwise INCONCLUSIVE)."},
+            "defaultConfiguration": {"level": "error" if severities.get(family, "error") == "error" else "warning"},
+            "properties": {"threshold": policy.get("threshold"), "comparator": policy.get("comparator"),
+                           "severity": severities.get(family)},
+        })
+
+    artifacts: list[dict[str, Any]] = []
+    artifact_index: dict[str, int] = {}
+    primary: dict[str, dict[str, Any]] = {}
+    for role, info in report.checkpoints.items():
+        files = info.get("files") or {}
+        for name in sorted(files):
+            location = _uri(_join(info["path"], name))
+            artifact_index[f"{role}/{name}"] = len(artifacts)
+            artifacts.append({"location": location, "hashes": {"sha-256": files[name]},
+                              "roles": ["analysisTarget"] if role == "unlearned" else ["referencedOnCommandLine"],
+                              "description": {"text": f"{role} checkpoint file"}})
+        main = _primary_file(files)
+        location = dict(_uri(_join(info["path"], main) if main else info["path"]))
+        if main:
+            location["index"] = artifact_index[f"{role}/{main}"]
+        primary[role] = location
+
+    results = []
+    notifications = []
+    for check in report.all_checks():
+        if check.verdict == UNKNOWN:
+            notifications.append({
+                "level": "error" if check.gating else "warning",
+                "message": {"text": f"{check.format} {check.check} could not be measured: {check.message}"},
+                "descriptor": {"id": check.family},
+                "properties": {"format": check.format, "check": check.check},
+            })
+            continue
+        if check.verdict not in (FAIL, INCONCLUSIVE, WAIVED):
+            continue
+        shown = (check.waiver or {}).get("original_verdict", check.verdict) if check.verdict == WAIVED else check.verdict
+        text = (f"{check.check} at {check.format}: {shown}"
+                + (" (waived)" if check.verdict == WAIVED else "")
+                + f" — value {describe_check(check)}; {check.message}")
+        result: dict[str, Any] = {
+            "ruleId": check.family,
+            "ruleIndex": families.index(check.family) if check.family in families else -1,
+            "level": _level(check),
+            "kind": "fail",
+            "message": {"text": text},
+            "locations": [{"physicalLocation": {"artifactLocation": primary.get("unlearned", {"uri": "unlearned"})},
+                           "message": {"text": "unlearned checkpoint"}}],
+            "relatedLocations": [
+                {"id": i, "physicalLocation": {"artifactLocation": primary[role]},
+                 "message": {"text": f"{role} checkpoint"}}
+                for i, role in enumerate(r for r in ("base", "retrain", "reference") if r in primary)],
+            "partialFingerprints": {
+                "auditqCheck/v1": hashlib.sha256(f"{check.check}|{check.format}".encode()).hexdigest()},
+            "properties": {
+                "format": check.format, "check": check.check, "verdict": check.verdict, "severity": check.severity,
+                "value": check.value, "ciLow": check.ci_low, "ciHigh": check.ci_high,
+                "threshold": check.threshold, "comparator": check.comparator, "n": check.n,
+            },
+        }
+        if result["ruleIndex"] < 0:
+            del result["ruleIndex"]
+        if check.verdict == WAIVED and check.waiver:
+            w = check.waiver
+            result["suppressions"] = [{
+                "kind": "external", "status": "accepted",
+                "justification": f"{w.get('reason', '')} (expires {w.get('expires', '?')}; {w.get('source', '')})",
+            }]
+        results.append(result)
+
+    config_notes = [{"level": "warning" if w["status"] in ("expired", "unmatched") else "note",
+                     "message": {"text": f"waiver {w['check']} × {w['format']} ({w['source']}): {w['status']} — "
+                                         f"{w.get('detail', '')}"}}
+                    for w in report.waivers]
+    invocation: dict[str, Any] = {
+        "executionSuccessful": not notifications,
+        "exitCode": report.exit_code,
+        "properties": {"verdict": report.verdict, "arguments": report.arguments},
+    }
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    if config_notes:
+        invocation["toolConfigurationNotifications"] = config_notes
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "auditq", "version": report.tool_version, "semanticVersion": report.tool_version,
+                            "informationUri": INFO_URI, "rules": rules}},
+        "invocations": [invocation],
+        "originalUriBaseIds": {"SRCROOT": {"description": {"text": "the directory auditq ran in"}}},
+        "artifacts": artifacts,
+        "results": results,
+        "properties": {"schemaVersion": report.schema_version, "created": report.created,
+                       "suite": {"name": report.suite.get("name"), "sha256": report.suite.get("sha256")}},
+    }
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
