@@ -108,12 +108,17 @@ def _artifact_formats(artifacts, base_artifacts=()) -> list:
         raise InputError("--base-artifact given without a matching --artifact")
     for index, path in enumerate(artifacts):
         base = base_by_index[index] if index < len(base_by_index) else None
-        if str(path).endswith(".gguf"):
+        role_paths = {"base": Path(base)} if base else None
+        if Path(path).is_dir():  # a GPTQ or AWQ checkpoint directory
+            from auditq.formats.gptq import QuantizedArtifact
+
+            formats.append(QuantizedArtifact.from_path(Path(path), role_paths=role_paths))
+        elif str(path).endswith(".gguf"):
             from auditq.formats.gguf import GGUFArtifact
 
-            formats.append(GGUFArtifact.from_path(Path(path), role_paths={"base": Path(base)} if base else None))
+            formats.append(GGUFArtifact.from_path(Path(path), role_paths=role_paths))
         else:
-            raise InputError(f"--artifact {path}: unsupported artifact (expected a .gguf file)")
+            raise InputError(f"--artifact {path}: unsupported artifact (expected a .gguf file or a GPTQ/AWQ checkpoint dir)")
     return formats
 
 
@@ -226,6 +231,7 @@ def remediate(
     config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml for the re-check's thresholds."),
     threshold: list[str] = typer.Option([], help="Override a re-check threshold: CHECK=VALUE."),
     severity: list[str] = typer.Option([], help="Override a re-check severity: CHECK=error|warn."),
+    allow_inconclusive: bool = typer.Option(False, help="Do not fail the re-check's gate on INCONCLUSIVE verdicts."),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
     trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -243,7 +249,7 @@ def remediate(
         target=target, privleak_target=privleak_target, retain_weight=retain_weight, batch_size=batch_size,
         seed=seed, formats=_split_list(formats), retrain=retrain, force=force, dry_run=dry_run,
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
-        trust_remote_code=trust_remote_code, quiet=quiet)
+        allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet)
     raise typer.Exit(run_remediate(options, out, err, run_check))
 
 @app.command("report")
@@ -294,6 +300,10 @@ def main() -> None:
 
     Usage errors are typer's own (exit 2); everything else is caught here.
     """
+    import logging
+
+    for noisy in ("torchao", "torch.utils._pytree"):  # optional engines' import chatter
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         app()
     except AuditqError as exc:

@@ -14,6 +14,9 @@ from auditq.registry import Registry
 FAMILIES: Registry[type[Format]] = Registry("format")
 FAMILIES.register("fp", "auditq.formats.fp:FullPrecision")
 FAMILIES.register("rtn", "auditq.formats.rtn:RoundToNearest")
+FAMILIES.register("gptq", "auditq.formats.gptq:GPTQFormat")
+FAMILIES.register("awq", "auditq.formats.awq:AWQFormat")
+FAMILIES.register("bnb", "auditq.formats.bnb:BitsAndBytesFormat")
 FAMILIES.register("gguf", "auditq.formats.gguf:GGUFFormat")
 
 _HEAD = re.compile(r"^([a-z_]+?)(\d*)$")

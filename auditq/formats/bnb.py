@@ -1,0 +1,170 @@
+"""bitsandbytes through transformers' BitsAndBytesConfig: the paper's own evaluation path.
+
+Format strings (family ``bnb``): ``bnb:nf4``, ``bnb:fp4``, ``bnb:int8``; ``:dq`` adds
+double quantization of the 4-bit absmax constants (``bnb:nf4:dq``).
+
+Zhang et al.'s "4-bit" is ``load_in_4bit`` FP4 (blocks of 64) and their "8-bit" is LLM.int8
+(``load_in_8bit``, outlier threshold 6.0). ``apply()`` saves the Checkpoint's in-memory model
+once per checkpoint (``ctx.workdir/hf-source/<key>``, shared with the gptq/awq formats; the
+model is only read) and loads it back with ``AutoModelForCausalLM.from_pretrained(src,
+quantization_config=BitsAndBytesConfig(...), dtype=<the checkpoint's dtype>)``, which
+quantizes every nn.Linear except the output head on load; 4-bit layers compute in the
+checkpoint's dtype (``bnb_4bit_compute_dtype``), LLM.int8 casts activations to float16.
+Device: CUDA when available (``ctx.extra["device"]`` overrides), else CPU.
+
+bitsandbytes 0.50.2 (the ``bnb`` extra) runs all three on CPU with its torch backend. An
+install that cannot (older CPU-less builds, a missing kernel) raises BackendUnavailable with
+bitsandbytes' reason, so the row is UNKNOWN rather than a crash; so does a missing package
+(install hint ``pip install 'auditq[bnb]'``).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from auditq.errors import BackendUnavailable, InputError, MeasurementError
+from auditq.formats._gptqmodel import (
+    BNB_INSTALL_HINT,
+    first_line,
+    package_version,
+    pick_device,
+    release_memory,
+    role_of,
+    saved_source,
+)
+from auditq.formats.base import Format, FormatContext, FormatSpec
+
+__all__ = ["BNB_TYPES", "BitsAndBytesFormat"]
+
+BNB_TYPES = ("nf4", "fp4", "int8")
+_QUIET_LOGGERS = ("bitsandbytes", "transformers.quantizers", "transformers.integrations.bitsandbytes")
+
+
+def require_bitsandbytes():
+    try:
+        import bitsandbytes
+    except ImportError as exc:
+        raise BackendUnavailable(f"the bnb formats need bitsandbytes ({exc})", install_hint=BNB_INSTALL_HINT) from None
+    except Exception as exc:  # noqa: BLE001 - a broken install (e.g. no usable native library) is "unavailable"
+        raise BackendUnavailable(f"bitsandbytes failed to import: {first_line(exc)}",
+                                 install_hint=BNB_INSTALL_HINT) from None
+    return bitsandbytes
+
+
+class BitsAndBytesFormat(Format):
+    """``bnb:nf4|fp4|int8[:dq]`` via transformers' BitsAndBytesConfig."""
+
+    engine = "bitsandbytes"
+
+    def __init__(self, spec: FormatSpec, quant: str, double_quant: bool = False) -> None:
+        super().__init__(spec)
+        self.quant = quant
+        self.double_quant = double_quant
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def parse(cls, spec: FormatSpec) -> BitsAndBytesFormat:
+        known = ", ".join(f"bnb:{q}" for q in BNB_TYPES)
+        if spec.head != "bnb" or not spec.args:
+            raise InputError(f"format {spec.raw!r}: expected one of {known} (optionally :dq for 4-bit)")
+        quant, *rest = spec.args
+        if quant not in BNB_TYPES:
+            raise InputError(f"format {spec.raw!r}: unknown bitsandbytes type {quant!r} (known: {known})")
+        double_quant = False
+        for arg in rest:
+            if arg == "dq" and quant != "int8":
+                double_quant = True
+            else:
+                raise InputError(f"format {spec.raw!r}: unknown bnb option {arg!r}"
+                                 + (" (only :dq, for nf4/fp4)" if quant != "int8" else " (int8 takes no options)"))
+        return cls(spec, quant, double_quant)
+
+    def _config(self, compute_dtype: torch.dtype):
+        from transformers import BitsAndBytesConfig
+
+        if self.quant == "int8":
+            return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=self.quant,
+                                  bnb_4bit_compute_dtype=compute_dtype,
+                                  bnb_4bit_use_double_quant=self.double_quant)
+
+    @contextmanager
+    def apply(self, checkpoint, ctx: FormatContext):
+        from auditq.backends.torch_lm import TorchCausalLM
+
+        require_bitsandbytes()
+        from transformers import AutoModelForCausalLM
+
+        role = role_of(checkpoint, ctx)
+        if ctx.workdir is None:
+            raise MeasurementError(f"{self.name} needs a scratch directory (FormatContext.workdir)")
+        device = pick_device(ctx)
+        dtype = next(checkpoint.model.parameters()).dtype
+        source = saved_source(checkpoint, ctx.workdir)
+        quiet = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        model = None
+        try:
+            try:
+                model = AutoModelForCausalLM.from_pretrained(
+                    source, quantization_config=self._config(dtype), dtype=dtype, device_map={"": device},
+                    use_safetensors=True, local_files_only=True)
+                model.eval()
+                with torch.inference_mode():  # smoke test: does this install have kernels for this device?
+                    ids = torch.tensor([[checkpoint.pad_token_id, checkpoint.pad_token_id]], device=device)
+                    model(input_ids=ids)
+            except (ImportError, RuntimeError, NotImplementedError, ValueError, AssertionError, TypeError) as exc:
+                raise BackendUnavailable(
+                    f"bitsandbytes {package_version('bitsandbytes')} cannot run {self.name} on {device}: "
+                    f"{first_line(exc)}", install_hint=BNB_INSTALL_HINT) from exc
+            self._runs[role] = self._describe(model, device, dtype)
+            lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
+                               description=f"bitsandbytes {self.quant} on {device} ({self.name})")
+            try:
+                yield lm
+            finally:
+                lm.model = None
+        finally:
+            model = None
+            release_memory()
+            for name, level in quiet.items():
+                logging.getLogger(name).setLevel(level)
+
+    def _describe(self, model, device: str, dtype: torch.dtype) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        full_precision: list[str] = []
+        blocksize = None
+        for name, module in model.named_modules():
+            kind = type(module).__name__
+            if kind in ("Linear4bit", "Linear8bitLt"):
+                kinds[kind] = kinds.get(kind, 0) + 1
+                state = getattr(module.weight, "quant_state", None)
+                if state is not None and blocksize is None:
+                    blocksize = getattr(state, "blocksize", None)
+            elif isinstance(module, torch.nn.Linear):
+                full_precision.append(name)
+        run: dict[str, Any] = {"device": device, "quantized_layers": kinds, "full_precision_linears": full_precision}
+        if self.quant == "int8":
+            run.update(compute="LLM.int8 (activations cast to float16)", outlier_threshold=6.0)
+        else:
+            run.update(compute_dtype=str(dtype).replace("torch.", ""), blocksize=blocksize)
+        return run
+
+    def details(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "engine": self.engine,
+            "engine_version": package_version("bitsandbytes"),
+            "loader": f"transformers {package_version('transformers')} BitsAndBytesConfig",
+            "quant_type": self.quant,
+            "bits": 8 if self.quant == "int8" else 4,
+        }
+        if self.quant != "int8":
+            info["double_quant"] = self.double_quant
+        if self._runs:
+            info.update(list(self._runs.values())[-1])
+        return info
