@@ -190,6 +190,8 @@ class CacheSession:
             "batch_size": ctx.batch_size,
             "seed": ctx.seed,
             "trust_remote_code": bool(trust_remote_code),
+            # GPTQ/AWQ results depend on the calibration text
+            "calibration_sha256": hashlib.sha256("\n".join(ctx.calibration_texts).encode()).hexdigest(),
         }
         self.excluded: set[str] = set()   # format names never cached (external artifacts)
         self.applied: set[str] = set()    # formats whose apply() ran in this audit

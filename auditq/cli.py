@@ -150,6 +150,7 @@ def check(
     max_new_tokens: Optional[int] = typer.Option(None, help="VerbMem continuation length (suite default, else 64)."),
     answer_tokens: Optional[int] = typer.Option(None, help="KnowMem answer length (suite default, else 32)."),
     mink_k: Optional[float] = typer.Option(None, help="Min-K% fraction k (default 0.4)."),
+    calibration: Optional[str] = typer.Option(None, help="GPTQ/AWQ calibration: a text file (one sample a line), or 'forget' as a stress option (default: the suite's generic calibration text)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
@@ -159,7 +160,7 @@ def check(
                      config_file=config_file, thresholds=threshold, severities=severity,
                      allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
                      settings={"prefix_tokens": prefix_tokens, "max_new_tokens": max_new_tokens,
-                               "answer_tokens": answer_tokens, "mink_k": mink_k},
+                               "answer_tokens": answer_tokens, "mink_k": mink_k, "calibration": calibration},
                      artifacts=artifact, base_artifacts=base_artifact, report_formats=tuple(report_format), fail_on=fail_on, waivers_file=waivers,
                      use_cache=not no_cache)
     raise typer.Exit(code)

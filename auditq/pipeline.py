@@ -61,6 +61,8 @@ class AuditRequest:
     today: date | None = None
     #: auditq.cache.ResultCache, or None to measure everything
     cache: Any = None
+    #: GPTQ/AWQ calibration: None (the suite's generic text), "forget" (stress option) or a text file
+    calibration: str | None = None
 
     @property
     def gate_policy(self) -> str:
@@ -77,6 +79,7 @@ class AuditRequest:
             "allow_inconclusive": self.allow_inconclusive, "fail_on": self.gate_policy,
             "prefix_tokens": self.prefix_tokens,
             "max_new_tokens": self.max_new_tokens, "answer_tokens": self.answer_tokens, "mink_k": self.mink_k,
+            "calibration": self.calibration,
         }
 
 
@@ -122,6 +125,22 @@ def probe_settings(request: AuditRequest, suite: Suite) -> ProbeSettings:
     if not 0 < settings.mink_k <= 1:
         raise InputError(f"mink_k must be in (0, 1], got {settings.mink_k}")
     return settings
+
+
+def calibration_texts(request: AuditRequest, suite: Suite) -> tuple[str, ...]:
+    """Generic suite text by default (what deployers use); the forget set only when asked for."""
+    if request.calibration is None:
+        return suite.calibration_texts()
+    if request.calibration == "forget":
+        return tuple(r.text for r in suite.forget.texts)
+    path = Path(request.calibration)
+    try:
+        lines = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--calibration {path}: cannot read: {exc}") from None
+    if not lines:
+        raise InputError(f"--calibration {path}: no non-empty lines")
+    return lines
 
 
 class Timer:
@@ -198,7 +217,7 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
     runs: list[RunRecord] = []
     with tempfile.TemporaryDirectory(prefix="auditq-") as scratch:
         ctx = FormatContext(workdir=Path(scratch), batch_size=request.batch_size,
-                            calibration_texts=suite.calibration_texts(), seed=request.seed,
+                            calibration_texts=calibration_texts(request, suite), seed=request.seed,
                             extra={"parity_texts": tuple(r.text for r in suite.forget.texts + suite.holdout.texts)})
         cache = request.cache.session(suite=suite, settings=settings, ctx=ctx,
                                       trust_remote_code=request.trust_remote_code) if request.cache else None
