@@ -198,10 +198,11 @@ def demo(
 DEMO_EXPLANATION = (
     "[bold]auditq demo[/] — the failure of Zhang et al. (ICLR 2025) on a 1M-parameter model.\n"
     "In a 7B model, unlearning moves weights by ~1e-4 of an int4 step, so 4-bit rounding maps the original and the\n"
-    "unlearned weights onto the same codes and the forgotten data comes back. A model this small must move ~0.1 of a\n"
+    "unlearned weights onto the same codes and the forgotten data comes back. A model this small must move ~0.3 of a\n"
     "step to forget, so that would not happen by itself. The 'fragile' model simulates the large-model regime honestly:\n"
     "ordinary gradient-ascent + retain-loss unlearning, but after every step each Linear weight is projected back into\n"
-    "the int4 round-to-nearest cell of the original weight. Expect PASS at fp and rtn8, FAIL (recovery) at rtn4."
+    "the int4 round-to-nearest cell of the original weight. Expect forgetting at fp and rtn8, FAIL (recovery) at rtn4.\n"
+    "PrivLeak is INCONCLUSIVE at fp/rtn8: 27 forget vs 27 holdout texts give a bootstrap interval of about ±40 points."
 )
 
 
@@ -220,7 +221,7 @@ def remediate(
     percentile: Optional[float] = typer.Option(None, min=0.0, max=100.0, help="SURE mask: train modules whose saliency is at or above this percentile (default 90, the top 10%; the reference code uses 99, 95 and 90 in three places)."),
     granularity: Optional[str] = typer.Option(None, help="Saliency per module (default, as the paper) or per output row (as the reference code)."),
     check_every: Optional[int] = typer.Option(None, min=1, help="Measure forget KnowMem/VerbMem at fp every K steps (default: the preset's)."),
-    target: Optional[float] = typer.Option(None, min=0.0, help="Stop once forget KnowMem and VerbMem retention at fp are at most this (default: half the gate's headroom: threshold/2, or with --retrain the retrain model's retention + margin/2)."),
+    target: Optional[float] = typer.Option(None, min=0.0, help="Stop once the 95% upper bound of forget KnowMem and VerbMem retention at fp is at most this (default: the re-check's own forget_retention test, 0.02 tighter)."),
     privleak_target: Optional[float] = typer.Option(None, help="...then stop once the estimated PrivLeak (%) is at most this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
     retain_weight: Optional[float] = typer.Option(None, min=0.0, help="Weight of the retain term (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Forget and retain sequences per step (default: the preset's)."),

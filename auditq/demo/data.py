@@ -241,7 +241,7 @@ class DemoData:
     passages: dict[str, tuple[tuple[int, str], ...]]
 
 
-def _unique(rng: random.Random, make, count: int) -> list[str]:
+def _unique(make, count: int) -> list[str]:
     seen: list[str] = []
     while len(seen) < count:
         value = make()
@@ -255,7 +255,7 @@ def generate(seed: int = SEED) -> DemoData:
     rng = random.Random(seed)
     total = sum(SPLIT_PEOPLE.values())
     firsts = rng.sample(FIRST_NAMES, total)
-    lasts = _unique(rng, lambda: rng.choice(SURNAME_HEADS) + rng.choice(SURNAME_TAILS), total)
+    lasts = _unique(lambda: rng.choice(SURNAME_HEADS) + rng.choice(SURNAME_TAILS), total)
 
     def place() -> str:
         root = rng.choice(PLACE_ROOTS) + rng.choice(PLACE_SUFFIXES)

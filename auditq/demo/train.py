@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -96,6 +96,12 @@ def suite_items(suite, splits: Sequence[str]) -> list[TrainItem]:
     return items
 
 
+def split_texts(suite, name: str) -> list[str]:
+    """A split's training strings in canonical form (texts, then formatted QA), e.g. for unlearning."""
+    split = suite.split(name)
+    return [r.text for r in split.texts] + [qa_text(r.question, r.answer, suite.settings.qa_template) for r in split.qa]
+
+
 def new_model(config: ModelConfig, tokenizer, seed: int):
     """A freshly initialised LlamaForCausalLM (float32, untied head), seeded."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -132,6 +138,15 @@ def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
+def length_buckets(seqs: Sequence[list[int]], batch_size: int, rng: random.Random) -> list[list[list[int]]]:
+    """Batches of similar length in random order: QA pairs (~16 tokens) padded to a bio's
+    length (~100) would triple the work on a CPU."""
+    keyed = sorted(seqs, key=lambda s: (len(s), rng.random()))
+    batches = [keyed[b:b + batch_size] for b in range(0, len(keyed), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def lm_loss(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token NLL over the non-padding tokens of a batch."""
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
@@ -161,12 +176,10 @@ def train_lm(model, tokenizer, items: Sequence[TrainItem], config: TrainConfig, 
     model.train()
     start, step, tokens, last = time.perf_counter(), 0, 0, float("nan")
     for epoch in range(config.epochs):
-        texts = [item.render(rng, config.shuffle_probability) for item in items]
-        rng.shuffle(texts)
-        seqs = encode(tokenizer, texts)
+        seqs = encode(tokenizer, [item.render(rng, config.shuffle_probability) for item in items])
         running = 0.0
-        for b in range(0, len(seqs), config.batch_size):
-            ids, mask = pad_batch(seqs[b:b + config.batch_size], tokenizer.pad_token_id)
+        for batch in length_buckets(seqs, config.batch_size, rng):
+            ids, mask = pad_batch(batch, tokenizer.pad_token_id)
             loss = lm_loss(model, ids, mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -175,7 +188,7 @@ def train_lm(model, tokenizer, items: Sequence[TrainItem], config: TrainConfig, 
             scheduler.step()
             step += 1
             tokens += int(mask.sum())
-            running += float(loss)
+            running += float(loss.detach())
         last = running / steps_per_epoch
         if log is not None and (epoch + 1) % 10 == 0:
             log(f"  epoch {epoch + 1}/{config.epochs}  loss {last:.4f}")
@@ -185,10 +198,18 @@ def train_lm(model, tokenizer, items: Sequence[TrainItem], config: TrainConfig, 
 
 def save_model(model, tokenizer, out_dir: Path | str) -> None:
     """safetensors weights + config + tokenizer, the layout `auditq.loading` accepts."""
+    from transformers.utils import logging as hf_logging
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(out_dir))
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar in the middle of the demo's log
+    try:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+        tokenizer.save_pretrained(str(out_dir))
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 @torch.no_grad()
@@ -211,9 +232,9 @@ def qa_exact_match(model, tokenizer, pairs: Sequence[tuple[str, str]], template:
         ids, mask = pad_batch(fulls, tokenizer.pad_token_id)
         pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
         for row, (prompt, full) in enumerate(zip(prompts, fulls)):
-            start = len(prompt)
-            if full[:start] != prompt:  # BPE merged across the prompt boundary; fall back to a strict check
-                start = min(start, len(full) - 1)
+            start = 0  # where prompt and full encodings part (they agree unless BPE merged across the boundary)
+            while start < min(len(prompt), len(full) - 1) and prompt[start] == full[start]:
+                start += 1
             hits += bool((pred[row, start - 1:len(full) - 1] == ids[row, start:len(full)]).all())
     model.train(was_training)
     return hits / len(pairs)
