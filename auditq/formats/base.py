@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from auditq.backends.base import LanguageModel
 from auditq.loading import Checkpoint
@@ -66,3 +66,23 @@ class Format(ABC):
     def details(self) -> dict[str, Any]:
         """Engine, version and anything measured about the produced artefact (tensor types ...)."""
         return {"engine": self.engine}
+
+
+class ArtifactFormat(Format):
+    """A format backed by quantized files a user already has (--artifact), one per model role.
+
+    Subclasses pick the file for `ctx.extra["role"]` in apply(); roles without a file are theirs to handle.
+    """
+
+    def __init__(self, spec: FormatSpec, role_paths: Mapping[str, Path], default_role: str = "unlearned") -> None:
+        super().__init__(spec)
+        self.role_paths: dict[str, Path] = {str(r): Path(p) for r, p in role_paths.items()}
+        self.default_role = default_role
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(self.role_paths)
+
+    def path_for(self, role: str) -> Path | None:
+        return self.role_paths.get(role)

@@ -66,7 +66,7 @@ from auditq.formats._gptqmodel import (
     quant_method,
     release_memory,
 )
-from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
 
 __all__ = ["GPTQ_INSTALL_HINT", "ArtifactMissing", "GPTQFormat", "GPTQOptions", "QuantizedArtifact", "parse_options"]
 
@@ -137,18 +137,15 @@ def _read_config(path: Path) -> dict[str, Any]:
     return json.loads((path / "config.json").read_text(encoding="utf-8"))
 
 
-class QuantizedArtifact(Format):
+class QuantizedArtifact(ArtifactFormat):
     """A GPTQ or AWQ checkpoint directory produced outside auditq, scored as one more row."""
 
     engine = "gptqmodel"
 
     def __init__(self, spec: FormatSpec, role_paths: Mapping[str, Path], default_role: str = "unlearned",
                  dequantize: bool = False) -> None:
-        super().__init__(spec)
-        self.role_paths: dict[str, Path] = {str(r): Path(p) for r, p in role_paths.items()}
-        self.default_role = default_role
+        super().__init__(spec, role_paths, default_role)
         self.dequantize = dequantize
-        self._runs: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_path(cls, path: Path | str, role_paths: Mapping[str, Path | str] | None = None, *,
@@ -178,13 +175,6 @@ class QuantizedArtifact(Format):
     @classmethod
     def parse(cls, spec: FormatSpec) -> QuantizedArtifact:
         raise InputError(f"format {spec.raw!r}: quantized checkpoint directories are audited with --artifact DIR")
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        return tuple(self.role_paths)
-
-    def path_for(self, role: str) -> Path | None:
-        return self.role_paths.get(role)
 
     def validate(self, checkpoints: Mapping[str, Any]) -> None:
         """Before any scoring: every directory's width, depth and vocabulary match its role's checkpoint."""

@@ -73,7 +73,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from auditq.errors import BackendUnavailable, InputError, MeasurementError
-from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
+from auditq.loading import sha256_file
 from auditq.formats.gguf.convert import INSTALL_HINT, UnsupportedModel, cached_f32_conversion, require_gguf
 from auditq.formats.gguf.quantize import QUANT_TYPES, describe_gguf, quantize_gguf, read_metadata, require_llama_cpp
 
@@ -203,24 +204,10 @@ def _is_gguf(path: Path) -> bool:
         return False
 
 
-def _sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class GGUFArtifact(Format):
+class GGUFArtifact(ArtifactFormat):
     """A GGUF file produced outside auditq, scored by llama.cpp as one more row (see module docstring)."""
 
     engine = "llama.cpp"
-
-    def __init__(self, spec: FormatSpec, role_paths: Mapping[str, Path], default_role: str = "unlearned") -> None:
-        super().__init__(spec)
-        self.role_paths: dict[str, Path] = {str(r): Path(p) for r, p in role_paths.items()}
-        self.default_role = default_role
-        self._runs: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def from_path(cls, path: Path | str, role_paths: Mapping[str, Path | str] | None = None, *,
@@ -242,13 +229,6 @@ class GGUFArtifact(Format):
     @classmethod
     def parse(cls, spec: FormatSpec) -> "GGUFArtifact":
         raise InputError(f"format {spec.raw!r}: GGUF files are audited with --artifact PATH, not as a format name")
-
-    @property
-    def roles(self) -> tuple[str, ...]:
-        return tuple(self.role_paths)
-
-    def path_for(self, role: str) -> Path | None:
-        return self.role_paths.get(role)
 
     def validate(self, checkpoints: Mapping[str, Any]) -> None:
         """Check up front (before any scoring) that every artifact fits its role's checkpoint.
@@ -322,7 +302,7 @@ class GGUFArtifact(Format):
         info = describe_gguf(path, quant)
         tokens = dims.get("tokenizer.ggml.tokens")
         return {
-            "source": str(path), "sha256": _sha256(path), "architecture": arch,
+            "source": str(path), "sha256": sha256_file(path), "architecture": arch,
             "model_name": meta.get("general.name"), "file_type": file_type, **info,
             "_dims": {"hidden_size": dims.get(f"{arch}.embedding_length"),
                       "num_hidden_layers": dims.get(f"{arch}.block_count"),
