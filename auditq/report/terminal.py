@@ -15,7 +15,7 @@ STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow"
 def verdict_table(report: AuditReport) -> Table:
     checks = sorted({c.check for c in report.all_checks()}, key=[c.check for c in report.all_checks()].index)
     table = Table(title=f"auditq verdicts — overall {report.verdict}", show_lines=False)
-    table.add_column("check")
+    table.add_column("check", no_wrap=True, min_width=24)
     for fmt in report.formats:
         table.add_column(fmt.format, justify="center")
     for check in checks:
