@@ -1,0 +1,66 @@
+"""End to end on the demo: `auditq remediate --method sure` turns the planted failure into a model that
+stays unlearned at fp, rtn8 AND rtn4, and touches nothing outside its saliency mask.
+
+The fragile demo model (tests/test_demo_e2e.py) is forgotten at fp but its rtn4 codes are the
+original's, so the forgotten data comes back at rtn4. Remediation starts again from the ORIGINAL
+model with SURE: a large learning rate on the top-10% salient modules moves them by about one int4
+step, so rounding cannot restore them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from auditq.cli import main
+from auditq.loading import fingerprint
+from auditq.remediate.output import RECORD_NAME, weight_diff
+
+pytestmark = pytest.mark.slow
+
+FORMATS = ("fp", "rtn8", "rtn4")
+
+
+def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monkeypatch, capsys):
+    models = demo_models
+    before = {role: fingerprint(getattr(models, role)) for role in ("base", "retrain")}
+    new = tmp_path / "remediated"
+    monkeypatch.setattr(sys, "argv", ["auditq", "remediate", str(models.base), "--suite", str(models.suite),
+                                      "--method", "sure", "--retrain", str(models.retrain), "--out", str(new),
+                                      "--threads", "1", "-q"])
+    with pytest.raises(SystemExit) as info:
+        main()
+    code = int(info.value.code or 0)
+    printed = capsys.readouterr().out
+    record = json.loads((new / RECORD_NAME).read_text())
+    checks = record["recheck"]["checks"]
+    assert set(checks) == set(FORMATS)
+
+    failing = []
+    for fmt in FORMATS:
+        expected_pass = ["forget_retention.verbmem", "forget_retention.knowmem", "utility"]
+        if fmt != "fp":
+            expected_pass += ["recovery.verbmem", "recovery.knowmem"]
+        failing += [(fmt, name, checks[fmt][name]) for name in expected_pass if checks[fmt][name]["verdict"] != "PASS"]
+        # 27 forget vs 27 holdout texts give PrivLeak an interval of about ±30 points even around 0:
+        # INCONCLUSIVE is the honest verdict on this suite; it must never be FAIL
+        if checks[fmt]["privleak"]["verdict"] not in ("PASS", "INCONCLUSIVE"):
+            failing.append((fmt, "privleak", checks[fmt]["privleak"]))
+    assert not failing, failing
+    # the exit code is the re-check's: 0, or 1 only because of that INCONCLUSIVE privleak
+    assert code == record["recheck"]["exit_code"]
+    assert (code, record["recheck"]["verdict"]) in ((0, "PASS"), (1, "INCONCLUSIVE"))
+
+    # θ_u = θ_o + m ⊙ Δθ: exactly the masked tensors changed, every other stored tensor is bit-identical
+    diff = weight_diff(models.base, new)
+    assert set(diff.changed) == set(record["mask"]["modules"])
+    assert diff.changed_entries == record["mask"]["trainable_parameters"] < 0.25 * diff.total_entries
+    assert not diff.missing and not diff.extra
+    # ...and they moved by about an int4 step, unlike the fragile model (whose codes are all the original's)
+    for name, shift in record["changed"]["int4_rtn"].items():
+        assert shift["codes_changed"] > 0.3, (name, shift)
+    assert record["training"]["steps"] < record["hyperparameters"]["steps"]  # the measured criterion stopped it
+    assert "changed" in printed and "bit-identical" in printed
+    assert {role: fingerprint(getattr(models, role)) for role in ("base", "retrain")} == before
