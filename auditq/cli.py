@@ -297,17 +297,30 @@ def version() -> None:
     out.print(__version__)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, kept apart from KeyboardInterrupt so it exits 130 rather than click's exit 1."""
+
+
 def main() -> None:
     """Entry point: one-line errors with exit 2 (input) or 3 (could not measure), never a traceback.
 
     Usage errors are typer's own (exit 2); everything else is caught here.
     """
     import logging
+    import signal
 
     for noisy in ("torchao", "torch.utils._pytree"):  # optional engines' import chatter
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+    def _interrupt(signum, frame):  # click would turn KeyboardInterrupt into "Aborted!" with exit 1 (= FAIL)
+        raise Interrupted()
+
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
+    except Interrupted:
+        err.print("auditq: interrupted; nothing was written", highlight=False, markup=False)
+        sys.exit(130)
     except AuditqError as exc:
         err.print(f"auditq: error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
