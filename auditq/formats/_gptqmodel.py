@@ -415,6 +415,21 @@ def dequantized_model(path: Path, workdir: Path, device: str = "cpu") -> tuple[t
                    "kernel": "torch nn.Linear", "compute_dtype": "float32", "quant_method": method}
 
 
+@contextlib.contextmanager
+def scoring(model, checkpoint, ctx, description: str):
+    """Yield a loaded quantized model as a LanguageModel; drop it and free memory when the block ends."""
+    from auditq.backends.torch_lm import TorchCausalLM
+
+    lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
+                       description=description)
+    del model
+    try:
+        yield lm
+    finally:
+        lm.model = None
+        release_memory()
+
+
 def release_memory() -> None:
     """Collect a dropped model promptly (CUDA cache too)."""
     import gc
@@ -451,8 +466,6 @@ class GPTQModelFormat:
 
     @contextlib.contextmanager
     def apply(self, checkpoint, ctx):
-        from auditq.backends.torch_lm import TorchCausalLM
-
         role = role_of(checkpoint, ctx)
         if ctx.workdir is None:
             raise MeasurementError(f"{self.name} needs a scratch directory (FormatContext.workdir)")
@@ -499,14 +512,11 @@ class GPTQModelFormat:
         if keep:
             run["checkpoint_dir"] = str(out.resolve())
         self._runs[role] = run
-        lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
-                           description=f"{linfo.get('kernel')} {linfo.get('compute_dtype')} ({self.name})")
         try:
-            yield lm
+            with scoring(model, checkpoint, ctx, f"{linfo.get('kernel')} {linfo.get('compute_dtype')} ({self.name})") as lm:
+                del model
+                yield lm
         finally:
-            lm.model = None
-            del model
-            release_memory()
             if not keep:
                 shutil.rmtree(out, ignore_errors=True)
 

@@ -64,7 +64,7 @@ from auditq.formats._gptqmodel import (
     package_version,
     pick_device,
     quant_method,
-    release_memory,
+    scoring,
 )
 from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
 
@@ -197,7 +197,6 @@ class QuantizedArtifact(ArtifactFormat):
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
-        from auditq.backends.torch_lm import TorchCausalLM
         from auditq.loading import fingerprint
 
         role = (ctx.extra or {}).get("role")
@@ -234,14 +233,9 @@ class QuantizedArtifact(ArtifactFormat):
             **info,
         }
         self._runs[role] = run
-        lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
-                           description=f"{info.get('kernel')} {info.get('compute_dtype')} ({path.name})")
-        try:
-            yield lm
-        finally:
-            lm.model = None
+        with scoring(model, checkpoint, ctx, f"{info.get('kernel')} {info.get('compute_dtype')} ({path.name})") as lm:
             del model
-            release_memory()
+            yield lm
 
     def details(self) -> dict[str, Any]:
         info: dict[str, Any] = {"engine": self.engine, "engine_version": package_version("gptqmodel"),
