@@ -95,3 +95,32 @@ def test_bad_input_exits_2_with_one_line(pair, tmp_path, monkeypatch, capsys, ca
     assert code == 2
     assert expected in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_artifact_gguf_file_is_one_more_row(pair, tmp_path, monkeypatch, capsys):
+    """--artifact: a GGUF written outside the audit is scored by llama.cpp; the base gets a same-type stand-in."""
+    pytest.importorskip("llama_cpp")
+    from auditq.formats.gguf.convert import convert_to_gguf
+    from auditq.formats.gguf.quantize import quantize_gguf
+    from auditq.loading import load_checkpoint
+
+    unl = load_checkpoint(pair["unlearned"], "unlearned")
+    f32 = convert_to_gguf(unl.model, unl.tokenizer, unl.config, tmp_path / "user-f32.gguf").path
+    q8 = quantize_gguf(f32, tmp_path / "user-Q8_0.gguf", "q8_0")
+    code, _, err = run_cli(monkeypatch, capsys, "check", str(pair["base"]), str(pair["unlearned"]),
+                           "--suite", str(pair["suite"]), "-f", "fp", "--artifact", str(q8), "--no-cache",
+                           "-q", "--threads", "1", "--out", str(tmp_path / "out"))
+    assert code in (1, 3), err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    row = next(f for f in report["formats"] if f["format"] == "gguf-file:user-Q8_0.gguf")
+    assert row["error"] is None and set(row["roles"]) == {"base", "unlearned"}
+    assert row["details"]["engine"] == "llama.cpp" and "Q8_0" in row["details"]["tensor_types"]
+    assert all(r["error"] is None and r["retain_nll"] > 0 for r in row["roles"].values())
+
+
+def test_artifact_of_unknown_kind_is_exit_2(pair, tmp_path, monkeypatch, capsys):
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"not a model")
+    code, _, err = run_cli(monkeypatch, capsys, "check", str(pair["base"]), str(pair["unlearned"]),
+                           "--suite", str(pair["suite"]), "--artifact", str(bogus), "-q")
+    assert code == 2 and "unsupported artifact" in err and len(err.strip().splitlines()) == 1
