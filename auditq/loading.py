@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -23,15 +23,39 @@ TOKENIZER_FILES = (
 PICKLE_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 
 
-@dataclass
 class Checkpoint:
-    """A loaded full-precision model, its tokenizer, and the fingerprints of its files."""
+    """A full-precision model, its tokenizer, and the fingerprints of its files.
 
-    path: Path
-    model: torch.nn.Module
-    tokenizer: object
-    config: object
-    file_hashes: dict[str, str] = field(default_factory=dict)
+    The weights may be loaded lazily (`loader`): an audit whose every row comes from the result
+    cache then never reads them, which for a 7B checkpoint saves minutes.
+    """
+
+    def __init__(self, path: Path, model: torch.nn.Module | None, tokenizer: object, config: object,
+                 file_hashes: dict[str, str] | None = None,
+                 loader: Callable[[], torch.nn.Module] | None = None) -> None:
+        if model is None and loader is None:
+            raise ValueError("a Checkpoint needs a model or a loader")
+        self.path = path
+        self.tokenizer = tokenizer
+        self.config = config
+        self.file_hashes = dict(file_hashes or {})
+        self._model = model
+        self._loader = loader
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = self._loader()
+            self._loader = None
+        return self._model
+
+    @model.setter
+    def model(self, value: torch.nn.Module) -> None:
+        self._model = value
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     @property
     def pad_token_id(self) -> int:
@@ -93,8 +117,8 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
 
 
 def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False,
-                    dtype: torch.dtype = torch.float32, device: str = "cpu") -> Checkpoint:
-    """Load a causal LM and tokenizer from a directory of safetensors weights."""
+                    dtype: torch.dtype = torch.float32, device: str = "cpu", lazy: bool = False) -> Checkpoint:
+    """Load a causal LM and tokenizer from a directory of safetensors weights (weights on first use if lazy)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -102,19 +126,30 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
     hf_logging.disable_progress_bar()
     path = Path(path)
     validate_checkpoint_dir(path, role)
+    def fail(exc: Exception) -> InputError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return InputError(f"cannot load {role} checkpoint {path}: {first}")
+
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, config=config, dtype=dtype, use_safetensors=True,
-            trust_remote_code=trust_remote_code, local_files_only=True,
-        )
     except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot load {role} checkpoint {path}: {first}") from None
-    model.to(device)
-    model.eval()
-    return Checkpoint(path=path, model=model, tokenizer=tokenizer, config=config, file_hashes=fingerprint(path))
+        raise fail(exc) from None
+
+    def load_weights() -> torch.nn.Module:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                path, config=config, dtype=dtype, use_safetensors=True,
+                trust_remote_code=trust_remote_code, local_files_only=True,
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise fail(exc) from None
+        model.to(device)
+        model.eval()
+        return model
+
+    return Checkpoint(path=path, model=None if lazy else load_weights(), tokenizer=tokenizer, config=config,
+                      file_hashes=fingerprint(path), loader=load_weights if lazy else None)
 
 
 ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",

@@ -208,10 +208,11 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
     with timer("load"):
         for role, path in present.items():
             events.note(f"loading {role} checkpoint {path}")
-            checkpoints[role] = load_checkpoint(path, role, trust_remote_code=request.trust_remote_code)
+            # with a result cache the weights are read only if some (format, model) row is not cached
+            checkpoints[role] = load_checkpoint(path, role, trust_remote_code=request.trust_remote_code,
+                                                lazy=request.cache is not None)
             if role != "base":
                 check_compatible(checkpoints["base"], checkpoints[role], role)
-    tokenizer = checkpoints["base"].tokenizer
     roles = [r for r in ROLES if r in checkpoints]
 
     runs: list[RunRecord] = []
