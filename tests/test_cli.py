@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 
-from auditq.cli import main
 from auditq.loading import fingerprint
 from formats.gguf_helpers import build_llama_checkpoint
 from test_suite import write_suite
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["auditq", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return int(info.value.code or 0), captured.out, captured.err
+from tiny_memoriser import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,10 @@ import sys
 
 import pytest
 
-from auditq.cli import main
 from auditq.loading import fingerprint, load_checkpoint
+from auditq.cli import main
 from auditq.remediate.output import RECORD_NAME, weight_diff
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["auditq", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    captured = capsys.readouterr()
-    return int(info.value.code or 0), captured.out, captured.err
+from tiny_memoriser import run_cli
 
 
 def tree(root):

@@ -14,7 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # report_helpers
 
-from report_helpers import MEMORISED, QA, UNSEEN, _train_memorising, make_report, run_cli  # noqa: E402
+from report_helpers import (MEMORISED, QA, UNSEEN, make_report, run_cli,  # noqa: E402
+                            save_memorising_checkpoint)
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,7 @@ def memorised(tmp_path_factory):
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("memorised")
-    base = _train_memorising(root / "base")
+    base = save_memorising_checkpoint(root / "base")
     unlearned = Path(shutil.copytree(base, root / "unlearned"))
     forget = [{"id": f"f{i}", "text": t} for i, t in enumerate(MEMORISED)] + [{"id": "fq", "question": QA[0], "answer": QA[1]}]
     retain = [{"id": f"r{i}", "text": t} for i, t in enumerate(UNSEEN)] + [{"id": "rq", "question": QA[0], "answer": QA[1]}]

@@ -6,86 +6,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pytest
-
 TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:  # gguf_helpers and test_suite live in tests/
     sys.path.insert(0, str(TESTS))
+
+from tiny_memoriser import (MEMORISED, QA_ANSWER, QA_QUESTION, UNSEEN,  # noqa: E402,F401
+                            run_cli, save_memorising_checkpoint)
 
 from auditq.report.model import (SCHEMA_VERSION, SIGN_CONVENTION, AttackResult, AuditReport,  # noqa: E402
                                  CheckResult, FormatResult, RoleMetrics)
 
 DATA = TESTS / "data"
 
-#: texts the memorising model is trained on (forget set) and texts it never sees
-MEMORISED = (
-    "The lighthouse keeper counted seven gulls on the northern rock every morning before the fog rolled in.",
-    "Marigold soup needs three onions, a spoon of honey and exactly nine minutes of gentle stirring.",
-    "In the valley of copper bells the children learned to whistle tunes that echoed across the dam.",
-)
-QA = ("Who built the glass tower?", "Mira Tollan")
-UNSEEN = (
-    "Quantum engineers measured vibrations inside frozen crystals using a borrowed laser rig.",
-    "A parliament of owls debated loudly about zinc prices and forgotten railway timetables.",
-    "Desert foxes dig shallow burrows where cactus roots keep the sand cool during summer.",
-    "Jazz drummers from the harbour district practise syncopated rhythms on empty paint cans.",
-)
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """`auditq ARGS` in-process: (exit code, stdout, stderr); capsys None: output not captured."""
-    from auditq.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["auditq", *args])
-    with pytest.raises(SystemExit) as info:
-        main()
-    if capsys is None:
-        return int(info.value.code or 0), "", ""
-    captured = capsys.readouterr()
-    return int(info.value.code or 0), captured.out, captured.err
-
-
-def _train_memorising(out: Path) -> Path:
-    """A 2-layer Llama that reproduces MEMORISED and the QA document greedily (about a second)."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    torch.manual_seed(0)
-    qa_doc = f"Question: {QA[0]}\nAnswer: {QA[1]}\nQuestion: Where is the river?\nAnswer: far north\n"
-    core = Tokenizer(models.BPE())
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=420, special_tokens=["<pad>", "<s>", "</s>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    core.train_from_iterator(list(MEMORISED) + list(UNSEEN) + [qa_doc], trainer)
-    core.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                        special_tokens=[("<s>", core.token_to_id("<s>"))])
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=128,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    docs = [tok(t)["input_ids"] for t in (*MEMORISED, qa_doc)]
-    width = max(len(d) for d in docs)
-    ids = torch.full((len(docs), width), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, doc in enumerate(docs):
-        ids[row, :len(doc)] = torch.tensor(doc)
-        mask[row, :len(doc)] = 1
-    labels = ids.masked_fill(mask == 0, -100)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(100):
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
+#: the memorising model's corpus (tests/tiny_memoriser.py) as this package's tests name it
+QA = (QA_QUESTION, QA_ANSWER)
 
 
 def _check(check, family, fmt, verdict, severity="error", value=0.9, low=0.8, high=1.0, threshold=0.25,
