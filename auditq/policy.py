@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from auditq import stats
+from auditq.stats import ratio_of_means
 from auditq.config import AuditConfig, CheckPolicy
 from auditq.report.model import FAIL, INCONCLUSIVE, PASS, UNKNOWN, CheckResult
 from auditq.scoring import PRIVLEAK_ATTACK, RoleSamples
@@ -67,11 +68,6 @@ def _field(samples: RoleSamples | None, metric: str) -> np.ndarray | None:
     return getattr(samples, f"{metric}_forget" if metric in MEMORISATION else metric)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> float:
-    denominator = den.mean()
-    return float(num.mean() / denominator) if denominator > 0 else float("nan")
-
-
 class CheckEvaluator:
     """Evaluates every configured check for one format against the full-precision row."""
 
@@ -111,15 +107,15 @@ class CheckEvaluator:
                                  f"the base model shows no {metric} on the forget set here: nothing to retain")
         ret = _field(cur.retrain, metric)
         if ret is None:
-            value = _ratio(unl, base)
-            interval = self._interval(lambda i: _ratio(unl[i], base[i]), (unl.size,))
+            value = ratio_of_means(unl, base)
+            interval = self._interval(lambda i: ratio_of_means(unl[i], base[i]), (unl.size,))
             detail = f"unlearned/base {metric} = {unl.mean():.3f}/{base.mean():.3f}"
             return self._result(check, "forget_retention", fmt, value, interval, int(unl.size), detail)
         # with a retrain model the fair bar is its own retention at this precision
         margin = self.config.retrain_margin
-        diff = lambda i: _ratio(unl[i], base[i]) - _ratio(ret[i], base[i])  # noqa: E731
-        value = _ratio(unl, base)
-        ret_value = _ratio(ret, base)
+        diff = lambda i: ratio_of_means(unl[i], base[i]) - ratio_of_means(ret[i], base[i])  # noqa: E731
+        value = ratio_of_means(unl, base)
+        ret_value = ratio_of_means(ret, base)
         low, high = self._interval(diff, (unl.size,))
         detail = (f"unlearned/base {metric} = {unl.mean():.3f}/{base.mean():.3f}; "
                   f"retrain retention {ret_value:.3f} + margin {margin:.2f}")
@@ -135,9 +131,9 @@ class CheckEvaluator:
         unl, base, unl_fp, base_fp = arrays
         if base.mean() <= 0 or base_fp.mean() <= 0:
             return self._unknown(check, "recovery", fmt, f"the base model shows no {metric} on the forget set")
-        stat = lambda i: _ratio(unl[i], base[i]) - _ratio(unl_fp[i], base_fp[i])  # noqa: E731
+        stat = lambda i: ratio_of_means(unl[i], base[i]) - ratio_of_means(unl_fp[i], base_fp[i])  # noqa: E731
         value = stat(np.arange(unl.size))
-        detail = f"retention {_ratio(unl, base):.3f} here vs {_ratio(unl_fp, base_fp):.3f} at fp"
+        detail = f"retention {ratio_of_means(unl, base):.3f} here vs {ratio_of_means(unl_fp, base_fp):.3f} at fp"
         return self._result(check, "recovery", fmt, value, self._interval(stat, (unl.size,)), int(unl.size), detail)
 
     def privleak(self, fmt: str, cur: FormatSamples) -> CheckResult:
@@ -165,10 +161,10 @@ class CheckEvaluator:
             return self._unknown(check, "utility", fmt, "KnowMem on retain was not measured")
         if base.mean() <= 0:
             return self._unknown(check, "utility", fmt, "the base model answers no retain question here")
-        value = _ratio(unl, base)
+        value = ratio_of_means(unl, base)
         detail = f"unlearned/base retain KnowMem = {unl.mean():.3f}/{base.mean():.3f}"
         return self._result(check, "utility", fmt, value,
-                            self._interval(lambda i: _ratio(unl[i], base[i]), (unl.size,)), int(unl.size), detail)
+                            self._interval(lambda i: ratio_of_means(unl[i], base[i]), (unl.size,)), int(unl.size), detail)
 
     def evaluate(self, fmt: str, cur: FormatSamples, ref: FormatSamples | None,
                  is_reference: bool) -> tuple[CheckResult, ...]:
