@@ -13,7 +13,12 @@ one format. Its key is the sha256 of (as canonical JSON):
   sha256 of auditq's own measuring code (probes, formats, backends, loading, suite parsing), so a
   source checkout that changes how something is measured never reads results of the old code.
 
-Entries are plain JSON (never pickle), written atomically; an unreadable entry is a miss. Floats
+Entries are plain JSON (never pickle), written atomically; an unreadable entry is a miss.
+Every entry carries the sha256 of its canonical content and an HMAC-SHA256 of it under a per-user key
+kept outside the cache dir (auditq.cache_key). An entry whose digest or HMAC does not match (edited,
+forged, or written by someone without the key) is never used: it is dropped, re-measured, counted in
+`ResultCache.tampered` and reported. Every row of the report says whether it was measured or served
+from the cache (with the entry's sha256), and `--verify-cache N` re-measures N random cached rows. Floats
 round-trip exactly (shortest repr; NaN and ±inf as JSON's non-standard literals), so a run
 served from the cache reaches exactly the verdicts of the run that filled it. Rows that errored
 are never stored; formats built from an external artifact file (``--artifact``) are never cached.
@@ -36,7 +41,7 @@ from typing import Any, Callable, Iterable
 from auditq import __version__
 from auditq.probes.base import ProbeOutput, Sample
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: sha256 + HMAC per entry
 _VERSIONED = ("torch", "transformers", "gguf", "llama-cpp-python")
 #: the parts of auditq whose code decides what a probe output contains
 _MEASURING_CODE = ("probes", "formats", "backends", "loading.py", "suite.py", "cache.py")
@@ -121,6 +126,22 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self.stored = 0
+        #: entries whose digest or HMAC did not verify (dropped and re-measured)
+        self.tampered: list[str] = []
+        self.last_session: CacheSession | None = None
+        self._key: bytes | None = None
+
+    def _signing_key(self) -> bytes:
+        if self._key is None:
+            from auditq.cache_key import signing_key
+
+            self._key = signing_key(self.directory)
+        return self._key
+
+    def _seal(self, entry: dict[str, Any]) -> tuple[str, str]:
+        from auditq.cache_key import seal
+
+        return seal(entry, self._signing_key(), _plain)
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.json"
@@ -136,13 +157,26 @@ class ResultCache:
             return None
         if not isinstance(data, dict) or data.get("cache_format") != CACHE_FORMAT or data.get("key") != key:
             return None
+        body = {k: v for k, v in data.items() if k not in ("sha256", "hmac")}
+        try:
+            digest, mac = self._seal(body)
+        except (TypeError, ValueError):
+            digest, mac = "", ""
+        import hmac as _hmac
+
+        if not (_hmac.compare_digest(str(data.get("sha256", "")), digest)
+                and _hmac.compare_digest(str(data.get("hmac", "")), mac)):
+            self.tampered.append(str(path))
+            path.unlink(missing_ok=True)  # never trusted; the row is measured again and re-stored
+            return None
         return data
 
     def put(self, key: str, material: dict[str, Any], payload: dict[str, Any]) -> bool:
         """Write one entry atomically; False (and nothing written) when the payload is not plain JSON."""
+        entry = {"cache_format": CACHE_FORMAT, "key": key, "material": material, **payload}
         try:
-            text = json.dumps({"cache_format": CACHE_FORMAT, "key": key, "material": material, **payload},
-                              ensure_ascii=False, default=_plain)
+            entry["sha256"], entry["hmac"] = self._seal(entry)
+            text = json.dumps(entry, ensure_ascii=False, default=_plain)
         except (TypeError, ValueError):
             return False
         path = self._path(key)
@@ -174,7 +208,13 @@ class ResultCache:
         return count, size
 
     def session(self, *, suite, settings, ctx, trust_remote_code: bool) -> "CacheSession":
-        return CacheSession(self, suite=suite, settings=settings, ctx=ctx, trust_remote_code=trust_remote_code)
+        self.last_session = CacheSession(self, suite=suite, settings=settings, ctx=ctx,
+                                         trust_remote_code=trust_remote_code)
+        return self.last_session
+
+
+def checkpoint_identity(checkpoint) -> str:
+    return _digest(dict(sorted(checkpoint.file_hashes.items())))
 
 
 class CacheSession:
@@ -193,6 +233,11 @@ class CacheSession:
             # GPTQ/AWQ results depend on the calibration text
             "calibration_sha256": hashlib.sha256("\n".join(ctx.calibration_texts).encode()).hexdigest(),
         }
+        self.suite, self.settings, self.ctx = suite, settings, ctx  # for --verify-cache (auditq.cache_verify)
+        #: (format name, checkpoint identity) -> probe name -> "cached:<sha256>" for rows served from the cache
+        self.sources: dict[tuple[str, str], dict[str, str]] = {}
+        #: every cache hit: (format, checkpoint, probe, cached output, entry sha256), for --verify-cache
+        self.hit_log: list[tuple[Any, Any, Any, ProbeOutput, str]] = []
         self.excluded: set[str] = set()   # format names never cached (external artifacts)
         self.applied: set[str] = set()    # formats whose apply() ran in this audit
         self._details: dict[str, dict[str, Any]] = {}
@@ -227,6 +272,9 @@ class CacheSession:
                 continue
             self.cache.hits += 1
             found[probe.name] = output
+            self.sources.setdefault((fmt.name, checkpoint_identity(checkpoint)), {})[probe.name] = \
+                f"cached:{data.get('sha256', '')}"
+            self.hit_log.append((fmt, checkpoint, probe, output, str(data.get("sha256", ""))))
             advance(probe.size(suite))
         if len(found) == len(probes):  # no apply() this time: keep the details the last run recorded
             data = self.cache.get(_digest(self._material(fmt, checkpoint, "details")))
@@ -253,6 +301,25 @@ class CacheSession:
         material = self._material(fmt, checkpoint, "details")
         self.cache.put(_digest(material), material, {"details": details})
 
+    def provenance(self, fmt_name: str, checkpoint, probe_names: Iterable[str]) -> dict[str, str]:
+        """probe name -> "measured" or "cached:<entry sha256>" for one row (format × checkpoint)."""
+        cached = self.sources.get((fmt_name, checkpoint_identity(checkpoint)), {})
+        return {name: cached.get(name, "measured") for name in probe_names}
+
     def details(self) -> dict[str, dict[str, Any]]:
         """Format name -> recorded details, for formats served wholly from the cache in this audit."""
         return {name: d for name, d in self._details.items() if name not in self.applied}
+
+
+def row_provenance(session: "CacheSession | None", formats, checkpoints: dict, probe_names: list[str],
+                   cache: "ResultCache | None" = None) -> tuple[dict[tuple[str, str], dict[str, str]], dict[str, Any]]:
+    """((format, role) -> probe -> "measured" | "cached:<sha256>", the run's cache summary)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for fmt in formats:
+        for role, checkpoint in checkpoints.items():
+            out[(fmt.name, role)] = (session.provenance(fmt.name, checkpoint, probe_names) if session is not None
+                                     else {name: "measured" for name in probe_names})
+    summary = {"enabled": False} if cache is None else {
+        "enabled": True, "directory": str(cache.directory), "hits": cache.hits, "misses": cache.misses,
+        "tampered": list(cache.tampered), "verified": [], "signed": "hmac-sha256"}
+    return out, summary

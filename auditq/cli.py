@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -59,45 +60,63 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
               config_file: Optional[Path], thresholds: list[str], severities: list[str], allow_inconclusive: bool,
               trust_remote_code: bool, quiet: bool, settings: dict, artifacts: list[Path] = (),
               base_artifacts: list[Path] = (), report_formats: tuple[str, ...] = (), fail_on: Optional[str] = None, waivers_file: Optional[Path] = None,
-              use_cache: bool = True) -> int:
+              use_cache: bool = True, threads: Optional[int] = None, force: bool = False, verify_cache: int = 0,
+              out_inside: Optional[Path] = None) -> int:
     """Shared by `check`, `demo` and `remediate`: run an audit, print it, write reports, return the exit code."""
-    from auditq.config import load_config
+    from auditq.validate import CheckInputs, validate_check
+
+    # auditq.validate: every input is checked before torch/transformers are imported or weights are read
+    validated = validate_check(CheckInputs(
+        base=base, unlearned=unlearned, suite=suite, retrain=retrain, reference=reference, formats=tuple(formats),
+        probes=tuple(probes), out=None if out_dir is None else str(out_dir), force=force, config_file=config_file,
+        thresholds=tuple(thresholds), severities=tuple(severities), fail_on=fail_on,
+        allow_inconclusive=allow_inconclusive, report_formats=tuple(report_formats), waivers_file=waivers_file,
+        artifacts=tuple(artifacts), base_artifacts=tuple(base_artifacts), settings=dict(settings),
+        use_cache=use_cache, verify_cache=verify_cache, out_inside=out_inside))
+    if threads is not None or "torch" not in sys.modules:  # demo and remediate set threads themselves
+        _set_threads(threads)
+    from auditq.compliance import make_cache
     from auditq.pipeline import AuditRequest, run_audit
     from auditq.report import write_reports
     from auditq.report.samples import render_samples
     from auditq.report.terminal import print_report
-    from auditq.suite import bundled_suite_dir
+    from auditq.weights_check import check_tensor_names
 
-    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"--out {out_dir} exists and is not a directory")
-    config = load_config(Path.cwd(), config_file, thresholds, severities)
-    from auditq.compliance import check_writers, make_cache, resolve_fail_on
-    from auditq.waivers import load_waivers
-
-    fail_on = resolve_fail_on(fail_on, allow_inconclusive)
-    writers = check_writers(report_formats, out_dir)
-    waivers = load_waivers(Path.cwd(), waivers_file, config_file)
+    for role, path in (("base", base), ("unlearned", unlearned), ("retrain", retrain), ("reference", reference)):
+        if path is not None:  # before any weights load: transformers would random-initialise a missing tensor
+            check_tensor_names(Path(path), role, trust_remote_code)
+    config, fail_on, writers, waivers, out_dir = (validated.config, validated.fail_on, validated.writers,
+                                                  validated.waivers, validated.out)
     extra = tuple(_artifact_formats(artifacts, base_artifacts))
     request = AuditRequest(
         base=base, unlearned=unlearned, retrain=retrain, reference=reference,
-        suite=suite or bundled_suite_dir(), formats=formats, probes=probes, config=config, seed=seed,
+        suite=validated.suite_dir, formats=formats, probes=probes, config=config, seed=seed,
         batch_size=batch_size, trust_remote_code=trust_remote_code, allow_inconclusive=allow_inconclusive,
         extra_formats=extra, fail_on=fail_on, waivers=waivers, cache=make_cache(use_cache), **settings,
     )
     events = RichEvents(quiet)
     try:
         outcome = run_audit(request, events)
+        report = outcome.report
+        if verify_cache and request.cache is not None:
+            from auditq.cache_verify import verify_cached_rows
+
+            verified = verify_cached_rows(request.cache, verify_cache, seed, None if quiet else err)
+            report = replace(report, cache={**report.cache, "verified": verified})
     finally:
         events.close()
-    print_report(outcome.report, out)
+    print_report(report, out)
+    if request.cache is not None and request.cache.tampered:
+        err.print(f"auditq: warning: {len(request.cache.tampered)} cache entr(y/ies) failed their sha256/HMAC check "
+                  "(edited or forged); they were dropped and measured again", highlight=False, markup=False)
     if request.cache is not None and not quiet:
         err.print(f"[dim]result cache: {request.cache.hits} probe result(s) re-used, {request.cache.misses} measured "
                   f"({request.cache.directory})[/]", highlight=False)
     if out_dir is not None:
-        paths = write_reports(out_dir, outcome.report, writers=writers,
+        paths = write_reports(out_dir, report, writers=writers, replace=True,
                               extra_files={"samples.jsonl": render_samples(outcome.runs)})
         out.print(f"reports written: {', '.join(str(p) for p in paths)}")
-    return outcome.report.exit_code
+    return report.exit_code
 
 
 def _artifact_formats(artifacts, base_artifacts=()) -> list:
@@ -133,7 +152,9 @@ def check(
     probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", help="Comma-separated probes."),
     artifact: list[Path] = typer.Option([], help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
     base_artifact: list[Path] = typer.Option([], help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here (a fresh directory: an existing one is replaced as a whole; see --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
+    verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
     seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
     batch_size: int = typer.Option(16, min=1, help="Sequences per forward pass."),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
@@ -154,7 +175,6 @@ def check(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
-    _set_threads(threads)
     code = run_check(base, unlearned, retrain=retrain, reference=reference, suite=suite, formats=_split_list(formats),
                      probes=_split_list(probes), out_dir=out_dir, seed=seed, batch_size=batch_size,
                      config_file=config_file, thresholds=threshold, severities=severity,
@@ -162,7 +182,7 @@ def check(
                      settings={"prefix_tokens": prefix_tokens, "max_new_tokens": max_new_tokens,
                                "answer_tokens": answer_tokens, "mink_k": mink_k, "calibration": calibration},
                      artifacts=artifact, base_artifacts=base_artifact, report_formats=tuple(report_format), fail_on=fail_on, waivers_file=waivers,
-                     use_cache=not no_cache)
+                     use_cache=not no_cache, threads=threads, force=force, verify_cache=verify_cache)
     raise typer.Exit(code)
 
 
@@ -170,7 +190,7 @@ def check(
 def demo(
     unlearned: str = typer.Option("fragile", help="Which demo model to audit: fragile (the planted failure), honest, or retrain."),
     formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Comma-separated formats."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the four report files here."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Write the four report files here (replaced as a whole)."),
     rebuild: bool = typer.Option(False, help="Rebuild the cached demo models."),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, min=1),
@@ -182,7 +202,10 @@ def demo(
     _set_threads(threads)
     choices = {"fragile", "honest", "retrain"}
     if unlearned not in choices:
-        raise InputError(f"--unlearned must be one of {', '.join(sorted(choices))}")
+        raise InputError(f"--unlearned {unlearned!r}: expected one of {', '.join(sorted(choices))}")
+    from auditq.outdir import check_out_dir
+
+    check_out_dir(out_dir, [])  # before building the demo models (minutes); run_check checks overlaps again
     out.print(DEMO_EXPLANATION)
     models = build_demo(force=rebuild, log=(lambda m: None) if quiet else (lambda m: err.print(f"[dim]{m}[/]")))
     target = getattr(models, unlearned)
@@ -211,7 +234,7 @@ DEMO_EXPLANATION = (
 def remediate(
     base: Path = typer.Argument(..., help="The ORIGINAL model (before any unlearning): a Hugging Face checkpoint dir. Never written to."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite whose forget split is unlearned and whose retain split is kept (default: the bundled demo suite)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="NEW_DIR for the remediated checkpoint; must not exist or be empty (see --force)."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="NEW_DIR for the remediated checkpoint; must not exist or be empty (see --force)."),
     method: str = typer.Option("sure", help="sure (saliency-masked unlearning, large lr), or ga / npo (the same loop on every nn.Linear weight, no mask)."),
     forget_loss: Optional[str] = typer.Option(None, help="SURE's forget loss: ga or npo (β = 0.1). Default: the preset's (ga)."),
     retain_loss: Optional[str] = typer.Option(None, help="Retain term: gdr (NLL on retain) or klr (KL to the original on retain). Default: the preset's."),
@@ -244,9 +267,11 @@ def remediate(
     """
     from auditq.remediate.command import RemediateOptions, run_remediate
 
+    if out_dir is not None and not out_dir.strip():
+        raise InputError("--out '': expected a directory path for the remediated checkpoint")
     _set_threads(threads)
     options = RemediateOptions(
-        base=base, suite=suite, out=out_dir, method=method, forget_loss=forget_loss, retain_loss=retain_loss,
+        base=base, suite=suite, out=None if out_dir is None else Path(out_dir), method=method, forget_loss=forget_loss, retain_loss=retain_loss,
         preset=preset, lr=lr, steps=steps, percentile=percentile, granularity=granularity, check_every=check_every,
         target=target, privleak_target=privleak_target, retain_weight=retain_weight, batch_size=batch_size,
         seed=seed, formats=_split_list(formats), retrain=retrain, force=force, dry_run=dry_run,

@@ -6,6 +6,7 @@ Precedence, lowest to highest: built-in defaults < [tool.auditq] in pyproject.to
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,11 +73,17 @@ def _apply_table(config: AuditConfig, table: dict[str, Any], source: str) -> Aud
                 if not isinstance(entry, dict) or set(entry) - {"threshold", "severity"}:
                     raise InputError(f"{source}: checks.{name} takes 'threshold' and 'severity'")
                 checks[name] = _updated(checks[name], entry.get("threshold"), entry.get("severity"), f"{source}: checks.{name}")
-        elif key in {"retrain_margin", "confidence"}:
+        elif key == "confidence":
             scalars[key] = _number(value, f"{source}: {key}")
+            if not 0 < scalars[key] < 1:
+                raise InputError(f"{source}: confidence = {value!r}: expected a number strictly between 0 and 1 (e.g. 0.95)")
+        elif key == "retrain_margin":
+            scalars[key] = _number(value, f"{source}: {key}")
+            if scalars[key] < 0:
+                raise InputError(f"{source}: retrain_margin = {value!r}: expected a number >= 0")
         elif key in {"min_n", "bootstrap_resamples"}:
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"{source}: {key} must be a positive integer")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{source}: {key} = {value!r}: expected a positive integer")
             scalars[key] = value
         elif key in {"waivers"}:
             continue
@@ -86,8 +93,8 @@ def _apply_table(config: AuditConfig, table: dict[str, Any], source: str) -> Aud
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{where} must be a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"{where} = {value!r}: expected a finite number")
     return float(value)
 
 
@@ -99,6 +106,19 @@ def _updated(policy: CheckPolicy, threshold: Any, severity: Any, where: str) -> 
             raise InputError(f"{where}.severity must be one of {', '.join(SEVERITIES)}")
         policy = replace(policy, severity=severity)
     return policy
+
+
+def _tool_table(data: dict[str, Any], source: str, default: Any = None) -> Any:
+    """[tool.auditq] of a parsed TOML file (`default` when absent); InputError when tool/auditq are not tables."""
+    tool = data.get("tool")
+    if tool is None:
+        return default
+    if not isinstance(tool, dict):
+        raise InputError(f"{source}: tool = {tool!r}: expected a [tool] table")
+    table = tool.get("auditq", default)
+    if table is not None and table is not default and not isinstance(table, dict):
+        raise InputError(f"{source}: tool.auditq = {table!r}: expected a [tool.auditq] table")
+    return table
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -114,15 +134,17 @@ def load_config(directory: Path, config_file: Path | None = None,
     config = AuditConfig()
     pyproject = directory / "pyproject.toml"
     if pyproject.is_file():
-        table = _read_toml(pyproject).get("tool", {}).get("auditq")
+        table = _tool_table(_read_toml(pyproject), str(pyproject))
         if table:
             config = _apply_table(config, table, str(pyproject))
     toml_path = config_file if config_file is not None else directory / "auditq.toml"
+    if config_file is not None and config_file.is_dir():
+        raise InputError(f"--config {config_file} is a directory; expected an auditq.toml file")
     if config_file is not None and not config_file.is_file():
-        raise InputError(f"config file {config_file} does not exist")
+        raise InputError(f"--config {config_file} does not exist")
     if toml_path.is_file():
         data = _read_toml(toml_path)
-        config = _apply_table(config, data.get("tool", {}).get("auditq", data), str(toml_path))
+        config = _apply_table(config, _tool_table(data, str(toml_path), default=data), str(toml_path))
     checks = dict(config.checks)
     for flag, is_threshold in [(t, True) for t in thresholds] + [(s, False) for s in severities]:
         name, sep, value = flag.partition("=")

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable
 
 from auditq.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where weights are loaded, so validation stays light (auditq.validate)
+    import torch
 
 WEIGHT_GLOBS = ("*.safetensors",)
 TOKENIZER_FILES = (
@@ -117,17 +118,21 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
 
 
 def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False,
-                    dtype: torch.dtype = torch.float32, device: str = "cpu", lazy: bool = False) -> Checkpoint:
+                    dtype: "torch.dtype | None" = None, device: str = "cpu", lazy: bool = False) -> Checkpoint:
     """Load a causal LM and tokenizer from a directory of safetensors weights (weights on first use if lazy)."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    dtype = torch.float32 if dtype is None else dtype
     path = Path(path)
     validate_checkpoint_dir(path, role)
     def fail(exc: Exception) -> InputError:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            first = "it needs custom model code from the checkpoint dir; pass --trust-remote-code only if you trust it"
         return InputError(f"cannot load {role} checkpoint {path}: {first}")
 
     try:
@@ -138,12 +143,16 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
 
     def load_weights() -> torch.nn.Module:
         try:
-            model = AutoModelForCausalLM.from_pretrained(
+            model, info = AutoModelForCausalLM.from_pretrained(
                 path, config=config, dtype=dtype, use_safetensors=True,
-                trust_remote_code=trust_remote_code, local_files_only=True,
+                trust_remote_code=trust_remote_code, local_files_only=True, output_loading_info=True,
             )
         except (OSError, ValueError, KeyError) as exc:
             raise fail(exc) from None
+        from auditq.weights_check import check_finite, check_loading_info
+
+        check_loading_info(info, path, role)  # transformers would random-initialise a missing weight
+        check_finite(model, path, role)
         model.to(device)
         model.eval()
         return model

@@ -232,8 +232,12 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
         for fmt, role in jobs:
             runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events,
                                  cache))
+    from auditq.cache import row_provenance  # measured or cached (with the entry's sha256), per row
+
+    provenance, cache_summary = row_provenance(cache, formats, checkpoints, [p.name for p in probes], request.cache)
     report = build_report(request, suite, formats, runs, checkpoints, created or _now(),
-                          details=cache.details() if cache is not None else None)
+                          details=cache.details() if cache is not None else None,
+                          provenance=provenance, cache_summary=cache_summary)
     return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))
 
 
@@ -274,7 +278,9 @@ def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext,
 
 def build_report(request: AuditRequest, suite: Suite, formats: list[Format], runs: list[RunRecord],
                  checkpoints: dict[str, Checkpoint], created: str,
-                 details: dict[str, dict[str, Any]] | None = None) -> AuditReport:
+                 details: dict[str, dict[str, Any]] | None = None,
+                 provenance: dict[tuple[str, str], dict[str, str]] | None = None,
+                 cache_summary: dict[str, Any] | None = None) -> AuditReport:
     """`details`: format name -> recorded details for formats served from the result cache."""
     evaluator = CheckEvaluator(request.config, request.seed)
     by_key = {(r.format, r.role): r for r in runs}
@@ -290,6 +296,7 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         samples = {role: collect_samples(r.outputs, ref) for role, r in records.items() if not r.error}
         roles = {role: role_metrics(role, s) for role, s in samples.items()}
         roles.update({role: RoleMetrics(role=role, error=msg) for role, msg in errors.items()})
+        roles = {role: replace(m, provenance=(provenance or {}).get((fmt.name, role), {})) for role, m in roles.items()}
         current = FormatSamples(samples.get("base"), samples.get("unlearned"), samples.get("retrain"))
         is_reference = index == 0
         row_error = errors.get("unlearned") or errors.get("base")
@@ -327,6 +334,7 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         environment={"python": platform.python_version(), "torch": torch.__version__,
                      "torch_threads": str(torch.get_num_threads())},
         waivers=waiver_report,
+        cache=dict(cache_summary or {}),
     )
 
 

@@ -94,6 +94,7 @@ def _read_split(path: Path, name: str) -> Split:
         raise InputError(f"{path}:{line}: not valid UTF-8") from None
     texts: list[TextRecord] = []
     qa: list[QARecord] = []
+    seen_ids: dict[str, int] = {}
     for number, line in enumerate(raw.splitlines(), start=1):
         if not line.strip():
             continue
@@ -104,6 +105,10 @@ def _read_split(path: Path, name: str) -> Split:
         if not isinstance(obj, dict):
             raise InputError(f"{path}:{number}: expected a JSON object")
         record_id = str(obj.get("id", f"{name}-{number}"))
+        if record_id in seen_ids:
+            raise InputError(f"{path}:{number}: duplicate id {record_id!r} (first on line {seen_ids[record_id]}); "
+                             "ids must be unique within a split")
+        seen_ids[record_id] = number
         if "text" in obj:
             if not isinstance(obj["text"], str) or not obj["text"].strip():
                 raise InputError(f"{path}:{number}: 'text' must be a non-empty string")
@@ -128,14 +133,17 @@ def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:
         raise InputError(f"{path}: invalid TOML: {exc}") from None
     meta = data.get("suite", {})
     probes = data.get("probes", {})
+    for table, value in (("suite", meta), ("probes", probes)):
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: {table} = {value!r}: expected a [{table}] table")
     known = {f.name: f.type for f in fields(SuiteSettings)}
     unknown = sorted(set(probes) - set(known))
     if unknown:
         raise InputError(f"{path}: unknown [probes] setting(s): {', '.join(unknown)}")
-    try:
-        settings = SuiteSettings(**probes)
-    except TypeError as exc:
-        raise InputError(f"{path}: {exc}") from None
+    from auditq.suite_checks import check_settings
+
+    check_settings(path, probes)
+    settings = SuiteSettings(**probes)
     return str(meta.get("name", path.parent.name)), str(meta.get("description", "")), settings
 
 

@@ -145,12 +145,14 @@ def load_waivers(directory: Path, waivers_file: Path | None = None, config_file:
     auditq-waivers.toml (or `waivers_file`), in that order."""
     found: list[Waiver] = []
     pyproject = directory / "pyproject.toml"
+    from auditq.config import _tool_table
+
     if pyproject.is_file():
-        found += _entries(_read(pyproject).get("tool", {}).get("auditq", {}).get("waivers"), str(pyproject))
+        found += _entries((_tool_table(_read(pyproject), str(pyproject)) or {}).get("waivers"), str(pyproject))
     toml_path = config_file if config_file is not None else directory / "auditq.toml"
     if toml_path.is_file():
         data = _read(toml_path)
-        data = data.get("tool", {}).get("auditq", data)
+        data = _tool_table(data, str(toml_path), default=data)
         found += _entries(data.get("waivers"), str(toml_path))
     if waivers_file is not None and not waivers_file.is_file():
         raise InputError(f"waivers file {waivers_file} does not exist")

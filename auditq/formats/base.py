@@ -6,10 +6,12 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from auditq.backends.base import LanguageModel
-from auditq.loading import Checkpoint
+
+if TYPE_CHECKING:
+    from auditq.loading import Checkpoint
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,16 @@ def _validate(opts: RemediateOptions) -> tuple[object, Path]:
         raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
     if opts.out is not None:
         check_out_dir(opts.out, [opts.base, suite_dir, opts.retrain, opts.config_file], opts.force)
+        from auditq.outdir import check_out_dir as check_writable
+
+        check_writable(str(opts.out), [], force=True)  # writable now, not after training (probe file)
+    from auditq.validate_checkpoint import validate_checkpoint
+    from auditq.weights_check import check_tensor_names
+
+    for role, path in (("base", opts.base), ("retrain", opts.retrain)):
+        if path is not None:  # headers against config.json, then tensor names against the architecture
+            validate_checkpoint(Path(path), role)
+            check_tensor_names(Path(path), role, opts.trust_remote_code)
     from auditq.formats import make_formats
 
     make_formats(list(opts.formats))  # an unknown format is an input error before any training

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -27,8 +26,15 @@ DEFAULT_WRITERS = ("json", "md", "junit")
 
 
 def write_reports(out_dir: Path, report: AuditReport, writers: Iterable[str] = DEFAULT_WRITERS,
-                  extra_files: dict[str, str] | None = None) -> list[Path]:
-    """Render every writer (plus `extra_files` name -> text) and move them into `out_dir` together."""
+                  extra_files: dict[str, str] | None = None, replace: bool = False) -> list[Path]:
+    """Render every writer (plus `extra_files` name -> text) and move them into `out_dir` together.
+
+    `replace` (check, demo): `out_dir` is replaced as a whole (auditq.outdir), so no stale file of an
+    earlier run survives; otherwise (`auditq report` re-rendering beside report.json) the rendered
+    files are moved into the existing directory, every other file there is kept.
+    """
+    from auditq.outdir import fresh_staging, replace_dir
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         from auditq.errors import InputError
@@ -39,14 +45,12 @@ def write_reports(out_dir: Path, report: AuditReport, writers: Iterable[str] = D
         writer = WRITERS.load(name)()
         rendered[writer.filename] = writer.render(report)
     rendered.update(extra_files or {})
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    staging = fresh_staging(out_dir)
     try:
         for filename, text in rendered.items():
             (staging / filename).write_text(text, encoding="utf-8")
-        if not out_dir.exists():
-            os.replace(staging, out_dir)
+        if replace or not out_dir.exists():
+            replace_dir(staging, out_dir)
         else:
             for filename in rendered:
                 os.replace(staging / filename, out_dir / filename)

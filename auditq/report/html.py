@@ -19,7 +19,7 @@ import io
 import math
 from typing import Any, Iterable
 
-from auditq.report.base import ReportWriter, describe_check, fmt_number
+from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
 from auditq.report.model import AuditReport, FormatResult
 
 ROLE_COLORS = {"base": "#1f77b4", "unlearned": "#d62728", "retrain": "#2ca02c", "reference": "#7f7f7f"}
@@ -43,7 +43,9 @@ figure img{max-width:100%;height:auto;border:1px solid #eee}code{font-size:.9em}
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    from auditq.report.escape import visible
+
+    return html.escape(visible(value), quote=True)
 
 
 def _svg(fig) -> str:
@@ -256,15 +258,17 @@ def _metrics_table(report: AuditReport) -> str:
         engine = fmt.details.get("engine", "")
         for role, m in fmt.roles.items():
             if m.error:
-                rows.append(f"<tr><td>{_e(fmt.format)}</td><td>{_e(role)}</td><td colspan=6>{_e(m.error)}</td></tr>")
+                rows.append(f"<tr><td>{_e(fmt.format)}</td><td>{_e(role)}</td><td colspan=6>{_e(m.error)}</td>"
+                            f"<td>{_e(provenance_label(m))}</td></tr>")
                 continue
             auc = m.mia.get(ROC_ATTACK)
             cells = [fmt_number(m.verbmem_forget), fmt_number(m.knowmem_forget), fmt_number(m.knowmem_retain),
                      fmt_number(m.retain_ppl, 2), fmt_number(auc.auc if auc else None)]
             rows.append(f"<tr><td>{_e(fmt.format)}</td><td>{_e(role)}</td>"
-                        + "".join(f'<td class="num">{_e(v)}</td>' for v in cells) + f"<td>{_e(engine)}</td></tr>")
+                        + "".join(f'<td class="num">{_e(v)}</td>' for v in cells) + f"<td>{_e(engine)}</td>"
+                        f"<td>{_e(provenance_label(m))}</td></tr>")
     return ("<table id=\"metrics\"><tr><th>format</th><th>model</th><th>VerbMem forget</th><th>KnowMem forget</th>"
-            "<th>KnowMem retain</th><th>retain PPL</th><th>Min-K% AUC</th><th>engine</th></tr>" + "".join(rows) + "</table>")
+            "<th>KnowMem retain</th><th>retain PPL</th><th>Min-K% AUC</th><th>engine</th><th>source</th></tr>" + "".join(rows) + "</table>")
 
 
 def _waivers_table(report: AuditReport) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from auditq.report.base import ReportWriter, describe_check
+from auditq.report.base import ReportWriter, describe_check, provenance_label
+from auditq.report.escape import visible
 from auditq.report.model import AuditReport
 
 
@@ -26,7 +27,7 @@ class JUnitWriter(ReportWriter):
                 skipped=str(sum(1 for c in fmt_checks if (not c.gating and c.verdict != "PASS") or c.verdict == "WAIVED")))
             for check in fmt_checks:
                 case = ET.SubElement(suite, "testcase", classname=f"auditq.{fmt.format}", name=check.check)
-                text = f"{check.verdict}: {describe_check(check)}; {check.message}"
+                text = visible(f"{check.verdict}: {describe_check(check)}; {check.message}")
                 if check.verdict == "WAIVED":
                     ET.SubElement(case, "skipped", message=f"waived {text}")
                 elif not check.gating and check.verdict != "PASS":
@@ -35,6 +36,7 @@ class JUnitWriter(ReportWriter):
                     ET.SubElement(case, "failure", message=text, type=check.verdict)
                 elif check.verdict == "UNKNOWN":
                     ET.SubElement(case, "error", message=text, type="UNKNOWN")
-                ET.SubElement(case, "system-out").text = text
+                sources = "; ".join(f"{role}: {provenance_label(m)}" for role, m in fmt.roles.items())
+                ET.SubElement(case, "system-out").text = f"{text}\nsource: {visible(sources)}"
         ET.indent(suites)
         return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from auditq.report.base import ReportWriter, describe_check, fmt_number
+from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
+from auditq.report.escape import md, md_code
 from auditq.report.model import AuditReport
 
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN",
@@ -19,14 +20,14 @@ class MarkdownWriter(ReportWriter):
             f"**Overall: {report.verdict}** (exit code {report.exit_code}) · auditq {report.tool_version} · "
             f"seed {report.seed} · {report.created}",
             "",
-            f"- base: `{report.checkpoints['base']['path']}`",
-            f"- unlearned: `{report.checkpoints['unlearned']['path']}`",
+            f"- base: {md_code(report.checkpoints['base']['path'])}",
+            f"- unlearned: {md_code(report.checkpoints['unlearned']['path'])}",
         ]
         if "retrain" in report.checkpoints:
-            lines.append(f"- retrain: `{report.checkpoints['retrain']['path']}`")
+            lines.append(f"- retrain: {md_code(report.checkpoints['retrain']['path'])}")
         sizes = report.suite["sizes"]
         lines += [
-            f"- suite: `{report.suite['name']}` (forget {sizes['forget']['texts']} texts / {sizes['forget']['qa']} QA, "
+            f"- suite: {md_code(report.suite['name'])} (forget {sizes['forget']['texts']} texts / {sizes['forget']['qa']} QA, "
             f"retain {sizes['retain']['texts']} / {sizes['retain']['qa']}, holdout {sizes['holdout']['texts']} texts)",
             "",
             "## Verdicts",
@@ -35,27 +36,33 @@ class MarkdownWriter(ReportWriter):
             "|---|---|---|---|---|---|",
         ]
         for check in report.all_checks():
-            lines.append(f"| {check.format} | {check.check} | {ICON[check.verdict]} | {check.severity} | "
-                         f"{describe_check(check)} | {check.message.replace('|', '/')} |")
+            lines.append(f"| {md(check.format)} | {md(check.check)} | {ICON.get(check.verdict, md(check.verdict))} | "
+                         f"{md(check.severity)} | {md(describe_check(check))} | {md(check.message)} |")
         lines += ["", "## Metrics by format", "",
-                  "| format | model | VerbMem forget | KnowMem forget | KnowMem retain | retain PPL | Min-K% AUC | engine |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| format | model | VerbMem forget | KnowMem forget | KnowMem retain | retain PPL | Min-K% AUC | engine | source |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for fmt in report.formats:
-            engine = fmt.details.get("engine", "")
+            engine = md(fmt.details.get("engine", ""))
             for role, m in fmt.roles.items():
+                source = md(provenance_label(m))
                 if m.error:
-                    lines.append(f"| {fmt.format} | {role} | {m.error} | | | | | {engine} |")
+                    lines.append(f"| {md(fmt.format)} | {md(role)} | {md(m.error)} | | | | | {engine} | {source} |")
                     continue
                 auc = m.mia.get("mink")
-                lines.append(f"| {fmt.format} | {role} | {fmt_number(m.verbmem_forget)} | {fmt_number(m.knowmem_forget)} | "
+                lines.append(f"| {md(fmt.format)} | {md(role)} | {fmt_number(m.verbmem_forget)} | {fmt_number(m.knowmem_forget)} | "
                              f"{fmt_number(m.knowmem_retain)} | {fmt_number(m.retain_ppl, 2)} | "
-                             f"{fmt_number(auc.auc if auc else None)} | {engine} |")
+                             f"{fmt_number(auc.auc if auc else None)} | {engine} | {source} |")
+        cache = report.cache or {}
+        if cache.get("enabled"):
+            lines += ["", f"Result cache: {cache.get('hits', 0)} probe output(s) re-used, {cache.get('misses', 0)} measured; "
+                      f"{len(cache.get('tampered') or [])} entr(y/ies) failed the sha256/HMAC check and were re-measured; "
+                      f"{len(cache.get('verified') or [])} cached row(s) re-measured by --verify-cache."]
         if report.waivers:
             lines += ["", "## Waivers", "", "| check | format | status | expires | reason | detail |", "|---|---|---|---|---|---|"]
-            lines += [f"| {w['check']} | {w['format']} | {w['status']} | {w['expires']} | {w['reason'].replace('|', '/')} | "
-                      f"{w.get('detail', '').replace('|', '/')} |" for w in report.waivers]
+            lines += [f"| {md(w['check'])} | {md(w['format'])} | {md(w['status'])} | {md(w['expires'])} | {md(w['reason'])} | "
+                      f"{md(w.get('detail', ''))} |" for w in report.waivers]
         notes = [(f.format, f.details.get("note")) for f in report.formats if f.details.get("note")]
         if notes:
-            lines += ["", "## Format notes", ""] + [f"- **{name}**: {note}" for name, note in notes]
+            lines += ["", "## Format notes", ""] + [f"- **{md(name)}**: {md(note)}" for name, note in notes]
         lines += ["", "## Conventions", "", report.sign_convention, ""]
         return "\n".join(lines)

@@ -73,6 +73,8 @@ class RoleMetrics:
     error: str | None = None
     #: metric -> (low, high) 95% percentile-bootstrap interval of the mean (for plots)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: probe -> "measured" (this run) or "cached:<sha256 of the cache entry>" (auditq.cache)
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class AuditReport:
     environment: dict[str, str] = field(default_factory=dict)
     #: every configured waiver and what became of it (applied / expired / not_needed / unmatched)
     waivers: tuple[dict[str, Any], ...] = ()
+    #: the result cache in this run: enabled, hits, misses, tampered entries (dropped, re-measured), verified rows
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def all_checks(self) -> list[CheckResult]:
         return [c for f in self.formats for c in f.checks]

@@ -20,7 +20,8 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from auditq.report.base import ReportWriter, describe_check, fmt_number
+from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
+from auditq.report.escape import visible
 from auditq.report.model import FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, AuditReport, CheckResult
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -127,11 +128,12 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
 
     results = []
     notifications = []
+    sources = {f.format: {role: provenance_label(m) for role, m in f.roles.items()} for f in report.formats}
     for check in report.all_checks():
         if check.verdict == UNKNOWN:
             notifications.append({
                 "level": "error" if check.gating else "warning",
-                "message": {"text": f"{check.format} {check.check} could not be measured: {check.message}"},
+                "message": {"text": visible(f"{check.format} {check.check} could not be measured: {check.message}")},
                 "descriptor": {"id": check.family},
                 "properties": {"format": check.format, "check": check.check},
             })
@@ -147,7 +149,8 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
             "ruleIndex": families.index(check.family) if check.family in families else -1,
             "level": _level(check),
             "kind": "fail",
-            "message": {"text": text},
+            "message": {"text": visible(text + "; source: " + ", ".join(
+                f"{role} {label}" for role, label in sources.get(check.format, {}).items()))},
             "locations": [{"physicalLocation": {"artifactLocation": primary.get("unlearned", {"uri": "unlearned"})},
                            "message": {"text": "unlearned checkpoint"}}],
             "relatedLocations": [
@@ -160,6 +163,7 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
                 "format": check.format, "check": check.check, "verdict": check.verdict, "severity": check.severity,
                 "value": check.value, "ciLow": check.ci_low, "ciHigh": check.ci_high,
                 "threshold": check.threshold, "comparator": check.comparator, "n": check.n,
+                "provenance": sources.get(check.format, {}),
             },
         }
         if result["ruleIndex"] < 0:
@@ -168,18 +172,18 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
             w = check.waiver
             result["suppressions"] = [{
                 "kind": "external", "status": "accepted",
-                "justification": f"{w.get('reason', '')} (expires {w.get('expires', '?')}; {w.get('source', '')})",
+                "justification": visible(f"{w.get('reason', '')} (expires {w.get('expires', '?')}; {w.get('source', '')})"),
             }]
         results.append(result)
 
     config_notes = [{"level": "warning" if w["status"] in ("expired", "unmatched") else "note",
-                     "message": {"text": f"waiver {w['check']} × {w['format']} ({w['source']}): {w['status']} — "
-                                         f"{w.get('detail', '')}"}}
+                     "message": {"text": visible(f"waiver {w['check']} × {w['format']} ({w['source']}): {w['status']} — "
+                                                 f"{w.get('detail', '')}")}}
                     for w in report.waivers]
     invocation: dict[str, Any] = {
         "executionSuccessful": not notifications,
         "exitCode": report.exit_code,
-        "properties": {"verdict": report.verdict, "arguments": report.arguments},
+        "properties": {"verdict": report.verdict, "arguments": report.arguments, "cache": report.cache},
     }
     if notifications:
         invocation["toolExecutionNotifications"] = notifications

@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from auditq.report.base import describe_check, fmt_number
+from auditq.report.base import describe_check, fmt_number, provenance_label
+from auditq.report.escape import term
 from auditq.report.model import AuditReport
 
 STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "UNKNOWN": "bold magenta",
@@ -17,7 +18,7 @@ def verdict_table(report: AuditReport) -> Table:
     table = Table(title=f"auditq verdicts — overall {report.verdict}", show_lines=False)
     table.add_column("check", no_wrap=True, min_width=24)
     for fmt in report.formats:
-        table.add_column(fmt.format, justify="center")
+        table.add_column(term(fmt.format), justify="center")
     for check in checks:
         row = [check]
         for fmt in report.formats:
@@ -34,17 +35,19 @@ def verdict_table(report: AuditReport) -> Table:
 
 def metrics_table(report: AuditReport) -> Table:
     table = Table(title="metrics (ROUGE-L F1; Min-K% AUC with forget = members)")
-    for name in ("format", "model", "VerbMem forget", "KnowMem forget", "KnowMem retain", "retain PPL", "Min-K% AUC"):
-        table.add_column(name, justify="right" if name not in ("format", "model") else "left")
+    for name in ("format", "model", "VerbMem forget", "KnowMem forget", "KnowMem retain", "retain PPL", "Min-K% AUC",
+                 "source"):
+        table.add_column(name, justify="right" if name not in ("format", "model", "source") else "left")
     for fmt in report.formats:
         for role, m in fmt.roles.items():
+            source = term(provenance_label(m))
             if m.error:
-                table.add_row(fmt.format, role, f"[magenta]{m.error}[/]", "", "", "", "")
+                table.add_row(term(fmt.format), role, f"[magenta]{term(m.error)}[/]", "", "", "", "", source)
                 continue
             auc = m.mia.get("mink")
-            table.add_row(fmt.format, role, fmt_number(m.verbmem_forget), fmt_number(m.knowmem_forget),
+            table.add_row(term(fmt.format), role, fmt_number(m.verbmem_forget), fmt_number(m.knowmem_forget),
                           fmt_number(m.knowmem_retain), fmt_number(m.retain_ppl, 2),
-                          fmt_number(auc.auc if auc else None))
+                          fmt_number(auc.auc if auc else None), source)
     return table
 
 
@@ -54,13 +57,13 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
     console.print(verdict_table(report))
     for fmt in report.formats:
         if fmt.details.get("note"):
-            console.print(f"[dim]{fmt.format}: {fmt.details['note']}[/]")
+            console.print(f"[dim]{term(fmt.format)}: {term(fmt.details['note'])}[/]")
     failing = [c for c in report.all_checks() if c.verdict not in ("PASS", "WAIVED") and c.gating]
     for check in failing:
-        console.print(f"[{STYLE[check.verdict]}]{check.verdict}[/] {check.format} {check.check}: "
-                      f"{describe_check(check)} — {check.message}")
+        console.print(f"[{STYLE[check.verdict]}]{check.verdict}[/] {term(check.format)} {check.check}: "
+                      f"{term(describe_check(check))} — {term(check.message)}", highlight=False)
     for w in report.waivers:
         style = {"applied": "blue", "expired": "bold yellow", "unmatched": "yellow"}.get(w["status"], "dim")
-        console.print(f"[{style}]waiver {w['status']}[/] {w['format']} {w['check']} (expires {w['expires']}): "
-                      f"{w.get('detail', '')}", highlight=False)
+        console.print(f"[{style}]waiver {term(w['status'])}[/] {term(w['format'])} {term(w['check'])} "
+                      f"(expires {term(w['expires'])}): {term(w.get('detail', ''))}", highlight=False)
     console.print(f"overall: [{STYLE[report.verdict]}]{report.verdict}[/] (exit {report.exit_code})")

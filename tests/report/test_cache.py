@@ -24,10 +24,16 @@ def _verdicts(report):
 
 
 def _strip_created(report) -> str:
+    """report.json without `created` and without what says where rows came from (measured vs cached)."""
     from auditq.report.json_writer import JsonWriter
 
-    text = JsonWriter().render(report)
-    return text.replace(report.created, "")
+    data = json.loads(JsonWriter().render(report))
+    data.pop("created")
+    data.pop("cache", None)
+    for fmt in data["formats"]:
+        for role in fmt["roles"].values():
+            role.pop("provenance", None)
+    return json.dumps(data, sort_keys=True)
 
 
 def test_warm_run_measures_nothing_and_gives_identical_verdicts(memorised, tmp_path):
@@ -40,7 +46,7 @@ def test_warm_run_measures_nothing_and_gives_identical_verdicts(memorised, tmp_p
     assert len(entries) == n_probes + len(FORMATS)  # one per probe output, one details entry per format
     for path in entries:  # plain JSON, never a pickle
         data = json.loads(path.read_text(encoding="utf-8"))
-        assert data["cache_format"] == 1 and data["material"]["checkpoint"]["model.safetensors"]
+        assert data["cache_format"] == 2 and len(data["hmac"]) == 64 and data["material"]["checkpoint"]["model.safetensors"]
 
     warm_cache = ResultCache(tmp_path / "results")
     warm = run_audit(_request(memorised, warm_cache), created="t")
