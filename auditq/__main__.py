@@ -1,3 +1,3 @@
-from auditq.cli import main
+from auditq.entry import main
 
 main()

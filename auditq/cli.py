@@ -322,34 +322,34 @@ def version() -> None:
     out.print(__version__)
 
 
-class Interrupted(BaseException):
-    """Ctrl-C, kept apart from KeyboardInterrupt so it exits 130 rather than click's exit 1."""
-
-
 def main() -> None:
     """Entry point: one-line errors with exit 2 (input) or 3 (could not measure), never a traceback.
 
-    Usage errors are typer's own (exit 2); everything else is caught here.
+    Usage errors are typer's own (exit 2); everything else is caught here. Ctrl-C is handled by
+    auditq.entry (installed before this module is imported): exit 130 at any moment.
     """
     import logging
     import signal
 
+    from auditq.entry import Interrupted, _handler, interrupted
+
     for noisy in ("torchao", "torch.utils._pytree"):  # optional engines' import chatter
         logging.getLogger(noisy).setLevel(logging.ERROR)
-
-    def _interrupt(signum, frame):  # click would turn KeyboardInterrupt into "Aborted!" with exit 1 (= FAIL)
-        raise Interrupted()
-
-    signal.signal(signal.SIGINT, _interrupt)
+    if signal.getsignal(signal.SIGINT) is not _handler:  # in-process callers (tests) that skip auditq.entry
+        signal.signal(signal.SIGINT, _handler)
     try:
         app()
     except Interrupted:
         err.print("auditq: interrupted; nothing was written", highlight=False, markup=False)
         sys.exit(130)
     except AuditqError as exc:
+        if interrupted():
+            sys.exit(130)
         err.print(f"auditq: error: {exc}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except Exception as exc:  # an unexpected crash: still one line and exit 3
+        if interrupted():  # Ctrl-C inside an import can arrive as any exception
+            sys.exit(130)
         if os.environ.get("AUDITQ_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0]

@@ -1,0 +1,274 @@
+"""The bad-input matrix (issue 11): every case exits 2 with one line on stderr, no traceback, creates no
+--out and leaves every input byte-identical. Inputs are tiny and built here; each case breaks a copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helpers import (build_world, copy, edit_json, garbage_gguf, header_with, nan_in, rewrite_tensors, tree_digest,
+                     weights)
+from tiny_memoriser import run_cli
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+class Case:
+    """A case gets a fresh tmp dir with copies of base/unlearned/suite and returns the CLI arguments."""
+
+    def __init__(self, world, tmp: Path) -> None:
+        self.tmp = tmp
+        self.base = copy(world["base"], tmp / "base")
+        self.unlearned = copy(world["unlearned"], tmp / "unlearned")
+        self.suite = copy(world["suite"], tmp / "suite")
+        self.out = tmp / "out"
+        self.extra: list[str] = []
+        self.out_arg: str | None = str(self.out)
+        self.env: dict[str, str] = {}
+        self.cwd: Path | None = None
+
+    def args(self) -> list[str]:
+        args = ["check", str(self.base), str(self.unlearned), "--suite", str(self.suite), "-q", "--threads", "1",
+                "-f", "fp"]
+        if self.out_arg is not None:
+            args += ["--out", self.out_arg]
+        return args + self.extra
+
+    def suite_toml(self, text: str) -> None:
+        (self.suite / "suite.toml").write_text(text)
+
+
+def _set(field, value):
+    return lambda c: edit_json(c.unlearned / "config.json", lambda d: {**d, field: value})
+
+
+def _both(field, value):
+    def apply(c):
+        for path in (c.base, c.unlearned):
+            edit_json(path / "config.json", lambda d: {**d, field: value})
+    return apply
+
+
+def _truncate(keep):
+    def apply(c):
+        data = weights(c.unlearned).read_bytes()
+        weights(c.unlearned).write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    return apply
+
+
+def _flag(*flags):
+    return lambda c: c.extra.extend(flags)
+
+
+def _toml(text):
+    return lambda c: c.suite_toml(text)
+
+
+def _jsonl(split, lines):
+    return lambda c: (c.suite / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _config_file(text):
+    def apply(c):
+        (c.tmp / "auditq.toml").write_text(text)
+        c.extra += ["--config", str(c.tmp / "auditq.toml")]
+    return apply
+
+
+def _waivers(text):
+    def apply(c):
+        (c.tmp / "w.toml").write_text(text)
+        c.extra += ["--waivers", str(c.tmp / "w.toml")]
+    return apply
+
+
+def _out(make):
+    def apply(c):
+        c.out_arg = make(c)
+    return apply
+
+
+def _symlink_to_base(c):
+    (c.tmp / "link").symlink_to(c.base, target_is_directory=True)
+    return str(c.tmp / "link")
+
+
+def _parent_is_file(c):
+    (c.tmp / "afile").write_text("x")
+    return str(c.tmp / "afile" / "out")
+
+
+def _foreign_dir(c):
+    (c.tmp / "mine").mkdir()
+    (c.tmp / "mine" / "notes.txt").write_text("my notes")
+    return str(c.tmp / "mine")
+
+
+def _pyproject(c):
+    (c.tmp / "pyproject.toml").write_text("tool = 5\n")
+    c.cwd = c.tmp
+
+
+def _cache_is_file(c):
+    (c.tmp / "cachefile").write_text("x")
+    c.env["AUDITQ_CACHE_DIR"] = str(c.tmp / "cachefile")
+
+
+def _gguf(c):
+    c.extra += ["--artifact", str(garbage_gguf(c.tmp / "model-q4.gguf"))]
+
+
+def _pickle(c):
+    weights(c.unlearned).rename(c.unlearned / "pytorch_model.bin")
+
+
+def _drop_tensor(c):
+    rewrite_tensors(c.unlearned, lambda t: t.pop("model.layers.1.mlp.down_proj.weight"))
+
+
+def _extra_tensor(c):
+    import torch
+
+    rewrite_tensors(c.unlearned, lambda t: t.__setitem__("model.layers.0.extra.weight", torch.zeros(4, 4)))
+
+
+def _wrong_shape(c):
+    import torch
+
+    rewrite_tensors(c.unlearned, lambda t: t.__setitem__("model.norm.weight", torch.ones(63)))
+
+
+def _offsets_past_end(c):
+    def mutate(header):
+        name = next(k for k in header if k != "__metadata__")
+        start, end = header[name]["data_offsets"]
+        header[name]["data_offsets"] = [start + 10 ** 9, end + 10 ** 9]
+    header_with(c.unlearned, mutate)
+
+
+def _broken_merges(c):
+    edit_json(c.unlearned / "tokenizer.json", lambda d: {**d, "model": {**d["model"], "merges": [[1, 2, 3], 5]}})
+
+
+def _long_record(c):
+    lines = [json.dumps(t) for t in json.loads("[" + ",".join((c.suite / "forget.jsonl").read_text().split("\n")[:-1]) + "]")]
+    lines.append(json.dumps({"id": "huge", "text": "word " * 200_000}))
+    (c.suite / "forget.jsonl").write_text("\n".join(lines) + "\n")
+
+
+CASES = {
+    # checkpoints
+    "missing_dir": (lambda c: shutil.rmtree(c.unlearned), "does not exist"),
+    "pickle_only": (_pickle, "only pickled weights"),
+    "zero_byte_weights": (_truncate(0), "not a safetensors file"),
+    "truncated_4_bytes": (_truncate(4), "not a safetensors file"),
+    "truncated_data": (_truncate(-100), "outside the"),
+    "garbage_header": (lambda c: weights(c.unlearned).write_bytes((40).to_bytes(8, "little") + b"\x00garbage!" * 10),
+                       "header is not valid JSON"),
+    "oversized_header": (lambda c: weights(c.unlearned).write_bytes((2 ** 40).to_bytes(8, "little") + b"{}"),
+                         "header length"),
+    "offsets_past_end": (_offsets_past_end, "outside the"),
+    "config_is_list": (lambda c: (c.unlearned / "config.json").write_text("[1, 2]"), "is a JSON list"),
+    "config_not_json": (lambda c: (c.unlearned / "config.json").write_text("{nope"), "not valid JSON"),
+    "layers_string": (_set("num_hidden_layers", "four"), "num_hidden_layers = 'four'"),
+    "layers_bool": (_set("num_hidden_layers", True), "num_hidden_layers = True"),
+    "vocab_negative": (_set("vocab_size", -3), "vocab_size = -3"),
+    "configs_agree_weights_not": (_both("intermediate_size", 96), "intermediate_size = 96"),
+    "layers_agree_weights_not": (_both("num_hidden_layers", 3), "num_hidden_layers = 3"),
+    "config_disagrees_with_weights": (_set("hidden_size", 32), "hidden_size = 32 but tensor"),
+    "missing_tensor": (_drop_tensor, "model.layers.1.mlp.down_proj.weight"),
+    "unexpected_tensor": (_extra_tensor, "model.layers.0.extra.weight"),
+    "wrong_shape_tensor": (_wrong_shape, "model.norm.weight"),
+    "nan_weight": (lambda c: rewrite_tensors(c.unlearned, nan_in("model.layers.0.self_attn.q_proj.weight", float("nan"))),
+                   "NaN or Inf values"),
+    "inf_weight": (lambda c: rewrite_tensors(c.unlearned, nan_in("lm_head.weight", float("inf"))), "lm_head.weight"),
+    "broken_merges": (_broken_merges, "not a readable tokenizer"),
+    "tokenizer_not_json": (lambda c: (c.unlearned / "tokenizer.json").write_text("{"), "not a readable tokenizer"),
+    # suite
+    "prefix_string": (_toml('[probes]\nprefix_tokens = "16"\n'), "prefix_tokens = '16'"),
+    "prefix_float": (_toml("[probes]\nprefix_tokens = 16.5\n"), "prefix_tokens = 16.5"),
+    "prefix_bool": (_toml("[probes]\nprefix_tokens = true\n"), "prefix_tokens = True"),
+    "prefix_too_long": (_toml("[probes]\nprefix_tokens = 400\n"), "every forget text is at most"),
+    "qa_template_int": (_toml("[probes]\nqa_template = 42\n"), "qa_template = 42"),
+    "qa_template_no_question": (_toml('[probes]\nqa_template = "Answer:"\n'), "exactly once"),
+    "qa_template_twice": (_toml('[probes]\nqa_template = "{question} {question}"\n'), "exactly once"),
+    "qa_template_context": (_toml('[probes]\nqa_template = "{context} {question}"\n'), "{context}"),
+    "qa_template_unbalanced": (_toml('[probes]\nqa_template = "Q: {question"\n'), "not a valid template"),
+    "probes_table_int": (_toml("probes = 5\n"), "expected a [probes] table"),
+    "mink_k_zero": (_toml("[probes]\nmink_k = 0\n"), "mink_k = 0"),
+    "calibration_outside": (_toml('[probes]\ncalibration = "../../etc/passwd"\n'), "inside the suite directory"),
+    "duplicate_ids": (_jsonl("holdout", ['{"id": "a", "text": "one two"}', '{"id": "a", "text": "three"}']),
+                      "duplicate id 'a'"),
+    "malformed_jsonl": (_jsonl("holdout", ['{"text": "ok"}', '{"text": ']), "malformed JSON"),
+    "huge_record": (_long_record, "longer than the model's context"),
+    # config, waivers, cache
+    "confidence_5": (_config_file("confidence = 5\n"), "confidence = 5"),
+    "threshold_nan_file": (_config_file("[checks.recovery]\nthreshold = nan\n"), "expected a finite number"),
+    "threshold_string": (_config_file('[checks.recovery]\nthreshold = "x"\n'), "expected a finite number"),
+    "threshold_nan_flag": (_flag("--threshold", "recovery=nan"), "expected a finite number"),
+    "config_is_dir": (lambda c: c.extra.extend(["--config", str(c.tmp)]), "is a directory"),
+    "pyproject_tool_int": (_pyproject, "tool = 5"),
+    "waiver_bad_check": (_waivers('[[waivers]]\ncheck = "nope"\nformat = "fp"\nreason = "r"\nexpires = 2030-01-01\n'),
+                         "is not a check family"),
+    "waivers_is_dir": (lambda c: c.extra.extend(["--waivers", str(c.tmp)]), "is a directory"),
+    "cache_dir_is_file": (_cache_is_file, "is not a directory"),
+    # flags
+    "probes_empty": (_flag("--probes", ","), "--probes"),
+    "probes_unknown": (_flag("--probes", "verbmem,bogus"), "bogus"),
+    "format_unknown_family": (_flag("-f", "fp,bogus4"), "unknown format family"),
+    "format_bad_option": (_flag("-f", "rtn4:g0"), "rtn4:g0"),
+    "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
+    "mink_flag": (_flag("--mink-k", "1.5"), "--mink-k = 1.5"),
+    "fail_on": (_flag("--fail-on", "maybe"), "--fail-on"),
+    "report_format": (_flag("--format", "pdf"), "unknown report format"),
+    "verify_cache_negative": (_flag("--verify-cache", "-1"), "--verify-cache"),
+    "calibration_missing": (lambda c: c.extra.extend(["--calibration", str(c.tmp / "nope.txt")]), "no such file"),
+    # --out
+    "out_empty": (_out(lambda c: ""), "--out ''"),
+    "out_is_base": (_out(lambda c: str(c.base)), "overlaps the input"),
+    "out_inside_base": (_out(lambda c: str(c.base / "reports")), "overlaps the input"),
+    "out_symlink_to_base": (_out(_symlink_to_base), "overlaps the input"),
+    "out_is_suite": (_out(lambda c: str(c.suite)), "overlaps the input"),
+    "out_contains_input": (_out(lambda c: str(c.tmp)), "overlaps the input"),
+    "out_parent_is_file": (_out(_parent_is_file), "is not a directory"),
+    "out_under_proc": (_out(lambda c: "/proc/auditq-out"), "cannot write"),
+    "out_foreign_dir": (_out(_foreign_dir), "pass --force"),
+    # artifacts
+    "gguf_garbage_body": (_gguf, "not a readable GGUF file"),
+    "artifact_missing": (lambda c: c.extra.extend(["--artifact", str(c.tmp / "none.gguf")]), "does not exist"),
+    "artifact_kind": (lambda c: [(c.tmp / "m.onnx").write_text("x"), c.extra.extend(["--artifact", str(c.tmp / "m.onnx")])],
+                      "unsupported artifact"),
+}
+
+
+def test_matrix_is_large_enough():
+    assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(world, tmp_path, monkeypatch, capsys, name):
+    case = Case(world, tmp_path)
+    make, expected = CASES[name]
+    make(case)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
+    if case.cwd is not None:
+        monkeypatch.chdir(case.cwd)
+    before = tree_digest(*[p for p in (case.base, case.unlearned, case.suite) if p.exists()])
+    existed = {p.name for p in tmp_path.iterdir()}
+    code, out, err = run_cli(monkeypatch, capsys, *case.args())
+    assert code == 2, (code, err, out[-2000:])
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err + out
+    assert expected in err, err
+    assert not case.out.exists() or name == "out_contains_input"
+    assert {p.name for p in tmp_path.iterdir()} == existed  # nothing new next to the inputs (no staging dir)
+    after = tree_digest(*[p for p in (case.base, case.unlearned, case.suite) if p.exists()])
+    assert after == before
