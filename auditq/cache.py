@@ -213,10 +213,6 @@ class ResultCache:
         return self.last_session
 
 
-def checkpoint_identity(checkpoint) -> str:
-    return _digest(dict(sorted(checkpoint.file_hashes.items())))
-
-
 class CacheSession:
     """The cache bound to one audit's suite, settings and context (what every key shares)."""
 
@@ -234,8 +230,8 @@ class CacheSession:
             "calibration_sha256": hashlib.sha256("\n".join(ctx.calibration_texts).encode()).hexdigest(),
         }
         self.suite, self.settings, self.ctx = suite, settings, ctx  # for --verify-cache (auditq.cache_verify)
-        #: (format name, checkpoint identity) -> probe name -> "cached:<sha256>" for rows served from the cache
-        self.sources: dict[tuple[str, str], dict[str, str]] = {}
+        #: (format name, id of the role's Checkpoint object) -> probe name -> "cached:<sha256>" for rows served from the cache
+        self.sources: dict[tuple[str, int], dict[str, str]] = {}
         #: every cache hit: (format, checkpoint, probe, cached output, entry sha256), for --verify-cache
         self.hit_log: list[tuple[Any, Any, Any, ProbeOutput, str]] = []
         self.excluded: set[str] = set()   # format names never cached (external artifacts)
@@ -272,7 +268,7 @@ class CacheSession:
                 continue
             self.cache.hits += 1
             found[probe.name] = output
-            self.sources.setdefault((fmt.name, checkpoint_identity(checkpoint)), {})[probe.name] = \
+            self.sources.setdefault((fmt.name, id(checkpoint)), {})[probe.name] = \
                 f"cached:{data.get('sha256', '')}"
             self.hit_log.append((fmt, checkpoint, probe, output, str(data.get("sha256", ""))))
             advance(probe.size(suite))
@@ -303,7 +299,7 @@ class CacheSession:
 
     def provenance(self, fmt_name: str, checkpoint, probe_names: Iterable[str]) -> dict[str, str]:
         """probe name -> "measured" or "cached:<entry sha256>" for one row (format × checkpoint)."""
-        cached = self.sources.get((fmt_name, checkpoint_identity(checkpoint)), {})
+        cached = self.sources.get((fmt_name, id(checkpoint)), {})
         return {name: cached.get(name, "measured") for name in probe_names}
 
     def details(self) -> dict[str, dict[str, Any]]:

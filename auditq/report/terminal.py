@@ -40,7 +40,7 @@ def metrics_table(report: AuditReport) -> Table:
         table.add_column(name, justify="right" if name not in ("format", "model", "source") else "left")
     for fmt in report.formats:
         for role, m in fmt.roles.items():
-            source = term(provenance_label(m))
+            source = provenance_label(m).split(" ")[0].rstrip(":")  # measured | cached | mixed (hashes below)
             if m.error:
                 table.add_row(term(fmt.format), role, f"[magenta]{term(m.error)}[/]", "", "", "", "", source)
                 continue
@@ -54,6 +54,11 @@ def metrics_table(report: AuditReport) -> Table:
 def print_report(report: AuditReport, console: Console | None = None) -> None:
     console = console or Console()
     console.print(metrics_table(report))
+    for fmt in report.formats:
+        for role, m in fmt.roles.items():
+            label = provenance_label(m)
+            if label != "measured":
+                console.print(f"[dim]source {term(fmt.format)} {role}: {term(label)}[/]", highlight=False, soft_wrap=True)
     console.print(verdict_table(report))
     for fmt in report.formats:
         if fmt.details.get("note"):
