@@ -66,6 +66,9 @@ def load_report(path: Path):
     if major != SUPPORTED_SCHEMA_MAJOR:
         raise InputError(f"{path}: report schema {data['schema_version']} is not supported by this auditq "
                          f"(reads {SUPPORTED_SCHEMA_MAJOR}.x)")
+    from auditq.report_check import check_report_types
+
+    check_report_types(data, path)
     try:
         return report_from_dict(data)
     except (TypeError, KeyError, AttributeError, ValueError) as exc:
@@ -80,7 +83,11 @@ def rerender(report_json: Path, formats: Iterable[str], out_dir: Path | None) ->
     names = parse_report_formats(formats) or RERENDER_DEFAULT
     report = load_report(report_json)
     target = out_dir if out_dir is not None else report_json.parent
-    return write_reports(target, report, writers=names)
+    try:
+        return write_reports(target, report, writers=names)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a field no type check above covers
+        first = (str(exc).splitlines() or [""])[0]
+        raise InputError(f"{report_json}: cannot render this report.json ({type(exc).__name__}: {first})") from None
 
 
 def make_cache(use_cache: bool):

@@ -1,0 +1,88 @@
+"""The installed `auditq` in a subprocess with a clean environment: refusals exit 2 with one line, before
+torch is imported; Ctrl-C at any moment exits 130 and leaves no --out (issue 11 findings 2 and 4)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import build_world, copy, weights
+
+AUDITQ = shutil.which("auditq") or str(Path(sys.executable).parent / "auditq")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world-sub"))
+
+
+def clean_env(tmp: Path) -> dict[str, str]:
+    """What a CI runner has: PATH, HOME and a cache dir; nothing auditq needs from the test."""
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp / "home"),
+            "AUDITQ_CACHE_DIR": str(tmp / "cache"), "LANG": "C.UTF-8"}
+
+
+def _broken(world, tmp, kind):
+    unlearned = copy(world["unlearned"], tmp / "unlearned")
+    suite = copy(world["suite"], tmp / "suite")
+    if kind == "truncated":
+        weights(unlearned).write_bytes(weights(unlearned).read_bytes()[:-50])
+    elif kind == "suite_type":
+        (suite / "suite.toml").write_text('[probes]\nprefix_tokens = "16"\n')
+    return unlearned, suite
+
+
+@pytest.mark.parametrize("kind, extra, expected", [
+    ("truncated", [], "outside the"),
+    ("suite_type", [], "prefix_tokens = '16'"),
+    ("none", ["--probes", ","], "--probes"),
+    ("none", ["--out", "BASE/reports"], "overlaps the input"),
+])
+def test_installed_cli_refuses_with_one_line(world, tmp_path, kind, extra, expected):
+    unlearned, suite = _broken(world, tmp_path, kind)
+    extra = [e.replace("BASE", str(world["base"])) for e in extra]
+    out = tmp_path / "out"
+    args = [AUDITQ, "check", str(world["base"]), str(unlearned), "--suite", str(suite), "-f", "fp"]
+    if "--out" not in extra:
+        args += ["--out", str(out)]
+    proc = subprocess.run(args + extra, env=clean_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout and not out.exists()
+    assert not (world["base"] / "reports").exists()
+
+
+def test_refusal_imports_neither_torch_nor_transformers(world, tmp_path):
+    unlearned, suite = _broken(world, tmp_path, "truncated")
+    code = ("import sys\nfrom auditq.entry import main\n"
+            f"sys.argv = ['auditq', 'check', {str(world['base'])!r}, {str(unlearned)!r}, '--suite', {str(suite)!r}]\n"
+            "try:\n    main()\nfinally:\n"
+            "    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stdout)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "HEAVY []" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5, 3.0, 6.0])
+def test_ctrl_c_at_any_moment_exits_130(world, tmp_path, delay):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([AUDITQ, "check", str(world["base"]), str(world["unlearned"]), "--suite",
+                             str(world["suite"]), "-f", "fp,rtn8", "-q", "--threads", "1", "--out", str(out)],
+                            env=clean_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    if proc.poll() is not None:
+        pytest.skip(f"the audit finished within {delay} s")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging dir left
