@@ -149,6 +149,11 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
             )
         except (OSError, ValueError, KeyError) as exc:
             raise fail(exc) from None
+        except RuntimeError as exc:  # transformers' "For details look at the above report!" (its report is silenced)
+            if "report" not in str(exc) and "state_dict" not in str(exc):
+                raise
+            raise InputError(f"cannot load {role} checkpoint {path}: its tensors do not match config.json's "
+                             "architecture (names or shapes)") from None
         from auditq.weights_check import check_finite, check_loading_info
 
         check_loading_info(info, path, role)  # transformers would random-initialise a missing weight

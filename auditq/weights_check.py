@@ -53,6 +53,8 @@ def check_tensor_names(path: Path, role: str, trust_remote_code: bool = False) -
         shapes, tied, model_cls = expected_tensors(config)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "trust_remote_code" in str(exc) and not trust_remote_code:
+            first = "it needs custom model code from the checkpoint dir; pass --trust-remote-code only if you trust it"
         raise InputError(f"{role} checkpoint {path}/config.json: cannot build its architecture: {first}") from None
     present = set(headers)
     missing = {n for n in shapes if n not in present}

@@ -116,6 +116,8 @@ class RoundToNearest(Format):
         for arg in spec.args:
             if arg.startswith("g") and arg[1:].isdigit() and int(arg[1:]) > 0:
                 group_size = int(arg[1:])
+            elif arg.startswith("g") and arg[1:].isdigit():
+                raise InputError(f"format {spec.raw!r}: group size {arg[1:]} must be a positive integer, e.g. {spec.head}:g128")
             elif arg == "emb":
                 emb = True
             elif arg == "nohead":

@@ -49,6 +49,13 @@ def _set(field, value):
     return lambda c: edit_json(c.unlearned / "config.json", lambda d: {**d, field: value})
 
 
+def _set_many(**fields):
+    def apply(c):
+        for path in (c.base, c.unlearned):
+            edit_json(path / "config.json", lambda d: {**d, **fields})
+    return apply
+
+
 def _both(field, value):
     def apply(c):
         for path in (c.base, c.unlearned):
@@ -189,6 +196,9 @@ CASES = {
     "nan_weight": (lambda c: rewrite_tensors(c.unlearned, nan_in("model.layers.0.self_attn.q_proj.weight", float("nan"))),
                    "NaN or Inf values"),
     "inf_weight": (lambda c: rewrite_tensors(c.unlearned, nan_in("lm_head.weight", float("inf"))), "lm_head.weight"),
+    "custom_code": (_set_many(model_type="acme-lm", auto_map={"AutoConfig": "configuration_acme.AcmeConfig",
+                                                             "AutoModelForCausalLM": "modeling_acme.AcmeLM"}),
+                    "--trust-remote-code"),
     "broken_merges": (_broken_merges, "not a readable tokenizer"),
     "tokenizer_not_json": (lambda c: (c.unlearned / "tokenizer.json").write_text("{"), "not a readable tokenizer"),
     # suite
@@ -223,7 +233,7 @@ CASES = {
     "probes_empty": (_flag("--probes", ","), "--probes"),
     "probes_unknown": (_flag("--probes", "verbmem,bogus"), "bogus"),
     "format_unknown_family": (_flag("-f", "fp,bogus4"), "unknown format family"),
-    "format_bad_option": (_flag("-f", "rtn4:g0"), "rtn4:g0"),
+    "format_bad_option": (_flag("-f", "rtn4:g0"), "group size 0 must be a positive integer"),
     "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
     "mink_flag": (_flag("--mink-k", "1.5"), "--mink-k = 1.5"),
     "fail_on": (_flag("--fail-on", "maybe"), "--fail-on"),
@@ -272,3 +282,25 @@ def test_bad_input(world, tmp_path, monkeypatch, capsys, name):
     assert {p.name for p in tmp_path.iterdir()} == existed  # nothing new next to the inputs (no staging dir)
     after = tree_digest(*[p for p in (case.base, case.unlearned, case.suite) if p.exists()])
     assert after == before
+
+
+REMEDIATE_CASES = {
+    "zero_byte_weights_dry_run": (lambda c: weights(c.base).write_bytes(b""), ["--dry-run"], "not a safetensors file"),
+    "out_under_proc": (lambda c: None, ["--out", "/proc/auditq-remediated"], "cannot write"),
+    "out_empty": (lambda c: None, ["--out", ""], "--out ''"),
+    "out_is_base": (lambda c: None, ["--out", "BASE"], "overlaps the input"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REMEDIATE_CASES))
+def test_remediate_refuses_before_any_training(world, tmp_path, monkeypatch, capsys, name):
+    case = Case(world, tmp_path)
+    make, extra, expected = REMEDIATE_CASES[name]
+    make(case)
+    before = tree_digest(case.base, case.suite)
+    extra = [str(case.base) if e == "BASE" else e for e in extra]
+    code, out, err = run_cli(monkeypatch, capsys, "remediate", str(case.base), "--suite", str(case.suite), "-q",
+                             "--threads", "1", *extra)
+    assert code == 2, (code, err, out[-1000:])
+    assert len(err.strip().splitlines()) == 1 and expected in err and "Traceback" not in err + out
+    assert tree_digest(case.base, case.suite) == before
