@@ -80,6 +80,10 @@ def check_out_dir(raw: Optional[str], inputs: Iterable[Optional[Path]], force: b
         if _overlaps(target, source):
             raise InputError(f"{flag} {raw} overlaps the input {path} (resolved: {target} vs {source}); "
                              "choose a directory outside every input")
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise InputError(f"{flag} {raw} is (or contains) the current directory, which would be replaced as a whole; "
+                         "choose a new directory such as audit/")
     if target.exists():
         if not target.is_dir():
             raise InputError(f"{flag} {raw} exists and is not a directory")

@@ -220,7 +220,7 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
                          allow_inconclusive=opts.allow_inconclusive, trust_remote_code=opts.trust_remote_code,
                          quiet=opts.quiet,
                          settings={"prefix_tokens": None, "max_new_tokens": None, "answer_tokens": None,
-                                   "mink_k": None})
+                                   "mink_k": None}, out_inside=stage)  # the re-check's reports go inside STAGED
         recheck = _read_recheck(stage / RECHECK_DIR / "report.json")
         record = {
             "auditq_version": auditq.__version__,

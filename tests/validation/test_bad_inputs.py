@@ -250,6 +250,8 @@ CASES = {
     "out_parent_is_file": (_out(_parent_is_file), "is not a directory"),
     "out_under_proc": (_out(lambda c: "/proc/auditq-out"), "cannot write"),
     "out_foreign_dir": (_out(_foreign_dir), "pass --force"),
+    "out_is_cwd": (lambda c: [setattr(c, "cwd", c.tmp / "work"), (c.tmp / "work").mkdir(), setattr(c, "out_arg", ".")],
+                   "current directory"),
     # artifacts
     "gguf_garbage_body": (_gguf, "not a readable GGUF file"),
     "artifact_missing": (lambda c: c.extra.extend(["--artifact", str(c.tmp / "none.gguf")]), "does not exist"),
