@@ -112,8 +112,10 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
         err.print(f"auditq: warning: {len(request.cache.tampered)} cache entr(y/ies) failed their sha256/HMAC check "
                   "(edited or forged); they were dropped and measured again", highlight=False, markup=False)
     if request.cache is not None and not quiet:
+        from auditq.report.escape import term
+
         err.print(f"[dim]result cache: {request.cache.hits} probe result(s) re-used, {request.cache.misses} measured "
-                  f"({request.cache.directory})[/]", highlight=False)
+                  f"({term(request.cache.directory)})[/]", highlight=False)
     if out_dir is not None:
         paths = write_reports(out_dir, report, writers=writers, replace=True,
                               extra_files={"samples.jsonl": render_samples(outcome.runs)})

@@ -138,7 +138,7 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - config and tokenizer files are user input: any failure is exit 2
         raise fail(exc) from None
 
     def load_weights() -> torch.nn.Module:
