@@ -271,6 +271,10 @@ def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext,
     except InputError:
         raise
     except Exception as exc:  # a crashing format or probe becomes an UNKNOWN row (exit 3), never a traceback
+        from auditq.entry import interrupted
+
+        if interrupted():  # Ctrl-C that surfaced as another exception (e.g. inside an import): stop, exit 130
+            raise
         advance(sum(p.size(suite) for p in probes if p.name not in outputs))
         return RunRecord(fmt.name, role, outputs, error=_one_line(exc))
     return RunRecord(fmt.name, role, outputs)
