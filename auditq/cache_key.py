@@ -43,9 +43,16 @@ def signing_key(cache_dir: Path) -> bytes:
                 return key
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(key.hex())
+        try:
+            os.link(tmp, path)  # first writer wins; concurrent first runs then share its key
+        except FileExistsError:
+            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
+        finally:
+            tmp.unlink(missing_ok=True)
         return key
     except (OSError, ValueError):
         return secrets.token_bytes(32)
