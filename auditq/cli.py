@@ -341,8 +341,18 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     if signal.getsignal(signal.SIGINT) is not _handler:  # in-process callers (tests) that skip auditq.entry
         signal.signal(signal.SIGINT, _handler)
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
-        app()
+        result = app(standalone_mode=False, prog_name="auditq")
+        sys.exit(result if isinstance(result, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except usage_error as exc:  # click's usage errors as one line too (its default is a multi-line panel)
+        message = exc.format_message()
+        if message:  # an empty message: `auditq` or `auditq cache` alone, help already printed
+            where = exc.ctx.command_path if exc.ctx is not None else "auditq"
+            err.print(f"auditq: error: {message} (see `{where} --help`)", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
     except Interrupted:
         err.print("auditq: interrupted; nothing was written", highlight=False, markup=False)
         sys.exit(130)

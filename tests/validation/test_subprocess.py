@@ -44,6 +44,7 @@ def _broken(world, tmp, kind):
     ("suite_type", [], "prefix_tokens = '16'"),
     ("none", ["--probes", ","], "--probes"),
     ("none", ["--out", "BASE/reports"], "overlaps the input"),
+    ("none", ["--seed", "abc"], "Invalid value for '--seed'"),  # click's usage errors are one line too
 ])
 def test_installed_cli_refuses_with_one_line(world, tmp_path, kind, extra, expected):
     unlearned, suite = _broken(world, tmp_path, kind)
