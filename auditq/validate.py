@@ -75,8 +75,15 @@ def _check_flags(inputs: CheckInputs) -> None:
     unknown = [p for p in inputs.probes if p not in PROBES]
     if unknown:
         raise InputError(f"--probes: unknown probe(s) {', '.join(unknown)} (known: {', '.join(PROBES.names())})")
+    twice = sorted({p for p in inputs.probes if inputs.probes.count(p) > 1})
+    if twice:
+        raise InputError(f"--probes: {', '.join(twice)} listed twice")
     if not inputs.formats:
         raise InputError("--formats: no format named (expected e.g. fp,rtn8,rtn4)")
+    names = [raw.strip().lower() for raw in inputs.formats]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"--formats: {', '.join(twice)} listed twice")
     for raw in inputs.formats:
         parse_spec(raw)
     for key, flag in FLAG_NAMES.items():

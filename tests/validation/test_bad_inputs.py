@@ -35,8 +35,9 @@ class Case:
         self.cwd: Path | None = None
 
     def args(self) -> list[str]:
-        args = ["check", str(self.base), str(self.unlearned), "--suite", str(self.suite), "-q", "--threads", "1",
-                "-f", "fp"]
+        args = ["check", str(self.base), str(self.unlearned), "--suite", str(self.suite), "-q", "--threads", "1"]
+        if "-f" not in self.extra:
+            args += ["-f", "fp"]
         if self.out_arg is not None:
             args += ["--out", self.out_arg]
         return args + self.extra
@@ -232,6 +233,8 @@ CASES = {
     # flags
     "probes_empty": (_flag("--probes", ","), "--probes"),
     "probes_unknown": (_flag("--probes", "verbmem,bogus"), "bogus"),
+    "probes_twice": (_flag("--probes", "mia,mia"), "mia listed twice"),
+    "formats_twice": (_flag("-f", "rtn4,rtn4"), "rtn4 listed twice"),
     "format_unknown_family": (_flag("-f", "fp,bogus4"), "unknown format family"),
     "format_bad_option": (_flag("-f", "rtn4:g0"), "group size 0 must be a positive integer"),
     "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
