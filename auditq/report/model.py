@@ -13,12 +13,13 @@ WAIVED = "WAIVED"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN, WAIVED)
 
 SIGN_CONVENTION = (
-    "Membership inference: forget texts are members (label 1), holdout texts non-members (label 0); "
-    "every attack score is oriented so that higher means 'more likely a member' "
-    "(loss -> -loss, zlib -> -loss/zlib_bytes, Min-K% and Min-K%++ as mean of the lowest k log-probs). "
-    "AUC > 0.5 means the forget texts still look like training data. "
-    "PrivLeak = (AUC_unlearned - AUC_ref) / AUC_ref * 100 with Min-K% AUCs, so PrivLeak > 0 means "
-    "under-unlearned (MUSE prints the opposite sign); near 0 is good."
+    "Membership inference: every attack score is oriented so that higher means 'more likely a member' "
+    "(loss -> -loss, zlib -> -loss/zlib_bytes, Min-K% and Min-K%++ as mean of the lowest k log-probs); "
+    "the attack AUCs in the metrics label forget texts 1 and holdout texts 0, so AUC > 0.5 means the forget "
+    "texts still look like training data. PrivLeak is MUSE's: Min-K% (k = 0.4) AUC with forget labelled 0 and "
+    "holdout 1 (= 1 - the metrics' Min-K% AUC), PrivLeak = (AUC_unlearned - AUC_retrain) / AUC_retrain * 100 "
+    "(AUC_retrain = 0.5 without --retrain): near 0 is good, NEGATIVE = under-unlearned (forget text still "
+    "recognised), positive = over-unlearned."
 )
 
 
@@ -40,6 +41,8 @@ class CheckResult:
     message: str
     #: the waiver that matched (reason, expires, source, status applied|expired, original_verdict)
     waiver: dict[str, Any] | None = None
+    #: numbers behind the verdict (e.g. raw_ratio and floor of a floored retention, the AUCs of PrivLeak)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gating(self) -> bool:
