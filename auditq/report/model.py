@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.1"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict
+SCHEMA_VERSION = "1.2"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict; 1.2: PrivLeak in MUSE's sign
+# (negative = under-unlearned), floored retention with check extras (raw_ratio, floor), details.reference_attack
 
 PASS, FAIL, INCONCLUSIVE, UNKNOWN = "PASS", "FAIL", "INCONCLUSIVE", "UNKNOWN"
 #: a FAIL or INCONCLUSIVE accepted by an unexpired waiver (auditq.waivers); does not fail the gate

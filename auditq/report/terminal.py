@@ -63,7 +63,7 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
     console.print("[dim]PrivLeak is MUSE's: negative = under-unlearned (forget text still recognised), positive = "
                   "over-unlearned. " + ("Retention counts base's forget score as 1 and base's holdout score (the "
                                         "non-member floor) as 0." if floor else "Retention = unlearned / base.")
-                  + "[/]", highlight=False)
+                  + "[/]", highlight=False, soft_wrap=True)
     for fmt in report.formats:
         if fmt.details.get("note"):
             console.print(f"[dim]{fmt.format}: {fmt.details['note']}[/]")
