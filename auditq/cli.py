@@ -202,7 +202,8 @@ DEMO_EXPLANATION = (
     "step to forget, so that would not happen by itself. The 'fragile' model simulates the large-model regime honestly:\n"
     "ordinary gradient-ascent + retain-loss unlearning, but after every step each Linear weight is projected back into\n"
     "the int4 round-to-nearest cell of the original weight. Expect forgetting at fp and rtn8, FAIL (recovery) at rtn4.\n"
-    "PrivLeak is INCONCLUSIVE at fp/rtn8: 27 forget vs 27 holdout texts give a bootstrap interval of about ±40 points."
+    "Retention counts base's forget score as 1 and base's score on never-trained holdout records as 0; PrivLeak is\n"
+    "MUSE's (negative = under-unlearned), on 133 forget vs 133 holdout texts (QA pairs scored as texts too)."
 )
 
 

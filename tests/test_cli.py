@@ -64,6 +64,7 @@ def _pickle_only(tmp_path, pair):
     ("suite", "malformed JSON"),
     ("out_is_file", "is not a directory"),
     ("threshold", "--threshold"),
+    ("no_holdout_qa", "knowmem probe needs holdout QA"),
 ])
 def test_bad_input_exits_2_with_one_line(pair, tmp_path, monkeypatch, capsys, case, expected):
     base, unl, suite = str(pair["base"]), str(pair["unlearned"]), str(pair["suite"])
@@ -85,6 +86,11 @@ def test_bad_input_exits_2_with_one_line(pair, tmp_path, monkeypatch, capsys, ca
         extra = ["--out", str(tmp_path / "file")]
     elif case == "threshold":
         extra = ["--threshold", "recovery"]
+    elif case == "no_holdout_qa":  # KnowMem's retention floor needs questions about never-trained records
+        bad = shutil.copytree(pair["suite"], tmp_path / "noqa")
+        lines = (bad / "holdout.jsonl").read_text().splitlines()
+        (bad / "holdout.jsonl").write_text("\n".join(line for line in lines if '"question"' not in line) + "\n")
+        suite = str(bad)
     code, out, err = run_cli(monkeypatch, capsys, "check", base, unl, "--suite", suite, "-q", *extra)
     assert code == 2
     assert expected in err
