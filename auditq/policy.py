@@ -104,25 +104,27 @@ class CheckEvaluator:
         return CheckResult(check, family, fmt, UNKNOWN, policy.severity, None, None, None,
                            policy.threshold, policy.comparator, 0, reason)
 
-    def _retention_inputs(self, cur: FormatSamples, metric: str):
-        """(unlearned, base, base holdout) arrays of one format, or a reason why they are missing."""
-        unl, base = _field(cur.unlearned, metric), _field(cur.base, metric)
+    def _retention_inputs(self, cur: FormatSamples, metric: str, who: str = "unlearned"):
+        """(audited, base, base holdout, audited holdout) arrays of one format (`who`: the audited role),
+        or None and the reason why they are missing."""
+        audited = getattr(cur, who)
+        unl, base = _field(audited, metric), _field(cur.base, metric)
         if unl is None or base is None:
             return None, f"{metric} was not measured for both models"
-        holdout = _holdout(cur.base, metric)
-        if self.config.retention == "floor" and holdout is None:
+        holdout, unl_holdout = _holdout(cur.base, metric), _holdout(audited, metric)
+        if self.config.retention == "floor" and (holdout is None or unl_holdout is None):
             return None, f"{metric} was not measured on holdout records (the non-member floor)"
         if base.mean() <= 0:
             return None, f"the base model shows no {metric} on the forget set here: nothing to retain"
         if self.config.retention == "floor" and not base.mean() > holdout.mean():
             return None, (f"the base model's forget {metric} {base.mean():.3f} is not above its holdout floor "
                           f"{holdout.mean():.3f}: nothing to retain")
-        return (unl, base, holdout), ""
+        return (unl, base, holdout, unl_holdout), ""
 
-    def _retention_stat(self, unl, base, holdout):
+    def _retention_stat(self, unl, base, holdout, unl_holdout):
         """statistic(i, j) of forget indices i and holdout indices j (j ignored in ratio mode)."""
         mode = self.config.retention
-        return lambda i, j: retention(mode, unl, base, holdout, i, j)
+        return lambda i, j: retention(mode, unl, base, holdout, unl_holdout, i, j)
 
     def _sizes(self, unl: np.ndarray, holdout: np.ndarray | None) -> tuple[int, ...]:
         return (unl.size, holdout.size) if self.config.retention == "floor" else (unl.size,)
@@ -134,19 +136,20 @@ class CheckEvaluator:
             return self._interval(stat, sizes)
         return self._interval(lambda i: stat(i, None), sizes[:1])
 
-    def _describe(self, metric: str, unl, base, holdout) -> str:
+    def _describe(self, metric: str, unl, base, holdout, unl_holdout) -> str:
         raw = ratio_of_means(unl, base)
         if self.config.retention == "ratio":
             return f"unlearned/base {metric} = {unl.mean():.3f}/{base.mean():.3f} (raw ratio)"
-        floor = float(holdout.mean())
-        return (f"(unlearned {unl.mean():.3f} - floor {floor:.3f}) / (base {base.mean():.3f} - floor {floor:.3f}); "
-                f"floor = base {metric} on {holdout.size} holdout records; raw ratio {raw:.3f}")
+        return (f"(unlearned {unl.mean():.3f} - its floor {unl_holdout.mean():.3f}) / (base {base.mean():.3f} - "
+                f"base floor {holdout.mean():.3f}); floors = {metric} on {holdout.size} holdout records; "
+                f"raw ratio {raw:.3f}")
 
-    def _extras(self, unl, base, holdout) -> dict:
+    def _extras(self, unl, base, holdout, unl_holdout) -> dict:
         extras = {"raw_ratio": ratio_of_means(unl, base), "unlearned_forget": float(unl.mean()),
                   "base_forget": float(base.mean()), "retention": self.config.retention}
-        if holdout is not None:
-            extras.update(floor=float(holdout.mean()), n_holdout=int(holdout.size))
+        if holdout is not None and unl_holdout is not None:
+            extras.update(floor=float(unl_holdout.mean()), base_floor=float(holdout.mean()),
+                          n_holdout=int(holdout.size))
         return extras
 
     def forget_retention(self, fmt: str, cur: FormatSamples, metric: str) -> CheckResult:
@@ -154,20 +157,20 @@ class CheckEvaluator:
         inputs, why = self._retention_inputs(cur, metric)
         if inputs is None:
             return self._unknown(check, "forget_retention", fmt, why)
-        unl, base, holdout = inputs
-        stat = self._retention_stat(unl, base, holdout)
+        unl, base, holdout, unl_holdout = inputs
+        stat = self._retention_stat(*inputs)
         sizes = self._sizes(unl, holdout)
         n = int(min(sizes)) if self.config.retention == "floor" else int(unl.size)
         value = stat(None, None)
-        detail = self._describe(metric, unl, base, holdout)
-        extras = self._extras(unl, base, holdout)
-        ret = _field(cur.retrain, metric)
-        if ret is None:
+        detail = self._describe(metric, *inputs)
+        extras = self._extras(*inputs)
+        ret_inputs, _ = self._retention_inputs(cur, metric, "retrain") if cur.retrain is not None else (None, "")
+        if ret_inputs is None:
             return self._result(check, "forget_retention", fmt, value, self._boot(stat, sizes), n, detail,
                                 extras=extras)
         # with a retrain model the fair bar is its own retention at this precision
         margin = self.config.retrain_margin
-        ret_stat = self._retention_stat(ret, base, holdout)
+        ret_stat = self._retention_stat(*ret_inputs)
         ret_value = ret_stat(None, None)
         low, high = self._boot(lambda i, j: stat(i, j) - ret_stat(i, j), sizes)
         detail += f"; retrain retention {ret_value:.3f} + margin {margin:.2f}"
@@ -190,8 +193,30 @@ class CheckEvaluator:
             detail += (f" (floored; raw ratio {ratio_of_means(here[0], here[1]):.3f} vs "
                        f"{ratio_of_means(there[0], there[1]):.3f})")
         n = int(min(sizes)) if self.config.retention == "floor" else int(here[0].size)
-        return self._result(check, "recovery", fmt, value, self._boot(stat, sizes), n, detail,
-                            extras={"retention_here": stat_here(None, None), "retention_fp": stat_fp(None, None)})
+        extras = {"retention_here": stat_here(None, None), "retention_fp": stat_fp(None, None)}
+        ret_stat = self._retrain_recovery(cur, ref, metric)
+        ret_value = ret_stat(None, None) if ret_stat is not None else float("nan")
+        if ret_stat is None or not ret_value > 0:
+            return self._result(check, "recovery", fmt, value, self._boot(stat, sizes), n, detail, extras=extras)
+        # quantization moves a model that never saw the forget set too (greedy continuations flip): with a
+        # retrain model, its own recovery at this format is the fair allowance, never a tighter bar
+        low, high = self._boot(lambda i, j: stat(i, j) - ret_stat(i, j), sizes)
+        extras["retrain_recovery"] = ret_value
+        detail += f"; retrain's own recovery {ret_value:.3f} is allowed on top"
+        threshold = self.config.checks["recovery"].threshold + ret_value
+        return self._result(check, "recovery", fmt, value, (low + ret_value, high + ret_value), n, detail,
+                            threshold=threshold, extras=extras)
+
+    def _retrain_recovery(self, cur: FormatSamples, ref: FormatSamples, metric: str):
+        """statistic(i, j) of the retrain model's recovery (its retention here minus at fp), or None."""
+        if cur.retrain is None or ref.retrain is None:
+            return None
+        here, _ = self._retention_inputs(cur, metric, "retrain")
+        there, _ = self._retention_inputs(ref, metric, "retrain")
+        if here is None or there is None:
+            return None
+        stat_here, stat_fp = self._retention_stat(*here), self._retention_stat(*there)
+        return lambda i, j: stat_here(i, j) - stat_fp(i, j)
 
     def privleak(self, fmt: str, cur: FormatSamples) -> CheckResult:
         """MUSE's PrivLeak: Min-K% AUC with forget labelled 0 and holdout 1, (AUC_unl - AUC_ref) / AUC_ref x 100.

@@ -95,11 +95,13 @@ def test_model_that_never_saw_the_forget_set_passes_on_templated_data():
         check = floor[f"forget_retention.{metric}"]
         assert check.verdict == "PASS", check
         assert abs(check.value) < 0.1 and check.extras["raw_ratio"] > 0.25
-        assert check.extras["floor"] == pytest.approx(base.__getattribute__(f"{metric}_holdout").mean())
+        assert check.extras["base_floor"] == pytest.approx(getattr(base, f"{metric}_holdout").mean())
+        assert check.extras["floor"] == pytest.approx(getattr(never_saw, f"{metric}_holdout").mean())
         assert ratio[f"forget_retention.{metric}"].verdict == "FAIL"   # what the old rule said
-    # the definition, by hand: (U - F) / (B - F) with F = base's holdout mean
-    u, b, f = never_saw.verbmem_forget.mean(), base.verbmem_forget.mean(), base.verbmem_holdout.mean()
-    assert floor["forget_retention.verbmem"].value == pytest.approx((u - f) / (b - f))
+    # the definition, by hand: (U_forget - U_holdout) / (B_forget - B_holdout)
+    u, fu = never_saw.verbmem_forget.mean(), never_saw.verbmem_holdout.mean()
+    b, fb = base.verbmem_forget.mean(), base.verbmem_holdout.mean()
+    assert floor["forget_retention.verbmem"].value == pytest.approx((u - fu) / (b - fb))
     # ...and a model that kept everything is still 1 on the same scale, and FAILs
     kept = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(base, base, None),
                                                                             None, True)}
@@ -150,3 +152,32 @@ def test_privleak_check_equals_muses_formula_computed_independently():
         -members, -nonmembers, (-ret.members["mink"], -ret.nonmembers["mink"])), abs=1e-6)
     assert alone.value < 0 and alone.ci_low <= alone.value <= alone.ci_high  # forget still separable: negative
     assert "negative = under-unlearned" in alone.message
+
+
+def test_own_floor_a_never_trained_model_with_a_higher_chance_level_still_passes():
+    """Measured on the demo's bios: the retrain model continues unseen bios at 0.383, base at 0.320. Against base's
+    floor the never-trained model would sit at (0.415 - 0.320) / 0.68 = 0.14, near the bar; against its own, ~0.05."""
+    rng = np.random.default_rng(6)
+    n = 40
+    base = role(np.full(n, 1.0), np.ones(n), np.ones(n), np.ones(n), np.zeros(n),
+                verbmem_holdout=rng.normal(0.32, 0.05, n))
+    never_saw = role(rng.normal(0.40, 0.05, n), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n),
+                     verbmem_holdout=rng.normal(0.40, 0.05, n))
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, never_saw, None), "verbmem")
+    assert check.verdict == "PASS" and abs(check.value) < 0.05
+
+
+def test_recovery_allows_the_retrain_models_own_quantization_noise():
+    """With --retrain, what quantization does to a model that never saw the forget set is allowed on top."""
+    n = 40
+    base = role(np.ones(n), np.ones(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    fp_unl = role(np.full(n, 0.2), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    q_unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    fp = FormatSamples(base, fp_unl, fp_unl)
+    q4 = FormatSamples(base, q_unl, q_unl)        # the retrain model moves by the same 0.125 here
+    check = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", q4, fp, "verbmem")
+    assert check.value == pytest.approx(0.125) and check.verdict == "PASS"
+    assert check.threshold == pytest.approx(0.225) and check.extras["retrain_recovery"] == pytest.approx(0.125)
+    alone = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", FormatSamples(base, q_unl, None),
+                                                      FormatSamples(base, fp_unl, None), "verbmem")
+    assert alone.verdict == "FAIL" and alone.threshold == pytest.approx(0.10)
