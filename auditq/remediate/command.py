@@ -78,6 +78,9 @@ def _validate(opts: RemediateOptions) -> tuple[object, Path]:
         check_configs_compatible(opts.base, opts.retrain, "retrain")
     suite_dir = opts.suite or bundled_suite_dir()
     suite = load_suite(suite_dir)
+    from auditq.probes.knowmem import KnowMem
+
+    KnowMem().check_suite(suite)  # the stop rule and the re-check measure KnowMem against its holdout floor
     if opts.out is None and not opts.dry_run:
         raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
     if opts.out is not None:
