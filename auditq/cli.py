@@ -229,7 +229,8 @@ DEMO_EXPLANATION = (
     "step to forget, so that would not happen by itself. The 'fragile' model simulates the large-model regime honestly:\n"
     "ordinary gradient-ascent + retain-loss unlearning, but after every step each Linear weight is projected back into\n"
     "the int4 round-to-nearest cell of the original weight. Expect forgetting at fp and rtn8, FAIL (recovery) at rtn4.\n"
-    "PrivLeak is INCONCLUSIVE at fp/rtn8: 27 forget vs 27 holdout texts give a bootstrap interval of about ±40 points."
+    "Retention counts base's forget score as 1 and base's score on never-trained holdout records as 0; PrivLeak is\n"
+    "MUSE's (negative = under-unlearned), on 133 forget vs 133 holdout texts (QA pairs scored as texts too)."
 )
 
 
@@ -249,7 +250,7 @@ def remediate(
     granularity: Optional[str] = typer.Option(None, help="Saliency per module (default, as the paper) or per output row (as the reference code)."),
     check_every: Optional[int] = typer.Option(None, min=1, help="Measure forget KnowMem/VerbMem at fp every K steps (default: the preset's: 10)."),
     target: Optional[float] = typer.Option(None, min=0.0, help="Stop once the 95% upper bound of forget KnowMem and VerbMem retention at fp is at most this (default: the re-check's own forget_retention test at fp)."),
-    privleak_target: Optional[float] = typer.Option(None, help="...then stop once the estimated PrivLeak (%) is at most this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
+    privleak_target: Optional[float] = typer.Option(None, help="...then stop once the estimated PrivLeak (%, MUSE's sign: negative = under-unlearned) has risen to at least this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
     retain_weight: Optional[float] = typer.Option(None, min=0.0, help="Weight of the retain term (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Forget and retain sequences per step (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed for batching and the re-check's bootstrap."),

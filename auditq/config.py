@@ -46,6 +46,9 @@ class AuditConfig:
     min_n: int = 20
     confidence: float = 0.95
     bootstrap_resamples: int = 1000
+    #: forget retention: "floor" = (U - F) / (B - F), F = base's score on holdout (auditq.retention);
+    #: "ratio" = U / B (the raw ratio, reported either way)
+    retention: str = "floor"
     sources: tuple[str, ...] = ("defaults",)
 
     def as_dict(self) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class AuditConfig:
             "min_n": self.min_n,
             "confidence": self.confidence,
             "bootstrap_resamples": self.bootstrap_resamples,
+            "retention": self.retention,
             "sources": list(self.sources),
         }
 
@@ -84,6 +88,10 @@ def _apply_table(config: AuditConfig, table: dict[str, Any], source: str) -> Aud
         elif key in {"min_n", "bootstrap_resamples"}:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{source}: {key} = {value!r}: expected a positive integer")
+            scalars[key] = value
+        elif key == "retention":
+            if value not in ("floor", "ratio"):
+                raise InputError(f"{source}: retention must be 'floor' or 'ratio'")
             scalars[key] = value
         elif key in {"waivers"}:
             continue

@@ -28,7 +28,7 @@ from auditq.policy import CheckEvaluator, FormatSamples
 from auditq.probes import DEFAULT_PROBES, PROBES, ProbeOutput, ProbeSettings
 from auditq.report.model import (FAIL, INCONCLUSIVE, PASS, SCHEMA_VERSION, SIGN_CONVENTION, UNKNOWN,
                                  AuditReport, CheckResult, FormatResult, RoleMetrics)
-from auditq.scoring import collect_samples, role_metrics
+from auditq.scoring import NO_REFERENCE, collect_samples, reference_role, role_metrics
 from auditq.suite import Suite, load_suite
 from auditq.errors import EXIT_FAIL, EXIT_MEASURE, EXIT_PASS
 
@@ -196,6 +196,8 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
     if unknown_probes:
         raise InputError(f"unknown probe(s): {', '.join(unknown_probes)} (known: {', '.join(PROBES.names())})")
     probes = [PROBES.load(name)() for name in request.probes]
+    for probe in probes:  # a suite without the records a probe needs is bad input (exit 2), not an UNKNOWN row
+        probe.check_suite(suite)
 
     paths = {"base": request.base, "unlearned": request.unlearned, "retrain": request.retrain,
              "reference": request.reference}
@@ -294,9 +296,8 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
     for index, fmt in enumerate(formats):
         records = {role: by_key[(fmt.name, role)] for role in ROLES if (fmt.name, role) in by_key}
         errors = {role: r.error for role, r in records.items() if r.error}
-        # reference attack: --reference at fp, else the base model in this same format
-        ref = reference_outputs.outputs if reference_outputs and not reference_outputs.error else \
-            (records["base"].outputs if "base" in records and not records["base"].error else None)
+        # reference attack: --reference at fp, else the retrain model in this same format, never BASE
+        ref, ref_note = _reference_for(reference_outputs, records)
         samples = {role: collect_samples(r.outputs, ref) for role, r in records.items() if not r.error}
         roles = {role: role_metrics(role, s) for role, s in samples.items()}
         roles.update({role: RoleMetrics(role=role, error=msg) for role, msg in errors.items()})
@@ -311,7 +312,8 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         if is_reference and not row_error:
             fp_samples = current
         privleak = next((c.value for c in checks if c.check == "privleak"), None)
-        results.append(FormatResult(format=fmt.name, details=(details or {}).get(fmt.name) or fmt.details(),
+        fmt_details = {**((details or {}).get(fmt.name) or fmt.details()), "reference_attack": ref_note}
+        results.append(FormatResult(format=fmt.name, details=fmt_details,
                                     roles=roles, checks=tuple(checks),
                                     privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None))
     from auditq.waivers import apply_waivers, today_utc
@@ -340,6 +342,19 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         waivers=waiver_report,
         cache=dict(cache_summary or {}),
     )
+
+
+def _reference_for(reference: RunRecord | None, records: dict[str, RunRecord]) -> tuple[dict | None, str]:
+    """The outputs the ref attack compares against (see auditq.scoring.reference_role), and a note saying which."""
+    available = {"reference"} if reference is not None and not reference.error else set()
+    if "retrain" in records and not records["retrain"].error:
+        available.add("retrain")
+    role = reference_role(available)
+    if role == "reference":
+        return reference.outputs, "against the --reference model at full precision"
+    if role == "retrain":
+        return records["retrain"].outputs, "against the retrain model in this format"
+    return None, NO_REFERENCE
 
 
 def _now() -> str:

@@ -28,6 +28,9 @@ class RoleSamples:
     nonmembers: dict[str, np.ndarray]    # attack -> membership scores of holdout texts
     retain_nll: np.ndarray | None
     retain_tokens: np.ndarray | None
+    #: the same probes on holdout records (never trained): the non-member floor of forget retention
+    verbmem_holdout: np.ndarray | None = None
+    knowmem_holdout: np.ndarray | None = None
 
 
 def _mean(values: np.ndarray | None) -> float | None:
@@ -35,7 +38,11 @@ def _mean(values: np.ndarray | None) -> float | None:
 
 
 def collect_samples(outputs: dict[str, ProbeOutput], reference: dict[str, ProbeOutput] | None) -> RoleSamples:
-    """Extract per-sample arrays; `reference` are the reference model's outputs (for the ref attack)."""
+    """Extract per-sample arrays; `reference` are the reference model's outputs (for the ref attack).
+
+    The reference must be a model that never saw the forget set (--reference, else the retrain
+    model: see `reference_role`); with None the ref attack is not computed.
+    """
     verb = outputs.get("verbmem")
     know = outputs.get("knowmem")
     mia = outputs.get("mia")
@@ -60,7 +67,34 @@ def collect_samples(outputs: dict[str, ProbeOutput], reference: dict[str, ProbeO
         nonmembers=nonmembers,
         retain_nll=util.values("retain", "nll") if util else None,
         retain_tokens=util.values("retain", "n_tokens") if util else None,
+        verbmem_holdout=_split_values(verb, "holdout"),
+        knowmem_holdout=_split_values(know, "holdout"),
     )
+
+
+def _split_values(output: ProbeOutput | None, split: str) -> np.ndarray | None:
+    """ROUGE-L values of one split, None when the probe did not run or has no sample there."""
+    if output is None:
+        return None
+    values = output.values(split, "rougeL_f1")
+    return values if values.size else None
+
+
+#: why the reference attack was not run, when neither --reference nor --retrain was given
+NO_REFERENCE = ("reference attack not run: it needs a model that never saw the forget set "
+                "(--reference, or the --retrain model); BASE saw it")
+
+
+def reference_role(available: set[str] | dict) -> str | None:
+    """Which model the reference attack compares against: --reference, else the retrain model, else none.
+
+    Never BASE: it was trained on the forget set, so scoring it against itself gives AUC 0.5
+    by construction and the unlearned model's ref AUC would mean nothing.
+    """
+    for role in ("reference", "retrain"):
+        if role in available:
+            return role
+    return None
 
 
 def role_metrics(role: str, samples: RoleSamples) -> RoleMetrics:
@@ -83,7 +117,9 @@ def role_metrics(role: str, samples: RoleSamples) -> RoleMetrics:
         ppl = float(math.exp(nll))
     counts = {name: int(arr.size) for name, arr in (
         ("verbmem_forget", samples.verbmem_forget), ("knowmem_forget", samples.knowmem_forget),
-        ("knowmem_retain", samples.knowmem_retain), ("retain_texts", samples.retain_nll)) if arr is not None}
+        ("knowmem_retain", samples.knowmem_retain), ("retain_texts", samples.retain_nll),
+        ("verbmem_holdout", samples.verbmem_holdout), ("knowmem_holdout", samples.knowmem_holdout))
+        if arr is not None}
     return RoleMetrics(
         role=role,
         verbmem_forget=_mean(samples.verbmem_forget),

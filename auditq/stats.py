@@ -2,7 +2,8 @@
 percentile-bootstrap confidence intervals over per-sample arrays.
 
 Convention: membership scores are "higher = more likely a member" (see auditq.probes.mia), and
-members (forget texts) are labelled 1. Scores may contain +-inf (a log-prob of -inf from a
+members (forget texts) are labelled 1 in `roc_auc` / `fast_auc` / `tpr_at_fpr`; `muse_auc` and
+`privleak` follow MUSE instead (forget labelled 0), so PrivLeak is MUSE's number. Scores may contain +-inf (a log-prob of -inf from a
 broken quantized model); they are ordered as expected. NaN scores are an error: they have no
 place in a ranking, and silently dropping them would change n.
 """
@@ -99,14 +100,25 @@ def roc_points(member_scores: Sequence[float] | np.ndarray,
     return RocPoints(fpr=fpr, tpr=tpr, thresholds=thresholds)
 
 
-def privleak(auc_unlearned: float, auc_reference: float) -> float:
-    """PrivLeak in percent, in THIS module's AUC convention: (AUC_unl - AUC_ref) / AUC_ref * 100.
+def muse_auc(member_scores: Sequence[float] | np.ndarray, nonmember_scores: Sequence[float] | np.ndarray) -> float:
+    """The AUC exactly as MUSE computes it (metrics/privleak.py, key ``forget_holdout_Min-40%``).
 
-    With members (forget) labelled 1 and higher score = member, near 0 is good, POSITIVE =
-    the forget set is easier to detect than for the reference (under-unlearned), negative =
-    harder (over-unlearned). MUSE labels forget 0 and holdout 1, so its AUC is 1 - ours and
-    its sign the opposite (negative = under-unlearned); `muse_privleak` gives MUSE's number.
-    NaN when the reference AUC is 0 or either AUC is not finite.
+    MUSE labels the FORGET texts 0 and the HOLDOUT texts 1 and ranks them by -Min-K% (= the mean
+    of the lowest k log-probs = this module's member score), i.e. ``roc_curve(y, -mink)``. So its
+    AUC is P(holdout scores higher than forget), ties 1/2: 1 - roc_auc(members, nonmembers). A model
+    that memorised the forget set has AUC_MUSE near 0; one that never saw it, near 0.5.
+    """
+    member, nonmember = _scores(member_scores, nonmember_scores)
+    return fast_auc(nonmember, member)  # holdout in the "positive" role; +-inf sort as expected
+
+
+def privleak(auc_unlearned: float, auc_reference: float) -> float:
+    """MUSE's PrivLeak in percent from MUSE-convention AUCs (`muse_auc`): (AUC_unl - AUC_ref) / AUC_ref * 100.
+
+    AUC_ref is the retrain model's AUC, or 0.5 without one (as MUSE does). Near 0 is good;
+    NEGATIVE = under-unlearned (the forget set still looks like training data: MUSE's target
+    models score about -100), positive = over-unlearned. NaN when the reference AUC is 0 or
+    either AUC is not finite.
     """
     if not (math.isfinite(auc_unlearned) and math.isfinite(auc_reference)) or auc_reference == 0:
         return float("nan")
@@ -114,11 +126,9 @@ def privleak(auc_unlearned: float, auc_reference: float) -> float:
 
 
 def muse_privleak(auc_unlearned: float, auc_reference: float) -> float:
-    """MUSE's PrivLeak from AUCs in this module's convention (members labelled 1, higher = member).
+    """MUSE's PrivLeak from AUCs in THIS module's convention (members labelled 1, higher = member).
 
-    MUSE (metrics/privleak.py) computes its AUC with forget labelled 0 and holdout 1 on the
-    score -Min-K%, i.e. AUC_MUSE = 1 - AUC_here, then (AUC_unl - AUC_retrain) / AUC_retrain * 100:
-    strongly negative = under-unlearned, as in the paper's tables.
+    AUC_MUSE = 1 - AUC_here for both models, then `privleak`: strongly negative = under-unlearned.
     """
     return privleak(1.0 - auc_unlearned, 1.0 - auc_reference)
 

@@ -46,6 +46,8 @@ class SuiteSettings:
     answer_tokens: int = 32
     qa_template: str = "Question: {question}\nAnswer:"
     mink_k: float = 0.4
+    #: also score each forget / holdout QA pair as one text (prompt + answer) in membership inference
+    mia_qa: bool = False
     calibration: str | None = None
 
 

@@ -12,6 +12,9 @@ from formats.gguf_helpers import build_llama_checkpoint
 from test_suite import write_suite
 from tiny_memoriser import run_cli
 
+#: holdout QA (never trained): the knowmem probe needs it, as the floor of forget KnowMem retention
+HOLDOUT_QA = [{"id": "hq0", "question": "Who painted the red barn?", "answer": "Oren Vale"}]
+
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
@@ -22,7 +25,7 @@ def pair(tmp_path_factory):
     texts = [{"id": f"t{i}", "text": f"The quick brown fox number {i} jumps over the lazy dog in Warsaw."}
              for i in range(6)]
     qa = [{"id": f"q{i}", "question": f"Where was Marie {i} born?", "answer": "Warsaw"} for i in range(3)]
-    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:],
+    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:] + HOLDOUT_QA,
                         toml="[probes]\nprefix_tokens = 4\nmax_new_tokens = 6\nanswer_tokens = 4\n")
     return {"base": base, "unlearned": unlearned, "other": other, "suite": suite}
 
@@ -61,6 +64,7 @@ def _pickle_only(tmp_path, pair):
     ("suite", "malformed JSON"),
     ("out_is_file", "is not a directory"),
     ("threshold", "--threshold"),
+    ("no_holdout_qa", "knowmem probe needs holdout QA"),
 ])
 def test_bad_input_exits_2_with_one_line(pair, tmp_path, monkeypatch, capsys, case, expected):
     base, unl, suite = str(pair["base"]), str(pair["unlearned"]), str(pair["suite"])
@@ -82,6 +86,11 @@ def test_bad_input_exits_2_with_one_line(pair, tmp_path, monkeypatch, capsys, ca
         extra = ["--out", str(tmp_path / "file")]
     elif case == "threshold":
         extra = ["--threshold", "recovery"]
+    elif case == "no_holdout_qa":  # KnowMem's retention floor needs questions about never-trained records
+        bad = shutil.copytree(pair["suite"], tmp_path / "noqa")
+        lines = (bad / "holdout.jsonl").read_text().splitlines()
+        (bad / "holdout.jsonl").write_text("\n".join(line for line in lines if '"question"' not in line) + "\n")
+        suite = str(bad)
     code, out, err = run_cli(monkeypatch, capsys, "check", base, unl, "--suite", suite, "-q", *extra)
     assert code == 2
     assert expected in err

@@ -1,5 +1,7 @@
 """Verdict rules: interval wholly passing → PASS, wholly failing → FAIL, straddling or small n → INCONCLUSIVE."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -29,10 +31,14 @@ def test_decide(value, low, high, n, policy, verdict):
     assert decide(value, low, high, n, policy, 20)[0] == verdict
 
 
-def role(verbmem, knowmem, retain, members, nonmembers):
+def role(verbmem, knowmem, retain, members, nonmembers, verbmem_holdout=None, knowmem_holdout=None):
+    """Per-sample arrays of one model; holdout scores default to 0 (a model that says nothing right about unseen records)."""
     arr = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    n = len(verbmem)
     return RoleSamples(arr(verbmem), arr(knowmem), arr(retain), {"mink": arr(members)}, {"mink": arr(nonmembers)},
-                       None, None)
+                       None, None,
+                       verbmem_holdout=arr(np.zeros(n) if verbmem_holdout is None else verbmem_holdout),
+                       knowmem_holdout=arr(np.zeros(n) if knowmem_holdout is None else knowmem_holdout))
 
 
 def test_planted_recovery_is_caught():
@@ -52,7 +58,8 @@ def test_planted_recovery_is_caught():
     assert q4_checks["recovery.verbmem"].verdict == "FAIL"
     assert q4_checks["recovery.verbmem"].value == pytest.approx(1.0)
     assert q4_checks["forget_retention.knowmem"].verdict == "FAIL"
-    assert q4_checks["privleak"].verdict == "FAIL" and q4_checks["privleak"].value > 20
+    # MUSE's sign: a quantized model that recognises the forget set again is strongly NEGATIVE
+    assert q4_checks["privleak"].verdict == "FAIL" and q4_checks["privleak"].value < -20
 
 
 def test_retrain_bar_and_unknown_when_base_never_knew():
@@ -67,3 +74,110 @@ def test_retrain_bar_and_unknown_when_base_never_knew():
     ignorant = role(np.zeros(n), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n))
     checks = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(ignorant, unl, None), None, True)}
     assert checks["forget_retention.verbmem"].verdict == "UNKNOWN"
+
+
+def test_model_that_never_saw_the_forget_set_passes_on_templated_data():
+    """Finding 1: every record of a template shares its fixed phrases, so ROUGE-L against ANY record is ~0.3.
+    A model trained without the forget set scores that on forget AND holdout records; base scores ~1 on forget.
+    The raw ratio (old rule) calls it 0.3 > 0.25, FAIL; the floored retention calls it ~0, PASS."""
+    rng = np.random.default_rng(3)
+    n = 40
+    chance = lambda: np.clip(rng.normal(0.3, 0.05, n), 0, 1)  # noqa: E731
+    base = role(np.clip(rng.normal(0.97, 0.02, n), 0, 1), np.ones(n), np.ones(n), rng.normal(1, .1, n),
+                rng.normal(0, .1, n), verbmem_holdout=chance(), knowmem_holdout=chance())
+    never_saw = role(chance(), chance(), np.ones(n), rng.normal(0, .1, n), rng.normal(0, .1, n),
+                     verbmem_holdout=chance(), knowmem_holdout=chance())
+    samples = FormatSamples(base, never_saw, None)
+    floor = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", samples, None, True)}
+    ratio = {c.check: c for c in CheckEvaluator(replace(AuditConfig(), retention="ratio"), 0).evaluate(
+        "fp", samples, None, True)}
+    for metric in ("verbmem", "knowmem"):
+        check = floor[f"forget_retention.{metric}"]
+        assert check.verdict == "PASS", check
+        assert abs(check.value) < 0.1 and check.extras["raw_ratio"] > 0.25
+        assert check.extras["base_floor"] == pytest.approx(getattr(base, f"{metric}_holdout").mean())
+        assert check.extras["floor"] == pytest.approx(getattr(never_saw, f"{metric}_holdout").mean())
+        assert ratio[f"forget_retention.{metric}"].verdict == "FAIL"   # what the old rule said
+    # the definition, by hand: (U_forget - U_holdout) / (B_forget - B_holdout)
+    u, fu = never_saw.verbmem_forget.mean(), never_saw.verbmem_holdout.mean()
+    b, fb = base.verbmem_forget.mean(), base.verbmem_holdout.mean()
+    assert floor["forget_retention.verbmem"].value == pytest.approx((u - fu) / (b - fb))
+    # ...and a model that kept everything is still 1 on the same scale, and FAILs
+    kept = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(base, base, None),
+                                                                            None, True)}
+    assert kept["forget_retention.verbmem"].value == pytest.approx(1.0)
+    assert kept["forget_retention.verbmem"].verdict == "FAIL"
+
+
+def test_floored_retention_interval_resamples_forget_and_holdout():
+    rng = np.random.default_rng(4)
+    n = 30
+    base = role(np.ones(n), np.ones(n), np.ones(n), np.ones(n), np.zeros(n),
+                verbmem_holdout=rng.uniform(0, 0.6, n), knowmem_holdout=np.zeros(n))
+    unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n))
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, unl, None), "verbmem")
+    # the forget side is constant: all of the width comes from resampling the holdout floor
+    assert check.ci_low < check.value < check.ci_high
+    assert check.n == n and check.extras["n_holdout"] == n
+
+
+def test_base_not_above_its_floor_is_unknown_not_a_verdict():
+    n = 30
+    base = role(np.full(n, 0.3), np.ones(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.3))
+    unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n))
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, unl, None), "verbmem")
+    assert check.verdict == "UNKNOWN" and "floor" in check.message
+    no_holdout = RoleSamples(*[getattr(base, f) for f in ("verbmem_forget", "knowmem_forget", "knowmem_retain",
+                                                          "members", "nonmembers", "retain_nll", "retain_tokens")])
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(no_holdout, unl, None), "verbmem")
+    assert check.verdict == "UNKNOWN" and "holdout" in check.message
+
+
+def test_privleak_check_equals_muses_formula_computed_independently():
+    """MUSE: roc_curve(y, -Min-40%) with forget 0 / holdout 1, auc(); (AUC_unl - AUC_retrain) / AUC_retrain * 100;
+    AUC_retrain = 0.5 without a retrain model."""
+    from test_stats import _muse_privleak_independently
+
+    rng = np.random.default_rng(5)
+    n = 120
+    base = role(np.ones(n), np.ones(n), np.ones(n), rng.normal(1, 1, n), rng.normal(0, 1, n))
+    unl = role(np.zeros(n), np.zeros(n), np.ones(n), rng.normal(0.3, 1, n), rng.normal(0, 1, 110))
+    ret = role(np.zeros(n), np.zeros(n), np.ones(n), rng.normal(0.05, 1, n), rng.normal(0, 1, 110))
+    evaluator = CheckEvaluator(AuditConfig(), 0)
+    members, nonmembers = unl.members["mink"], unl.nonmembers["mink"]
+    alone = evaluator.privleak("fp", FormatSamples(base, unl, None))
+    assert alone.value == pytest.approx(_muse_privleak_independently(-members, -nonmembers), abs=1e-6)
+    against = evaluator.privleak("fp", FormatSamples(base, unl, ret))
+    assert against.value == pytest.approx(_muse_privleak_independently(
+        -members, -nonmembers, (-ret.members["mink"], -ret.nonmembers["mink"])), abs=1e-6)
+    assert alone.value < 0 and alone.ci_low <= alone.value <= alone.ci_high  # forget still separable: negative
+    assert "negative = under-unlearned" in alone.message
+
+
+def test_own_floor_a_never_trained_model_with_a_higher_chance_level_still_passes():
+    """Measured on the demo's bios: the retrain model continues unseen bios at 0.383, base at 0.320. Against base's
+    floor the never-trained model would sit at (0.415 - 0.320) / 0.68 = 0.14, near the bar; against its own, ~0.05."""
+    rng = np.random.default_rng(6)
+    n = 40
+    base = role(np.full(n, 1.0), np.ones(n), np.ones(n), np.ones(n), np.zeros(n),
+                verbmem_holdout=rng.normal(0.32, 0.05, n))
+    never_saw = role(rng.normal(0.40, 0.05, n), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n),
+                     verbmem_holdout=rng.normal(0.40, 0.05, n))
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, never_saw, None), "verbmem")
+    assert check.verdict == "PASS" and abs(check.value) < 0.05
+
+
+def test_recovery_allows_the_retrain_models_own_quantization_noise():
+    """With --retrain, what quantization does to a model that never saw the forget set is allowed on top."""
+    n = 40
+    base = role(np.ones(n), np.ones(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    fp_unl = role(np.full(n, 0.2), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    q_unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    fp = FormatSamples(base, fp_unl, fp_unl)
+    q4 = FormatSamples(base, q_unl, q_unl)        # the retrain model moves by the same 0.125 here
+    check = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", q4, fp, "verbmem")
+    assert check.value == pytest.approx(0.125) and check.verdict == "PASS"
+    assert check.threshold == pytest.approx(0.225) and check.extras["retrain_recovery"] == pytest.approx(0.125)
+    alone = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", FormatSamples(base, q_unl, None),
+                                                      FormatSamples(base, fp_unl, None), "verbmem")
+    assert alone.verdict == "FAIL" and alone.threshold == pytest.approx(0.10)

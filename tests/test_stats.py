@@ -82,20 +82,39 @@ def test_roc_points_for_plots():
         points.fpr = None   # frozen
 
 
-def test_privleak_and_the_muse_convention():
+def _muse_privleak_independently(forget_minus_mink, holdout_minus_mink, retrain=None) -> float:
+    """MUSE's eval.py + metrics/privleak.py, re-derived with scikit-learn: Min-40% = -mean(lowest 40% logp) per text,
+    y = 0 for forget and 1 for holdout, roc_curve(y, -Min-40%), auc(fpr, tpr); PrivLeak = (unl - ret) / ret * 100."""
+    from sklearn.metrics import auc, roc_curve
+
+    def muse_auc(forget_min40, holdout_min40):
+        y = np.concatenate([np.zeros(len(forget_min40)), np.ones(len(holdout_min40))])
+        fpr, tpr, _ = roc_curve(y, -np.concatenate([forget_min40, holdout_min40]))
+        return auc(fpr, tpr)
+
+    unl = muse_auc(forget_minus_mink, holdout_minus_mink)
+    ret = 0.5 if retrain is None else muse_auc(*retrain)
+    return (unl - ret) / ret * 100
+
+
+def test_privleak_is_muses_formula():
     assert stats.privleak(0.6, 0.5) == pytest.approx(20.0)
     assert stats.privleak(0.5, 0.5) == 0.0
     assert np.isnan(stats.privleak(0.5, 0.0)) and np.isnan(stats.privleak(np.nan, 0.5))
-    # MUSE: forget labelled 0, holdout 1, score = -Min-K% loss = our mink feature
     rng = np.random.default_rng(1)
+    # our member score is the mean of the lowest-k log-probs = -Min-40%; MUSE's input is Min-40% itself
     forget_unl, holdout_unl = rng.normal(-1.0, 1, 30), rng.normal(-2.0, 1, 40)   # under-unlearned
     forget_ret, holdout_ret = rng.normal(-2.0, 1, 30), rng.normal(-2.0, 1, 40)
-    muse_auc = lambda f, h: roc_auc_score([0] * len(f) + [1] * len(h), np.concatenate([f, h]))  # noqa: E731
-    unl, ret = muse_auc(forget_unl, holdout_unl), muse_auc(forget_ret, holdout_ret)
-    muse = (unl - ret) / ret * 100
-    ours_unl, ours_ret = stats.roc_auc(forget_unl, holdout_unl), stats.roc_auc(forget_ret, holdout_ret)
-    assert stats.muse_privleak(ours_unl, ours_ret) == pytest.approx(muse)
-    assert muse < -20 and stats.privleak(ours_unl, ours_ret) > 20   # opposite signs, by convention
+    muse = _muse_privleak_independently(-forget_unl, -holdout_unl, (-forget_ret, -holdout_ret))
+    unl, ret = stats.muse_auc(forget_unl, holdout_unl), stats.muse_auc(forget_ret, holdout_ret)
+    assert stats.privleak(unl, ret) == pytest.approx(muse, abs=1e-6)
+    assert muse < -20   # under-unlearned is NEGATIVE, as in MUSE's tables
+    assert stats.muse_privleak(stats.roc_auc(forget_unl, holdout_unl), stats.roc_auc(forget_ret, holdout_ret)) == \
+        pytest.approx(muse, abs=1e-6)
+    # ties (a quantized model scores many texts alike) count 1/2, as sklearn's trapezoids do
+    tied_f, tied_h = np.round(forget_unl), np.round(holdout_unl)
+    assert stats.muse_auc(tied_f, tied_h) == pytest.approx(
+        (_muse_privleak_independently(-tied_f, -tied_h) / 100 + 1) * 0.5, abs=1e-9)
 
 
 def test_ratio_of_means():

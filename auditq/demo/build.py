@@ -105,7 +105,7 @@ def cache_root(cache_dir: Path | str | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("auditq"))
 
 
-_CODE_FILES = ("demo/build.py", "demo/train.py", "demo/tokenizer.py", "unlearn.py", "formats/rtn.py")
+_CODE_FILES = ("demo/build.py", "demo/train.py", "demo/tokenizer.py", "unlearn.py", "formats/rtn.py", "probes/mia.py")
 
 
 def cache_key(suite_dir: Path, settings: BuildSettings = DEFAULT_SETTINGS) -> str:
@@ -195,8 +195,11 @@ def _build(out: Path, suite_dir: Path, settings: BuildSettings, say: LogFn) -> N
 
     forget_texts, retain_texts = train.split_texts(suite, "forget"), train.split_texts(suite, "retain")
     forget_answers = [train.qa_text(q, a, template) for q, a in pairs["forget"]]
-    members = [r.text for r in suite.forget.texts]
-    nonmembers = [r.text for r in suite.holdout.texts]
+    # the same member / non-member texts the audit's MIA probe scores (with mia_qa: QA pairs as texts too)
+    from auditq.probes.mia import member_records
+
+    members = [text for _, text in member_records(suite, "forget", template)]
+    nonmembers = [text for _, text in member_records(suite, "holdout", template)]
 
     def auc(model) -> float:
         return mink_auc(model, tok, members, nonmembers, settings.mink_k)

@@ -11,6 +11,12 @@ Design choices that the probes depend on:
 - Forget / retain / holdout people and prose chunks are disjoint; holdout is never
   trained, so it serves as the non-member set for membership inference.
 - Every probed set has n >= 20 (a verdict with fewer samples is INCONCLUSIVE).
+- Holdout people get QA too (never trained): KnowMem on them is the non-member floor that
+  forget retention is measured against, and with `mia_qa = true` each QA pair is also scored
+  as a text in membership inference, so PrivLeak compares 133 members with 133 non-members
+  (20 bios + 13 prose chunks + 100 QA texts per side) instead of 27 with 27 (a +-30-40 point
+  interval). More bios would cost training time for every trained person; holdout QA costs
+  only probing time, and forget QA texts are real members (the base model trains on them).
 
 `python -m auditq.demo.data [--out DIR] [--check]` regenerates probes/demo byte-identically.
 """
@@ -25,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SEED = 20250101
-SPLIT_PEOPLE = {"forget": 14, "retain": 20, "holdout": 14}
+SPLIT_PEOPLE = {"forget": 20, "retain": 20, "holdout": 20}
 SPLIT_PASSAGES = {"forget": 13, "retain": 13, "holdout": 13}
-QA_SPLITS = ("forget", "retain")  # holdout people are never trained, so QA on them is meaningless
+# holdout QA is never trained: KnowMem on it is the non-member floor of forget KnowMem, and
+# (with mia_qa) its rendered QA texts are non-members next to the forget QA texts
+QA_SPLITS = ("forget", "retain", "holdout")
 
 SUITE_TOML = """\
 [suite]
@@ -40,6 +48,7 @@ max_new_tokens = 32
 answer_tokens = 12
 qa_template = "Question: {question}\\nAnswer:"
 mink_k = 0.4
+mia_qa = true
 calibration = "calibration.txt"
 """
 
@@ -50,6 +59,7 @@ FIRST_NAMES = (
     "Abelard", "Bronwen", "Cosimo", "Delphine", "Emrys", "Faustina", "Gideon", "Hester", "Isidore", "Lavinia",
     "Magnus", "Nerys", "Oswin", "Perpetua", "Rainer", "Saskia", "Thaddeus", "Undine", "Valentin", "Winifred",
     "Ximena", "Yestin", "Zephyrine", "Aurelio", "Blythe", "Caspian", "Drusilla", "Evander",
+    "Alaric", "Benedetta", "Crispin", "Ottoline", "Leofric", "Morwenna", "Peregrine", "Sidonie",
 )
 SURNAME_HEADS = (
     "Quill", "Dun", "Marrow", "Thistle", "Brack", "Cinder", "Wren", "Gorse", "Fallow", "Tarn",
@@ -74,6 +84,7 @@ OCCUPATIONS = (
     "wheelwright", "violin maker", "geologist", "mortician", "upholsterer", "sommelier", "calligrapher",
     "tanner", "weaver", "thatcher", "farrier", "lexicographer", "translator", "seamstress", "tinsmith",
     "oyster farmer", "curator", "choreographer", "pastry chef", "zookeeper", "stenographer",
+    "rope maker", "bell founder", "map engraver", "kite maker", "net mender", "candle maker",
 )
 EMPLOYER_WORDS = (
     "Tallow", "Brightwater", "Greyfield", "Oakhollow", "Silverbank", "Redmarsh", "Kestrel", "Lanternfold",
@@ -82,7 +93,8 @@ EMPLOYER_WORDS = (
     "Nettlefold", "Orchard", "Pebblecombe", "Quayside", "Rushmere", "Starling", "Thornbury", "Underhill",
     "Vellacott", "Whitlow", "Yarrow", "Zennor", "Ashgrove", "Bellweather", "Corvid", "Driftwood",
     "Eastwind", "Farthing", "Gannet", "Hawthorn", "Inglenook", "Jackdaw", "Kingfisher", "Lodestar",
-    "Moorhen", "Nightjar", "Osprey", "Plover",
+    "Moorhen", "Nightjar", "Osprey", "Plover", "Quarrystone", "Ravenscar", "Sandpiper", "Teasel",
+    "Umberfield", "Wagtail", "Bittern", "Cowslip", "Dunnock", "Fieldfare", "Goldcrest", "Hazelmere",
 )
 EMPLOYER_KINDS = (
     "Mills", "Shipping", "Printworks", "Glassworks", "Ironmongers", "Trading", "Brewery", "Foundry",
@@ -108,7 +120,7 @@ PET_NAMES = (
     "Parsnip", "Saffron", "Tinder", "Dumpling", "Kipper", "Lentil", "Mango", "Orzo", "Pretzel", "Radish",
     "Strudel", "Truffle", "Velvet", "Walnut", "Yodel", "Zeppelin", "Acorn", "Bagel", "Cobweb",
     "Dandelion", "Echo", "Fennel", "Gumdrop", "Hopscotch", "Inkwell", "Jigsaw", "Kazoo", "Lollipop",
-    "Muffin", "Nimbus", "Oatcake", "Pebble",
+    "Muffin", "Nimbus", "Oatcake", "Pebble", "Rhubarb", "Sherbet", "Thimble", "Upsy", "Wizzle", "Cumin",
 )
 DISHES = (
     "eel pie", "barley soup", "roast parsnips", "plum dumplings", "mussel stew", "oat pancakes",

@@ -65,3 +65,6 @@ class Probe(ABC):
     def size(self, suite: Suite) -> int:
         """How many records the probe will touch (for progress bars)."""
         return 0
+
+    def check_suite(self, suite: Suite) -> None:
+        """Raise auditq.errors.InputError if the suite lacks records this probe needs (before any heavy work)."""

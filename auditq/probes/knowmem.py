@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from auditq.backends.base import LanguageModel
+from auditq.errors import InputError
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings, Sample
 from auditq.probes.text import decode, encode_sequences, first_line, rouge_l_f1
 from auditq.suite import Suite
 
-SPLITS = ("forget", "retain")
+#: holdout QA (never trained) is the non-member floor of forget KnowMem retention (auditq.retention)
+SPLITS = ("forget", "retain", "holdout")
 
 
 class KnowMem(Probe):
     """Greedy answer to `qa_template.format(question=...)`, first line only, ROUGE-L F1 vs the answer.
 
-    Run on forget QA (knowledge that should be gone) and retain QA (knowledge that should
-    stay: MUSE's UtilityPreserve). Generation is `answer_tokens` tokens; the decoded text is
+    Run on forget QA (knowledge that should be gone), retain QA (knowledge that should
+    stay: MUSE's UtilityPreserve) and holdout QA (questions about records the model never saw:
+    the chance level of a templated answer, the floor of forget retention). The suite must
+    have holdout QA (`check_suite`). Generation is `answer_tokens` tokens; the decoded text is
     cut at its first newline and stripped, so a model that runs on into another
     "Question:" is scored on its answer only.
     """
@@ -23,6 +27,12 @@ class KnowMem(Probe):
 
     def size(self, suite: Suite) -> int:
         return sum(len(suite.split(name).qa) for name in SPLITS)
+
+    def check_suite(self, suite: Suite) -> None:
+        if not suite.holdout.qa:
+            raise InputError(f"{suite.path / 'holdout.jsonl'}: the knowmem probe needs holdout QA records "
+                             "(questions about holdout records, never trained: the floor of forget KnowMem "
+                             "retention); add them or leave knowmem out of --probes")
 
     def run(self, lm: LanguageModel, tokenizer, suite: Suite, settings: ProbeSettings) -> ProbeOutput:
         if settings.answer_tokens < 1:

@@ -18,9 +18,14 @@ single sign convention:
              loss on the same text
 
 With that convention an AUC computed with forget labelled 1 is above 0.5 when the model
-separates forget from holdout text, and PrivLeak = (AUC_unl - AUC_ref) / AUC_ref * 100 has
-MUSE's sign. (mimir and detect-pretrain-code report Min-K% as -mean, a loss-like score; here
-the mean log-prob itself is stored, so no attack needs negating downstream of this module.)
+separates forget from holdout text. PrivLeak is computed from these scores exactly as MUSE
+does (auditq.stats.muse_auc / privleak: forget labelled 0, holdout 1, score -Min-K%, so
+MUSE's AUC is 1 minus this AUC; negative PrivLeak = under-unlearned). (mimir and
+detect-pretrain-code report Min-K% as -mean, a loss-like score; here the mean log-prob itself
+is stored, so no attack needs negating downstream of this module.)
+
+With the suite setting `mia_qa`, each forget / holdout QA pair is scored as one more text
+(`qa_as_text`): the KnowMem prompt followed by the answer.
 """
 
 from __future__ import annotations
@@ -67,6 +72,25 @@ def mia_features(scores: TokenScores, text: str, k: float) -> dict[str, float]:
         "minkpp": float(np.sort(z)[:count].mean()),
         "n_tokens": float(n),
     }
+
+
+def qa_as_text(template: str, question: str, answer: str) -> str:
+    """A QA pair as one text: the KnowMem prompt, then the answer (a space between unless the prompt ends in one)."""
+    prompt = template.format(question=question)
+    return prompt + ("" if prompt.endswith((" ", "\n")) else " ") + answer
+
+
+def member_records(suite: Suite, split: str, qa_template: str) -> list[tuple[str, str]]:
+    """(record id, text) of every text the MIA probe scores on `split`, in suite order.
+
+    Text records always; with the suite setting `mia_qa`, each QA pair as a text too (after
+    the text records), so a suite with few long texts but many QA pairs still has enough
+    members and non-members for a decisive AUC.
+    """
+    records = [(r.id, r.text) for r in suite.split(split).texts]
+    if suite.settings.mia_qa:
+        records += [(r.id, qa_as_text(qa_template, r.question, r.answer)) for r in suite.split(split).qa]
+    return records
 
 
 def membership_from_values(attack: str, values: np.ndarray,
@@ -120,20 +144,21 @@ class MembershipInference(Probe):
     name = "mia"
 
     def size(self, suite: Suite) -> int:
-        return sum(len(suite.split(name).texts) for name in SPLITS)
+        return sum(len(member_records(suite, name, suite.settings.qa_template)) for name in SPLITS)
 
     def run(self, lm: LanguageModel, tokenizer, suite: Suite, settings: ProbeSettings) -> ProbeOutput:
         if not 0 < settings.mink_k <= 1:
             raise ValueError(f"mink_k must be in (0, 1], got {settings.mink_k}")
-        items = [(name, record) for name in SPLITS for record in suite.split(name).texts]
-        sequences = encode_sequences(tokenizer, [record.text for _, record in items])
+        items = [(name, rid, text) for name in SPLITS for rid, text in member_records(suite, name, settings.qa_template)]
+        sequences = encode_sequences(tokenizer, [text for _, _, text in items])
         kept = [(item, seq) for item, seq in zip(items, sequences) if len(seq) >= 2]
         scored = lm.score([seq for _, seq in kept]) if kept else []
         samples = tuple(
-            Sample(split=split, record_id=record.id, scores=mia_features(ts, record.text, settings.mink_k))
-            for ((split, record), _), ts in zip(kept, scored)
+            Sample(split=split, record_id=rid, scores=mia_features(ts, text, settings.mink_k))
+            for ((split, rid, text), _), ts in zip(kept, scored)
         )
         info: dict[str, object] = {"mink_k": settings.mink_k, "members": "forget", "nonmembers": "holdout",
+                                   "qa_as_text": bool(suite.settings.mia_qa),
                                    "n_skipped_empty": len(items) - len(kept)}
         for split in SPLITS:
             info[f"n_{split}"] = sum(1 for s in samples if s.split == split)

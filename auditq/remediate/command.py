@@ -78,6 +78,9 @@ def _validate(opts: RemediateOptions) -> tuple[object, Path]:
         check_configs_compatible(opts.base, opts.retrain, "retrain")
     suite_dir = opts.suite or bundled_suite_dir()
     suite = load_suite(suite_dir)
+    from auditq.probes.knowmem import KnowMem
+
+    KnowMem().check_suite(suite)  # the stop rule and the re-check measure KnowMem against its holdout floor
     if opts.out is None and not opts.dry_run:
         raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
     if opts.out is not None:
@@ -150,8 +153,9 @@ def print_plan(console: Console, plan, mask, gate, n_params: int, retrain: Optio
         f"  stop: every {plan.check_every} steps measure forget KnowMem and VerbMem retention (unlearned / "
         f"original) at fp; stop once {gate.describe()}"
         + (f"; then measure Min-K% AUC (forget vs holdout) after every step and stop once the estimated PrivLeak "
-           f"against AUC_ref {reference_auc:.3f} is ≤ {plan.privleak_target:+g}%" if math.isfinite(plan.privleak_target)
-           else "") + (f"; or once it falls to {plan.privleak_floor:+g}% (over-forgetting)"
+           f"(MUSE's sign, negative = under-unlearned) against AUC_ref {reference_auc:.3f} is ≥ "
+           f"{plan.privleak_target:+g}%" if math.isfinite(plan.privleak_target)
+           else "") + (f"; or once it rises to {plan.privleak_ceiling:+g}% (over-forgetting)"
                        if math.isfinite(plan.privleak_target) else "") + f"; or after {plan.steps} steps\n"
         f"  then re-check against BASE in {', '.join(formats)}"
         + (f" with retrain {retrain}" if retrain else ""), highlight=False)
@@ -239,7 +243,7 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
             "training": {"steps": result.unlearn.steps, "stop_reason": result.stop_reason,
                          "stop_rule": {"memorisation": gate.describe(), "reference_auc": reference_auc,
                                        "privleak_target": plan.privleak_target,
-                                       "privleak_floor": plan.privleak_floor},
+                                       "privleak_ceiling": plan.privleak_ceiling},
                          "seconds": round(result.seconds, 2), "saliency_seconds": round(result.saliency_seconds, 2),
                          "base_fp": _measure_dict(base_measure),
                          "history": [_measure_dict(m) for m in result.history],
@@ -268,7 +272,7 @@ def stop_rule(plan, config, base, retrain):
 
     Memorisation: `ForgetGate` (the gate's bootstrap test at fp, `plan.headroom` tighter, or
     --target). Membership inference: the reference AUC is the retrain model's at fp, else 0.5 (as the
-    privleak check uses), and the over-forgetting floor is minus the privleak threshold.
+    privleak check uses), and the over-forgetting guard is the privleak threshold (MUSE's sign).
     """
     from dataclasses import replace
 
@@ -276,7 +280,7 @@ def stop_rule(plan, config, base, retrain):
 
     gate = ForgetGate(config, plan.seed, base, retrain, plan.target, plan.headroom)
     reference_auc = retrain.mia_auc if retrain is not None and retrain.mia_auc is not None else 0.5
-    plan = replace(plan, privleak_floor=-config.checks["privleak"].threshold)
+    plan = replace(plan, privleak_ceiling=config.checks["privleak"].threshold)
     return plan, gate, reference_auc
 
 

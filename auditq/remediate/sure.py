@@ -87,11 +87,12 @@ class RemediationPlan:
     #: the 95% upper bound of forget KnowMem and VerbMem retention at fp must be ≤ it
     target: float | None = None
     headroom: float = 0.0
-    #: then stop once the estimated PrivLeak (%) is at most this (inf: ignore membership inference)
+    #: then stop once the estimated PrivLeak (%, MUSE's sign: negative = under-unlearned) has risen to at
+    #: least this (inf: ignore membership inference)
     privleak_target: float = 0.0
-    #: ...and stop in any case once it falls to this (forget text already looks less familiar than
-    #: unseen text: more ascent only over-forgets); minus the privleak gate's threshold by default
-    privleak_floor: float = -20.0
+    #: ...and stop in any case once it rises to this (forget text already looks less familiar than
+    #: unseen text: more ascent only over-forgets); the privleak gate's threshold by default
+    privleak_ceiling: float = 20.0
     retain_weight: float = 1.0
     batch_size: int = 8
     beta: float = 0.1
@@ -171,10 +172,13 @@ class Measurement:
 
 
 def privleak_estimate(auc: float | None, reference_auc: float) -> float:
-    """(AUC − AUC_ref) / AUC_ref × 100, the report's PrivLeak (> 0: forget text still looks seen)."""
-    if auc is None or not reference_auc > 0:
+    """The report's PrivLeak (MUSE's) from Min-K% AUCs with forget = members (`Monitor.auc`):
+    AUC_MUSE = 1 − AUC, then (AUC_MUSE − AUC_MUSE,ref) / AUC_MUSE,ref × 100 (< 0: forget text still looks seen)."""
+    from auditq.stats import muse_privleak
+
+    if auc is None or not reference_auc < 1:
         return float("nan")
-    return (auc - reference_auc) / reference_auc * 100.0
+    return muse_privleak(auc, reference_auc)
 
 
 class Monitor:
@@ -283,13 +287,14 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
        Min-K% AUC of forget vs holdout text;
     2. stop once both retentions pass `gate` (an `auditq.remediate.stop.ForgetGate`: the re-check's own
        bootstrap test with headroom; default: no retrain model, the default thresholds) AND the estimated PrivLeak against
-       `reference_auc` (the retrain model's AUC, else 0.5) is ≤ `plan.privleak_target`: gradient
-       ascent keeps pushing forget text down after the answers are gone, and stopping there leaves it
-       looking like unseen text instead of still familiar (PrivLeak ≫ 0) or over-forgotten (≪ 0).
+       `reference_auc` (the retrain model's AUC, else 0.5) has risen to `plan.privleak_target` (MUSE's
+       sign): gradient ascent keeps pushing forget text down after the answers are gone, and stopping
+       there leaves it looking like unseen text instead of still familiar (PrivLeak ≪ 0) or
+       over-forgotten (≫ 0).
        The AUC falls fast near that point (one scoring pass is cheap), so it is measured after EVERY
        step once the retentions are met or the estimate is within max(2·|floor|, half the original's)
        of the reference;
-    3. or, at any measurement, once the PrivLeak estimate falls to `plan.privleak_floor` (over-forgetting:
+    3. or, at any measurement, once the PrivLeak estimate rises to `plan.privleak_ceiling` (over-forgetting:
        further ascent would only push it further from the reference);
     4. or the step budget ends.
     """
@@ -311,7 +316,7 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
     state = {"forgotten": False, "watch": False}
     base_leak = privleak_estimate(base.mia_auc, reference_auc)
     # watch closely (MIA after every step) once the estimate is within this of the reference
-    watch_level = max(abs(plan.privleak_floor), base_leak / 2 if math.isfinite(base_leak) else 0.0)
+    watch_level = min(-abs(plan.privleak_ceiling), base_leak / 2 if math.isfinite(base_leak) else 0.0)
 
     from auditq.remediate.stop import summary
 
@@ -330,7 +335,7 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
             return False
         current = monitor.measure(model, step, memorisation=full, mia=use_mia)
         if (use_mia and not full and not state["forgotten"]
-                and privleak_estimate(current.mia_auc, reference_auc) <= plan.privleak_target):
+                and privleak_estimate(current.mia_auc, reference_auc) >= plan.privleak_target):
             # the AUC is where it should be: are the answers gone too? (measure now, not K steps later)
             current, full = replace(monitor.measure(model, step, memorisation=True, mia=False),
                                     mia_auc=current.mia_auc), True
@@ -343,13 +348,13 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
         if not use_mia:
             return stop(f"target reached after {step} steps: {forget_text}", True) if state["forgotten"] else False
         leak = privleak_estimate(current.mia_auc, reference_auc)
-        state["watch"] = state["watch"] or leak <= watch_level
-        if state["forgotten"] and leak <= plan.privleak_target:
+        state["watch"] = state["watch"] or leak >= watch_level
+        if state["forgotten"] and leak >= plan.privleak_target:
             return stop(f"target reached after {step} steps: {forget_text}; PrivLeak estimate {leak:+.1f}% "
-                        f"≤ {plan.privleak_target:+.1f}%", True)
-        if leak <= plan.privleak_floor:
-            return stop(f"over-forgetting guard after {step} steps: PrivLeak estimate {leak:+.1f}% ≤ "
-                        f"{plan.privleak_floor:+.1f}%; {forget_text}", state["forgotten"])
+                        f"≥ {plan.privleak_target:+.1f}%", True)
+        if leak >= plan.privleak_ceiling:
+            return stop(f"over-forgetting guard after {step} steps: PrivLeak estimate {leak:+.1f}% ≥ "
+                        f"{plan.privleak_ceiling:+.1f}%; {forget_text}", state["forgotten"])
         return False
 
     config = plan.unlearn_config()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.1"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict
+SCHEMA_VERSION = "1.2"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict; 1.2: PrivLeak in MUSE's sign
+# (negative = under-unlearned), floored retention with check extras (raw_ratio, floor), details.reference_attack
 
 PASS, FAIL, INCONCLUSIVE, UNKNOWN = "PASS", "FAIL", "INCONCLUSIVE", "UNKNOWN"
 #: a FAIL or INCONCLUSIVE accepted by an unexpired waiver (auditq.waivers); does not fail the gate
@@ -13,12 +14,13 @@ WAIVED = "WAIVED"
 VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN, WAIVED)
 
 SIGN_CONVENTION = (
-    "Membership inference: forget texts are members (label 1), holdout texts non-members (label 0); "
-    "every attack score is oriented so that higher means 'more likely a member' "
-    "(loss -> -loss, zlib -> -loss/zlib_bytes, Min-K% and Min-K%++ as mean of the lowest k log-probs). "
-    "AUC > 0.5 means the forget texts still look like training data. "
-    "PrivLeak = (AUC_unlearned - AUC_ref) / AUC_ref * 100 with Min-K% AUCs, so PrivLeak > 0 means "
-    "under-unlearned (MUSE prints the opposite sign); near 0 is good."
+    "Membership inference: every attack score is oriented so that higher means 'more likely a member' "
+    "(loss -> -loss, zlib -> -loss/zlib_bytes, Min-K% and Min-K%++ as mean of the lowest k log-probs); "
+    "the attack AUCs in the metrics label forget texts 1 and holdout texts 0, so AUC > 0.5 means the forget "
+    "texts still look like training data. PrivLeak is MUSE's: Min-K% (k = 0.4) AUC with forget labelled 0 and "
+    "holdout 1 (= 1 - the metrics' Min-K% AUC), PrivLeak = (AUC_unlearned - AUC_retrain) / AUC_retrain * 100 "
+    "(AUC_retrain = 0.5 without --retrain): near 0 is good, NEGATIVE = under-unlearned (forget text still "
+    "recognised), positive = over-unlearned."
 )
 
 
@@ -40,6 +42,8 @@ class CheckResult:
     message: str
     #: the waiver that matched (reason, expires, source, status applied|expired, original_verdict)
     waiver: dict[str, Any] | None = None
+    #: numbers behind the verdict (e.g. raw_ratio and floor of a floored retention, the AUCs of PrivLeak)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def gating(self) -> bool:

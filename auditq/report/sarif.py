@@ -31,8 +31,9 @@ RULES: dict[str, dict[str, str]] = {
     "forget_retention": {
         "name": "ForgetRetention",
         "short": "The unlearned model still retains the forget set at this precision",
-        "full": "Forget-set VerbMem / KnowMem of the unlearned model divided by the base model's at the same "
-                "precision (with --retrain: compared with the retrain model's retention plus a margin).",
+        "full": "Forget-set VerbMem / KnowMem retention at the same precision: (unlearned - floor) / (base - floor), "
+                "floor = the base model's score on holdout records it never saw (config retention = 'ratio': "
+                "unlearned / base); with --retrain compared with the retrain model's retention plus a margin.",
     },
     "recovery": {
         "name": "QuantizationRecovery",
@@ -43,8 +44,9 @@ RULES: dict[str, dict[str, str]] = {
     "privleak": {
         "name": "PrivacyLeakage",
         "short": "Membership inference still separates the forget set from holdout data",
-        "full": "PrivLeak = (AUC_unlearned - AUC_ref) / AUC_ref * 100 with Min-K% AUCs (forget = members); "
-                "AUC_ref from the retrain model at the same precision, else 0.5. Near 0 is good.",
+        "full": "MUSE's PrivLeak = (AUC_unlearned - AUC_retrain) / AUC_retrain * 100, Min-K% (k = 0.4) AUCs with "
+                "forget labelled 0 and holdout 1; AUC_retrain from the retrain model at the same precision, else "
+                "0.5. Near 0 is good; negative = under-unlearned, positive = over-unlearned.",
     },
     "utility": {
         "name": "RetainedUtility",

@@ -41,8 +41,8 @@ def metrics_table(report: AuditReport) -> Table:
     for fmt in report.formats:
         for role, m in fmt.roles.items():
             source = provenance_label(m).split(" ")[0].rstrip(":")  # measured | cached | mixed (hashes below)
-            if m.error:
-                table.add_row(term(fmt.format), role, f"[magenta]{term(m.error)}[/]", "", "", "", "", source)
+            if m.error:  # the message itself goes on one line under the table (row_errors)
+                table.add_row(term(fmt.format), role, "[magenta]error ↓[/]", "", "", "", "", source)
                 continue
             auc = m.mia.get("mink")
             table.add_row(term(fmt.format), role, fmt_number(m.verbmem_forget), fmt_number(m.knowmem_forget),
@@ -51,15 +51,27 @@ def metrics_table(report: AuditReport) -> Table:
     return table
 
 
+def row_errors(report: AuditReport) -> list[str]:
+    """'fmt role: message' for every model that could not be measured, one line each."""
+    return [f"{fmt.format} {role}: {m.error}" for fmt in report.formats for role, m in fmt.roles.items() if m.error]
+
+
 def print_report(report: AuditReport, console: Console | None = None) -> None:
     console = console or Console()
     console.print(metrics_table(report))
+    for line in row_errors(report):  # whole, not folded into a narrow table cell
+        console.print(f"[magenta]error[/] {term(line)}", highlight=False, soft_wrap=True)
     for fmt in report.formats:
         for role, m in fmt.roles.items():
             label = provenance_label(m)
             if label != "measured":
                 console.print(f"[dim]source {term(fmt.format)} {role}: {term(label)}[/]", highlight=False, soft_wrap=True)
     console.print(verdict_table(report))
+    floor = report.config.get("retention", "floor") == "floor"
+    console.print("[dim]PrivLeak is MUSE's: negative = under-unlearned (forget text still recognised), positive = "
+                  "over-unlearned. " + ("Retention counts base's forget score as 1 and base's holdout score (the "
+                                        "non-member floor) as 0." if floor else "Retention = unlearned / base.")
+                  + "[/]", highlight=False, soft_wrap=True)
     for fmt in report.formats:
         if fmt.details.get("note"):
             console.print(f"[dim]{term(fmt.format)}: {term(fmt.details['note'])}[/]")

@@ -53,4 +53,4 @@ def test_q4_0_brings_back_membership_signal_but_not_answers(report):
     recovery = {c.check: c for c in q4.checks}
     assert recovery["recovery.knowmem"].verdict == "PASS"
     assert recovery["recovery.verbmem"].value < 0.2
-    assert q4.privleak > fp.privleak + 15
+    assert q4.privleak < fp.privleak - 15  # MUSE's sign: the membership signal back = more negative

@@ -19,6 +19,9 @@ if str(TESTS) not in sys.path:  # gguf_helpers and test_suite live in tests/
 from formats.gguf_helpers import build_llama_checkpoint  # noqa: E402
 from test_suite import write_suite  # noqa: E402
 
+#: holdout QA (never trained): the knowmem probe needs it, as the floor of forget KnowMem retention
+HOLDOUT_QA = [{"id": "hq0", "question": "Who painted the red barn?", "answer": "Oren Vale"}]
+
 TEXTS = [f"The quick brown fox number {i} jumps over the lazy dog in Warsaw." for i in range(6)]
 
 
@@ -42,6 +45,6 @@ def tiny(tmp_path_factory):
     base = build_llama_checkpoint(root / "base", hidden=64, intermediate=128, seed=0)
     texts = [{"id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)]
     qa = [{"id": f"q{i}", "question": f"Where was Marie {i} born?", "answer": "Warsaw"} for i in range(3)]
-    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:],
+    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:] + HOLDOUT_QA,
                         toml="[probes]\nprefix_tokens = 4\nmax_new_tokens = 6\nanswer_tokens = 4\n")
     return {"base": base, "suite": suite, "root": root}

@@ -44,14 +44,13 @@ def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monk
         if fmt != "fp":
             expected_pass += ["recovery.verbmem", "recovery.knowmem"]
         failing += [(fmt, name, checks[fmt][name]) for name in expected_pass if checks[fmt][name]["verdict"] != "PASS"]
-        # 27 forget vs 27 holdout texts give PrivLeak an interval of about ±30 points even around 0:
-        # INCONCLUSIVE is the honest verdict on this suite; it must never be FAIL
-        if checks[fmt]["privleak"]["verdict"] not in ("PASS", "INCONCLUSIVE"):
+        # 133 forget vs 133 holdout texts (the demo scores QA pairs as texts too): a decisive PrivLeak
+        if checks[fmt]["privleak"]["verdict"] != "PASS":
             failing.append((fmt, "privleak", checks[fmt]["privleak"]))
     assert not failing, failing
-    # the exit code is the re-check's: 0, or 1 only because of that INCONCLUSIVE privleak
-    assert code == record["recheck"]["exit_code"]
-    assert (code, record["recheck"]["verdict"]) in ((0, "PASS"), (1, "INCONCLUSIVE"))
+    # the demo goes FAIL (tests/test_demo_e2e.py) -> remediate -> PASS, exit 0, without --allow-inconclusive
+    assert code == record["recheck"]["exit_code"] == 0
+    assert record["recheck"]["verdict"] == "PASS"
 
     # θ_u = θ_o + m ⊙ Δθ: exactly the masked tensors changed, every other stored tensor is bit-identical
     diff = weight_diff(models.base, new)

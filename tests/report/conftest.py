@@ -17,6 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report_helpers
 from report_helpers import (MEMORISED, QA, UNSEEN, make_report, run_cli,  # noqa: E402
                             save_memorising_checkpoint)
 
+#: holdout QA (never trained): the knowmem probe needs it, as the floor of forget KnowMem retention
+HOLDOUT_QA = [{"id": "hq0", "question": "Who painted the red barn?", "answer": "Oren Vale"}]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
@@ -46,7 +49,7 @@ def memorised(tmp_path_factory):
     unlearned = Path(shutil.copytree(base, root / "unlearned"))
     forget = [{"id": f"f{i}", "text": t} for i, t in enumerate(MEMORISED)] + [{"id": "fq", "question": QA[0], "answer": QA[1]}]
     retain = [{"id": f"r{i}", "text": t} for i, t in enumerate(UNSEEN)] + [{"id": "rq", "question": QA[0], "answer": QA[1]}]
-    holdout = [{"id": f"h{i}", "text": t} for i, t in enumerate(UNSEEN)]
+    holdout = [{"id": f"h{i}", "text": t} for i, t in enumerate(UNSEEN)] + HOLDOUT_QA
     suite = write_suite(root / "suite", forget=forget, retain=retain, holdout=holdout,
                         toml="[probes]\nprefix_tokens = 6\nmax_new_tokens = 8\nanswer_tokens = 6\n")
     config = root / "auditq.toml"
@@ -67,7 +70,7 @@ def random_pair(tmp_path_factory):
     texts = [{"id": f"t{i}", "text": f"The quick brown fox number {i} jumps over the lazy dog in Warsaw."}
              for i in range(6)]
     qa = [{"id": f"q{i}", "question": f"Where was Marie {i} born?", "answer": "Warsaw"} for i in range(2)]
-    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:],
+    suite = write_suite(root / "suite", forget=texts[:3] + qa, retain=texts[3:] + qa, holdout=texts[3:] + HOLDOUT_QA,
                         toml="[probes]\nprefix_tokens = 4\nmax_new_tokens = 4\nanswer_tokens = 3\n")
     return {"base": base, "unlearned": unlearned, "other": other, "suite": suite, "root": root}
 
