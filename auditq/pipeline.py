@@ -232,8 +232,13 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
         for fmt, role in jobs:
             runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events,
                                  cache))
+        from auditq.evidence import evidence_for_formats  # weight-space evidence from the codes the formats wrote
+
+        with timer("weight_evidence"):
+            evidence = evidence_for_formats(Path(scratch), [f.name for f in formats],
+                                            {r: c.path for r, c in checkpoints.items()})
     report = build_report(request, suite, formats, runs, checkpoints, created or _now(),
-                          details=cache.details() if cache is not None else None)
+                          details=cache.details() if cache is not None else None, evidence=evidence)
     return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))
 
 
@@ -274,8 +279,10 @@ def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext,
 
 def build_report(request: AuditRequest, suite: Suite, formats: list[Format], runs: list[RunRecord],
                  checkpoints: dict[str, Checkpoint], created: str,
-                 details: dict[str, dict[str, Any]] | None = None) -> AuditReport:
-    """`details`: format name -> recorded details for formats served from the result cache."""
+                 details: dict[str, dict[str, Any]] | None = None,
+                 evidence: dict[str, dict[str, Any]] | None = None) -> AuditReport:
+    """`details`: format name -> recorded details for formats served from the result cache;
+    `evidence`: format name -> weight-space evidence (auditq.evidence)."""
     evaluator = CheckEvaluator(request.config, request.seed)
     by_key = {(r.format, r.role): r for r in runs}
     reference_outputs = by_key.get((formats[0].name, "reference"))
@@ -302,7 +309,8 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         privleak = next((c.value for c in checks if c.check == "privleak"), None)
         results.append(FormatResult(format=fmt.name, details=(details or {}).get(fmt.name) or fmt.details(),
                                     roles=roles, checks=tuple(checks),
-                                    privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None))
+                                    privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None,
+                                    weight_evidence=_evidence_for(fmt, (evidence or {}).get(fmt.name))))
     from auditq.waivers import apply_waivers, today_utc
 
     results, waiver_report = apply_waivers(results, request.waivers, request.today or today_utc()) \
@@ -328,6 +336,13 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
                      "torch_threads": str(torch.get_num_threads())},
         waivers=waiver_report,
     )
+
+
+def _evidence_for(fmt: Format, found: dict[str, Any] | None) -> dict[str, Any] | None:
+    if found is not None or not getattr(fmt, "has_codes", False):
+        return found
+    return {"note": "not recorded: BASE or UNLEARNED was not quantized in this run (served from the result cache, "
+                    "or it failed); run with --no-cache for the weight-space evidence"}
 
 
 def _now() -> str:
