@@ -90,6 +90,12 @@ class CodeRecorder:
         self.index[name] = {"file": file, "kind": kind or self.kind, "shape": list(codes.shape)}
         self._write_index()
 
+    def fail(self, exc: BaseException) -> None:
+        """Recording failed: compute_evidence reports this instead of the evidence (the row itself stands)."""
+        text = str(exc).strip().splitlines()
+        (self.root / "error.json").write_text(json.dumps(f"{type(exc).__name__}: {text[0] if text else ''}"),
+                                              encoding="utf-8")
+
     def _write_index(self) -> None:
         (self.root / "index.json").write_text(json.dumps(self.index), encoding="utf-8")
 
@@ -168,6 +174,7 @@ def _tensor_evidence(name: str, base: dict[str, np.ndarray], unl: dict[str, np.n
     mean_delta = None
     full = _full_step(base)
     if full is not None:
+        full = np.abs(full)  # llama.cpp's Q4_0 stores d = max / -8: a negative scale
         wb, wu = weights["base"].get(name), weights["unlearned"].get(name)
         if wb is not None and wu is not None and wb.size == b.size and wu.size == b.size:
             delta = np.abs(wu.reshape(b.shape).astype(np.float64) - wb.reshape(b.shape))
@@ -204,6 +211,10 @@ def compute_evidence(workdir: Path, fmt_name: str, checkpoint_paths: Mapping[str
                      max_tensors_listed: int = 400) -> dict[str, Any] | None:
     """The evidence dict for one format, or None when either role recorded nothing (format without codes,
     a row served from the result cache, a role that failed)."""
+    for role in ROLES:
+        error = codes_dir(workdir, fmt_name, role) / "error.json"
+        if error.is_file():
+            return {"error": f"could not read the {role} model's codes: {json.loads(error.read_text(encoding='utf-8'))}"}
     base_index = _read_index(codes_dir(workdir, fmt_name, "base"))
     unl_index = _read_index(codes_dir(workdir, fmt_name, "unlearned"))
     if not base_index or not unl_index:

@@ -132,3 +132,25 @@ def test_demo_fragile_model_is_bit_identical_to_base_at_rtn4_only(demo_models, o
     assert g64["codes_equal_share"] < 1.0 and not g64["bit_identical"]  # another grouping: measured 0.770
     honest = _audit(demo_models.base, demo_models.honest, demo_models.suite, ("fp", "rtn4"))["rtn4"].weight_evidence
     assert not honest["bit_identical"] and honest["codes_equal_share"] < 1.0
+
+
+def test_reports_show_the_evidence(base_and_suite, tmp_path, monkeypatch, capsys):
+    import json
+
+    from auditq.report.json_writer import report_from_dict
+    from tiny_memoriser import run_cli
+
+    root, base, suite = base_and_suite
+    unlearned = root / "in-cell" if (root / "in-cell").exists() else _variant(base, root / "in-cell", _inside_int4_cell)
+    code, out, _ = run_cli(monkeypatch, capsys, "check", str(base), str(unlearned), "--suite", str(suite),
+                           "-f", "fp,rtn4,rtn8", "--probes", "utility", "--no-cache", "--threads", "1",
+                           "--format", "html", "--out", str(tmp_path / "out"))
+    assert "weight space rtn4" in out and "the unlearning does not exist in this format" in " ".join(out.split())
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    rows = {f["format"]: f for f in data["formats"]}
+    assert rows["rtn4"]["weight_evidence"]["bit_identical"] is True
+    assert rows["rtn8"]["weight_evidence"]["bit_identical"] is False and rows["fp"]["weight_evidence"] is None
+    assert report_from_dict(data).formats[1].weight_evidence["codes_equal_share"] == 1.0
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## Weight-space evidence" in md and "| rtn4 | 100.0% |" in md
+    assert 'id="weight-evidence"' in (tmp_path / "out" / "report.html").read_text()

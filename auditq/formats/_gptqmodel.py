@@ -514,6 +514,16 @@ class GPTQModelFormat:
             kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
             raise MeasurementError(f"{self.name}: GPTQModel could not quantize: {first_line(exc)}"
                                    + (f" (engine log: {kept})" if kept else "")) from exc
+        if getattr(self, "has_codes", False):  # weight-space evidence (auditq.evidence)
+            from auditq.evidence import CodeRecorder
+            from auditq.formats.gptq_codes import record_gptq_codes
+
+            recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+            try:
+                record_gptq_codes(out, recorder)
+            except Exception as exc:  # noqa: BLE001 - supplementary evidence never costs the row
+                if recorder is not None:
+                    recorder.fail(exc)
         start = time.perf_counter()
         try:
             if self.options.dequant:

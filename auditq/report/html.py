@@ -267,6 +267,17 @@ def _metrics_table(report: AuditReport) -> str:
             "<th>KnowMem retain</th><th>retain PPL</th><th>Min-K% AUC</th><th>engine</th></tr>" + "".join(rows) + "</table>")
 
 
+def _evidence_table(report: AuditReport) -> str:
+    from auditq.report.evidence_view import EXPLANATION, HEADER, evidence_rows
+
+    rows = evidence_rows(report)
+    if not rows:
+        return ""
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row.cells()) + "</tr>" for row in rows)
+    return (f"<h2>Weight-space evidence</h2><p class=small>{_e(EXPLANATION)}</p><table id=\"weight-evidence\"><tr>"
+            + "".join(f"<th>{_e(h)}</th>" for h in HEADER) + "</tr>" + body + "</table>")
+
+
 def _waivers_table(report: AuditReport) -> str:
     if not report.waivers:
         return "<p>No waivers configured.</p>"
@@ -333,6 +344,7 @@ class HtmlWriter(ReportWriter):
             _waivers_table(report),
             "<h2>Metrics by format</h2>",
             _metrics_table(report),
+            _evidence_table(report),
             f"<h2>Format notes</h2><ul>{notes}</ul>" if notes else "",
             "<h2>Checkpoints</h2>",
             _checkpoints(report),

@@ -50,6 +50,13 @@ class MarkdownWriter(ReportWriter):
                 lines.append(f"| {fmt.format} | {role} | {fmt_number(m.verbmem_forget)} | {fmt_number(m.knowmem_forget)} | "
                              f"{fmt_number(m.knowmem_retain)} | {fmt_number(m.retain_ppl, 2)} | "
                              f"{fmt_number(auc.auc if auc else None)} | {engine} |")
+        from auditq.report.evidence_view import EXPLANATION, HEADER, evidence_rows
+
+        evidence = evidence_rows(report)
+        if evidence:
+            lines += ["", "## Weight-space evidence", "", EXPLANATION, "", "| " + " | ".join(HEADER) + " |",
+                      "|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in row.cells()) + " |" for row in evidence]
         if report.waivers:
             lines += ["", "## Waivers", "", "| check | format | status | expires | reason | detail |", "|---|---|---|---|---|---|"]
             lines += [f"| {w['check']} | {w['format']} | {w['status']} | {w['expires']} | {w['reason'].replace('|', '/')} | "

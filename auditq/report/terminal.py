@@ -52,6 +52,11 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
     console = console or Console()
     console.print(metrics_table(report))
     console.print(verdict_table(report))
+    from auditq.report.evidence_view import evidence_rows
+
+    for row in evidence_rows(report):
+        style = "bold red" if row.identical == "YES" else "dim"
+        console.print(f"[{style}]weight space {row.format}[/]: {row.detail}", highlight=False)
     for fmt in report.formats:
         if fmt.details.get("note"):
             console.print(f"[dim]{fmt.format}: {fmt.details['note']}[/]")
