@@ -63,6 +63,8 @@ class AuditRequest:
     cache: Any = None
     #: GPTQ/AWQ calibration: None (the suite's generic text), "forget" (stress option) or a text file
     calibration: str | None = None
+    #: probe protocol: "auditq" (default) or "muse" (VerbMem/KnowMem as MUSE builds them, auditq.probes.muse)
+    protocol: str = "auditq"
 
     @property
     def gate_policy(self) -> str:
@@ -79,7 +81,7 @@ class AuditRequest:
             "allow_inconclusive": self.allow_inconclusive, "fail_on": self.gate_policy,
             "prefix_tokens": self.prefix_tokens,
             "max_new_tokens": self.max_new_tokens, "answer_tokens": self.answer_tokens, "mink_k": self.mink_k,
-            "calibration": self.calibration,
+            "calibration": self.calibration, "protocol": self.protocol,
         }
 
 
@@ -113,12 +115,16 @@ class Events:
 def probe_settings(request: AuditRequest, suite: Suite) -> ProbeSettings:
     s = suite.settings
     pick = lambda flag, default: default if flag is None else flag  # noqa: E731
+    from auditq.probes.muse import muse_defaults
+
+    new_tokens, answer_tokens = muse_defaults(request.protocol, s.max_new_tokens, s.answer_tokens)
     settings = ProbeSettings(
         prefix_tokens=pick(request.prefix_tokens, s.prefix_tokens),
-        max_new_tokens=pick(request.max_new_tokens, s.max_new_tokens),
-        answer_tokens=pick(request.answer_tokens, s.answer_tokens),
+        max_new_tokens=pick(request.max_new_tokens, new_tokens),
+        answer_tokens=pick(request.answer_tokens, answer_tokens),
         qa_template=s.qa_template,
         mink_k=pick(request.mink_k, s.mink_k),
+        protocol=request.protocol,
     )
     if settings.prefix_tokens < 1 or settings.max_new_tokens < 1 or settings.answer_tokens < 1:
         raise InputError("prefix_tokens, max_new_tokens and answer_tokens must be positive")

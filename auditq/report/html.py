@@ -330,7 +330,8 @@ class HtmlWriter(ReportWriter):
             f"<p>base <code>{_e(report.checkpoints.get('base', {}).get('path'))}</code> · unlearned "
             f"<code>{_e(report.checkpoints.get('unlearned', {}).get('path'))}</code>"
             + (f" · retrain <code>{_e(report.checkpoints['retrain'].get('path'))}</code>" if "retrain" in report.checkpoints else "")
-            + f" · suite <code>{_e(report.suite.get('name'))}</code> ({_e(suite_text)})</p>",
+            + f" · suite <code>{_e(report.suite.get('name'))}</code> ({_e(suite_text)})"
+            + f" · probe protocol <code>{_e(report.arguments.get('protocol') or 'auditq')}</code></p>",
             "<h2>Verdicts</h2>",
             "<p class=small>PASS: the whole 95% interval is on the passing side; FAIL: the whole interval fails; "
             "INCONCLUSIVE: it straddles the threshold or n is too small; UNKNOWN: could not be measured; "

@@ -28,6 +28,7 @@ class MarkdownWriter(ReportWriter):
         lines += [
             f"- suite: `{report.suite['name']}` (forget {sizes['forget']['texts']} texts / {sizes['forget']['qa']} QA, "
             f"retain {sizes['retain']['texts']} / {sizes['retain']['qa']}, holdout {sizes['holdout']['texts']} texts)",
+            f"- probe protocol: {_protocol(report)}",
             "",
             "## Verdicts",
             "",
@@ -66,3 +67,10 @@ class MarkdownWriter(ReportWriter):
             lines += ["", "## Format notes", ""] + [f"- **{name}**: {note}" for name, note in notes]
         lines += ["", "## Conventions", "", report.sign_convention, ""]
         return "\n".join(lines)
+
+
+def _protocol(report: AuditReport) -> str:
+    from auditq.probes.muse import PROTOCOL_NOTES
+
+    name = report.arguments.get("protocol") or "auditq"
+    return PROTOCOL_NOTES.get(name, name)

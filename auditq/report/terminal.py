@@ -68,4 +68,8 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
         style = {"applied": "blue", "expired": "bold yellow", "unmatched": "yellow"}.get(w["status"], "dim")
         console.print(f"[{style}]waiver {w['status']}[/] {w['format']} {w['check']} (expires {w['expires']}): "
                       f"{w.get('detail', '')}", highlight=False)
+    if (report.arguments.get("protocol") or "auditq") != "auditq":
+        from auditq.probes.muse import PROTOCOL_NOTES
+
+        console.print(f"[dim]probe protocol: {PROTOCOL_NOTES.get(report.arguments['protocol'])}[/]", highlight=False)
     console.print(f"overall: [{STYLE[report.verdict]}]{report.verdict}[/] (exit {report.exit_code})")
