@@ -76,8 +76,9 @@ class CodeRecorder:
             group_of_col: np.ndarray | None = None, kind: str | None = None) -> None:
         """Record one tensor. `kind` "values" marks codes that are dequantized values (no integer code)."""
         codes = np.asarray(codes)
-        if codes.dtype.kind == "f" and (kind or self.kind) == "codes":
-            codes = codes.astype(np.int16 if np.abs(codes).max(initial=0) > 127 else np.int8)
+        if codes.dtype.kind in "fiu" and (kind or self.kind) == "codes" and codes.dtype != np.int8:
+            low, high = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
+            codes = codes.astype(np.int8 if -128 <= low and high <= 127 else np.int16)  # ~1 byte per weight on disk
         if codes.ndim == 1:
             codes = codes.reshape(1, -1)
         arrays: dict[str, np.ndarray] = {"codes": codes}
@@ -291,3 +292,27 @@ def evidence_for_formats(workdir: Path, fmt_names: list[str],
         if evidence is not None:
             found[name] = evidence
     return found
+
+
+def through_cache(session, fmt, checkpoints: Mapping[str, Any], found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Store measured evidence in the result cache (auditq.cache), or read it back for rows served from it.
+
+    Keyed like a cache entry of BASE in this format plus UNLEARNED's file hashes, so a fully cached audit
+    reports the same evidence as the run that measured it.
+    """
+    base, unlearned = checkpoints.get("base"), checkpoints.get("unlearned")
+    material_of = getattr(session, "_material", None)
+    if session is None or base is None or unlearned is None or material_of is None:
+        return found
+    if not session.enabled(fmt, base) or not getattr(unlearned, "file_hashes", None):
+        return found
+    from auditq.cache import _digest
+
+    material = {**material_of(fmt, base, "weight_evidence"), "unlearned": dict(sorted(unlearned.file_hashes.items()))}
+    key = _digest(material)
+    if found is not None and "error" not in found:
+        session.cache.put(key, material, {"weight_evidence": found})
+        return found
+    data = session.cache.get(key)
+    cached = data.get("weight_evidence") if isinstance(data, dict) else None
+    return cached if isinstance(cached, dict) else found

@@ -238,11 +238,12 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
         for fmt, role in jobs:
             runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events,
                                  cache))
-        from auditq.evidence import evidence_for_formats  # weight-space evidence from the codes the formats wrote
+        from auditq.evidence import evidence_for_formats, through_cache  # weight-space evidence (auditq.evidence)
 
         with timer("weight_evidence"):
             evidence = evidence_for_formats(Path(scratch), [f.name for f in formats],
                                             {r: c.path for r, c in checkpoints.items()})
+            evidence = {f.name: through_cache(cache, f, checkpoints, evidence.get(f.name)) for f in formats}
     report = build_report(request, suite, formats, runs, checkpoints, created or _now(),
                           details=cache.details() if cache is not None else None, evidence=evidence)
     return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))

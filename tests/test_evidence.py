@@ -154,3 +154,18 @@ def test_reports_show_the_evidence(base_and_suite, tmp_path, monkeypatch, capsys
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Weight-space evidence" in md and "| rtn4 | 100.0% |" in md
     assert 'id="weight-evidence"' in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_rows_served_from_the_result_cache_keep_their_evidence(base_and_suite, tmp_path):
+    from auditq.cache import ResultCache
+
+    root, base, suite = base_and_suite
+    unlearned = root / "in-cell" if (root / "in-cell").exists() else _variant(base, root / "in-cell", _inside_int4_cell)
+    cache = ResultCache(tmp_path / "cache")
+    rows = []
+    for _ in range(2):
+        request = AuditRequest(base=base, unlearned=unlearned, suite=suite, formats=("fp", "rtn4"),
+                               probes=("utility",), cache=cache)
+        rows.append(run_audit(request).report.formats[1].weight_evidence)
+    assert cache.hits > 0  # the second run quantized nothing
+    assert rows[1] == rows[0] and rows[1]["bit_identical"]

@@ -60,3 +60,35 @@ def test_installed_cli_runs_gptq4_with_a_clean_environment(tmp_path):
     assert row["details"]["engine"] == "gptqmodel" and row["roles"]["unlearned"]["retain_nll"] is not None
     assert not (cwd / "logs").exists()  # GPTQModel writes ./logs: contained in the scratch dir
     assert not (home / ".cache" / "gptqmodel").exists()
+
+
+def test_a_failing_engine_leaves_its_log_where_the_error_says(tmp_path, monkeypatch):
+    """The scratch dir (and the log in it) is deleted when the audit ends; the error names a kept copy."""
+    import shutil
+
+    import gptqmodel
+
+    from auditq.errors import MeasurementError
+    from auditq.formats import make_format
+    from auditq.formats.base import FormatContext
+    from auditq.loading import load_checkpoint
+
+    checkpoint = load_checkpoint(build_llama_checkpoint(tmp_path / "base", hidden=64, intermediate=128), "base")
+
+    def refuse(*args, **kwargs):
+        print("GPTQModel: something it printed before failing")
+        raise RuntimeError("engine refused")
+
+    monkeypatch.setattr(gptqmodel.GPTQModel, "load", refuse)  # an engine failure, after real engine setup
+    scratch = tmp_path / "scratch"
+    ctx = FormatContext(workdir=scratch, calibration_texts=tuple(TEXTS), extra={"role": "base",
+                                                                                  "log_dir": str(tmp_path / "kept")})
+    with pytest.raises(MeasurementError) as info:
+        with make_format("gptq4").apply(checkpoint, ctx):
+            pass
+    shutil.rmtree(scratch)
+    message = str(info.value)
+    assert "engine refused" in message and "engine log: " in message
+    kept = Path(message.split("engine log: ")[1].rstrip(")"))
+    assert kept.is_file() and kept.parent == (tmp_path / "kept").resolve()
+    assert "something it printed before failing" in kept.read_text()
