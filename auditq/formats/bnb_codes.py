@@ -26,7 +26,7 @@ def _record_4bit(name: str, module, recorder) -> None:
     state = module.weight.quant_state
     rows, cols = (int(d) for d in state.shape)
     n, block = rows * cols, int(state.blocksize)
-    packed = module.weight.data.reshape(-1).to(torch.uint8)
+    packed = module.weight.data.reshape(-1).to(device="cpu", dtype=torch.uint8)
     codes = torch.stack([packed >> 4, packed & 0x0F], dim=-1).reshape(-1)[:n].to(torch.int8)
     spacing = float(state.code.max() - state.code.min()) / 15.0
     step = (_absmax(state).cpu() * spacing).numpy()

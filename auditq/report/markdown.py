@@ -55,9 +55,10 @@ class MarkdownWriter(ReportWriter):
 
         evidence = evidence_rows(report)
         if evidence:
-            lines += ["", "## Weight-space evidence", "", EXPLANATION, "", "| " + " | ".join(HEADER) + " |",
+            cell = lambda text: text.replace("|", "\\|")  # noqa: E731 - |Δw| inside a table cell
+            lines += ["", "## Weight-space evidence", "", EXPLANATION, "", "| " + " | ".join(map(cell, HEADER)) + " |",
                       "|---|---|---|---|---|"]
-            lines += ["| " + " | ".join(c.replace("|", "/") for c in row.cells()) + " |" for row in evidence]
+            lines += ["| " + " | ".join(map(cell, row.cells())) + " |" for row in evidence]
         if report.waivers:
             lines += ["", "## Waivers", "", "| check | format | status | expires | reason | detail |", "|---|---|---|---|---|---|"]
             lines += [f"| {w['check']} | {w['format']} | {w['status']} | {w['expires']} | {w['reason'].replace('|', '/')} | "
