@@ -348,8 +348,8 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
 def _evidence_for(fmt: Format, found: dict[str, Any] | None) -> dict[str, Any] | None:
     if found is not None or not getattr(fmt, "has_codes", False):
         return found
-    return {"note": "not recorded: BASE or UNLEARNED was not quantized in this run (served from the result cache, "
-                    "or it failed); run with --no-cache for the weight-space evidence"}
+    return {"note": "not recorded: no integer codes were read for BASE or UNLEARNED in this run (a failed row, a "
+                    "float-only file, or rows served from the result cache before weight-space evidence existed)"}
 
 
 def _now() -> str:

@@ -170,3 +170,24 @@ def test_recorder_refuses_nothing_and_reads_back_without_pickle(tmp_path):
     recorder = CodeRecorder(tmp_path, "rtn4", "base")
     recorder.add("w", np.array([[1, -2], [3, 4]]), np.array([[0.5], [0.25]]), np.array([0, 0]))
     assert _recorded(tmp_path, "rtn4")["w"]["codes"].tolist() == [[1, -2], [3, 4]]
+
+
+@_needs("gguf")
+def test_gguf_artifact_files_give_weight_evidence(pair, tmp_path):
+    """--artifact: the user's own Q4_0 files of BASE and UNLEARNED are compared code by code."""
+    from auditq.formats.gguf import GGUFArtifact
+    from auditq.formats.gguf.convert import convert_to_gguf
+    from auditq.formats.gguf.quantize import quantize_gguf
+
+    files = {}
+    for role in ("base", "moved"):
+        ckpt = load(pair[role], role=role)
+        f32 = convert_to_gguf(ckpt.model, ckpt.tokenizer, ckpt.config, tmp_path / f"{role}-f32.gguf").path
+        files[role] = quantize_gguf(f32, tmp_path / f"{role}-Q4_0.gguf", "q4_0")
+    artifact = GGUFArtifact.from_path(files["moved"], role_paths={"base": files["base"]})
+    request = AuditRequest(base=pair["base"], unlearned=pair["moved"], suite=pair["suite"], formats=("fp", "gguf:q4_0"),
+                           probes=("utility",), extra_formats=(artifact,))
+    rows = {f.format: f for f in run_audit(request).report.formats}
+    from_files, inside = rows[artifact.name].weight_evidence, rows["gguf:q4_0"].weight_evidence
+    assert from_files["codes_compared"] == inside["codes_compared"] > 0
+    assert from_files["codes_equal_share"] == pytest.approx(inside["codes_equal_share"], abs=1e-12)

@@ -197,8 +197,8 @@ class GGUFFormat(Format):
                              "from torch by up to ~5e-3 in per-token log-prob")
             if any(notes):
                 run["note"] = "; ".join(n for n in notes if n)
-            if self.has_codes:
-                _record_codes(path, checkpoint, ctx, self.name, role)
+            if self.has_codes:  # an artifact row standing in for a role records under the artifact's name
+                _record_codes(path, checkpoint, ctx, ctx.extra.get("codes_as") or self.name, role)
             lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {self.quant.upper()} ({self.name})")
             run["tokenizer_parity_texts"] = n_checked
             self._runs[role] = run
@@ -225,6 +225,7 @@ class GGUFArtifact(ArtifactFormat):
     """A GGUF file produced outside auditq, scored by llama.cpp as one more row (see module docstring)."""
 
     engine = "llama.cpp"
+    has_codes = True  # weight-space evidence of the given files (auditq.evidence)
 
     @classmethod
     def from_path(cls, path: Path | str, role_paths: Mapping[str, Path | str] | None = None, *,
@@ -281,13 +282,16 @@ class GGUFArtifact(ArtifactFormat):
             from auditq.formats import make_format
 
             stand_in = make_format(f"gguf:{quant}")
-            with stand_in.apply(checkpoint, ctx) as lm:
+            from dataclasses import replace
+
+            with stand_in.apply(checkpoint, replace(ctx, extra={**ctx.extra, "codes_as": self.name})) as lm:
                 self._runs[role] = {"stand_in": f"no file given for the {role} model: its checkpoint was quantized "
                                                 f"to {quant.upper()} by llama.cpp", **stand_in.details()}
                 yield lm
             return
         run = self._describe(path)
         self._check_matches(path, run, checkpoint)
+        _record_codes(path, checkpoint, ctx, self.name, role)
         lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {run.get('file_type', '?')} ({path.name})")
         run["tokenizer_parity_texts"] = n_checked
         self._runs[role] = run
