@@ -191,3 +191,25 @@ def test_gguf_artifact_files_give_weight_evidence(pair, tmp_path):
     from_files, inside = rows[artifact.name].weight_evidence, rows["gguf:q4_0"].weight_evidence
     assert from_files["codes_compared"] == inside["codes_compared"] > 0
     assert from_files["codes_equal_share"] == pytest.approx(inside["codes_equal_share"], abs=1e-12)
+
+
+@_needs("gguf")
+def test_gguf_kquant_tensors_with_a_256_wide_input_are_compared_as_values(tmp_path):
+    """Qwen2 hidden 256: Q4_K_M gives real K-quant tensors, compared by dequantized value (no step)."""
+    try:
+        from .gguf_helpers import build_qwen2_checkpoint
+    except ImportError:
+        from gguf_helpers import build_qwen2_checkpoint  # type: ignore
+
+    base = build_qwen2_checkpoint(tmp_path / "base")
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    records = [{"id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)]
+    suite = write_suite(tmp_path / "suite", forget=records[:3], retain=records[3:], holdout=records[3:],
+                        toml="[probes]\nprefix_tokens = 4\nmax_new_tokens = 6\nanswer_tokens = 4\n")
+    request = AuditRequest(base=base, unlearned=copy, suite=suite, formats=("fp", "gguf:q4_k_m"), probes=("utility",))
+    row = run_audit(request).report.formats[1]
+    assert row.error is None, row.error
+    evidence = row.weight_evidence
+    assert "dequantized values" in evidence["code_kind"] and evidence["bit_identical"]
+    assert evidence["codes_equal_share"] == 1.0
