@@ -176,6 +176,7 @@ def check(
     answer_tokens: Optional[int] = typer.Option(None, help="KnowMem answer length (suite default, else 32)."),
     mink_k: Optional[float] = typer.Option(None, help="Min-K% fraction k (default 0.4)."),
     calibration: Optional[str] = typer.Option(None, help="GPTQ/AWQ calibration: a text file (one sample a line), or 'forget' as a stress option (default: the suite's generic calibration text)."),
+    protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse (VerbMem/KnowMem exactly as MUSE builds them; see README)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
@@ -184,7 +185,8 @@ def check(
                      config_file=config_file, thresholds=threshold, severities=severity,
                      allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
                      settings={"prefix_tokens": prefix_tokens, "max_new_tokens": max_new_tokens,
-                               "answer_tokens": answer_tokens, "mink_k": mink_k, "calibration": calibration},
+                               "answer_tokens": answer_tokens, "mink_k": mink_k, "calibration": calibration,
+                               "protocol": protocol},
                      artifacts=artifact, base_artifacts=base_artifact, report_formats=tuple(report_format), fail_on=fail_on, waivers_file=waivers,
                      use_cache=not no_cache, threads=threads, force=force, verify_cache=verify_cache)
     raise typer.Exit(code)
@@ -198,6 +200,7 @@ def demo(
     rebuild: bool = typer.Option(False, help="Rebuild the cached demo models."),
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, min=1),
+    protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build (once, cached) tiny demo models and audit the planted failure: forgotten at fp/rtn8, back at rtn4."""
@@ -218,7 +221,8 @@ def demo(
                      formats=_split_list(formats), probes=("verbmem", "knowmem", "mia", "utility"), out_dir=out_dir,
                      seed=seed, batch_size=16, config_file=None, thresholds=[], severities=[],
                      allow_inconclusive=False, trust_remote_code=False, quiet=quiet, settings={
-                         "prefix_tokens": None, "max_new_tokens": None, "answer_tokens": None, "mink_k": None})
+                         "prefix_tokens": None, "max_new_tokens": None, "answer_tokens": None, "mink_k": None,
+                         "protocol": protocol})
     raise typer.Exit(code)
 
 

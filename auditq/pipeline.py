@@ -63,6 +63,8 @@ class AuditRequest:
     cache: Any = None
     #: GPTQ/AWQ calibration: None (the suite's generic text), "forget" (stress option) or a text file
     calibration: str | None = None
+    #: probe protocol: "auditq" (default) or "muse" (VerbMem/KnowMem as MUSE builds them, auditq.probes.muse)
+    protocol: str = "auditq"
 
     @property
     def gate_policy(self) -> str:
@@ -79,7 +81,7 @@ class AuditRequest:
             "allow_inconclusive": self.allow_inconclusive, "fail_on": self.gate_policy,
             "prefix_tokens": self.prefix_tokens,
             "max_new_tokens": self.max_new_tokens, "answer_tokens": self.answer_tokens, "mink_k": self.mink_k,
-            "calibration": self.calibration,
+            "calibration": self.calibration, "protocol": self.protocol,
         }
 
 
@@ -113,12 +115,16 @@ class Events:
 def probe_settings(request: AuditRequest, suite: Suite) -> ProbeSettings:
     s = suite.settings
     pick = lambda flag, default: default if flag is None else flag  # noqa: E731
+    from auditq.probes.muse import muse_defaults
+
+    new_tokens, answer_tokens = muse_defaults(request.protocol, s.max_new_tokens, s.answer_tokens)
     settings = ProbeSettings(
         prefix_tokens=pick(request.prefix_tokens, s.prefix_tokens),
-        max_new_tokens=pick(request.max_new_tokens, s.max_new_tokens),
-        answer_tokens=pick(request.answer_tokens, s.answer_tokens),
+        max_new_tokens=pick(request.max_new_tokens, new_tokens),
+        answer_tokens=pick(request.answer_tokens, answer_tokens),
         qa_template=s.qa_template,
         mink_k=pick(request.mink_k, s.mink_k),
+        protocol=request.protocol,
     )
     if settings.prefix_tokens < 1 or settings.max_new_tokens < 1 or settings.answer_tokens < 1:
         raise InputError("prefix_tokens, max_new_tokens and answer_tokens must be positive")
@@ -234,12 +240,18 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
         for fmt, role in jobs:
             runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events,
                                  cache))
+        from auditq.evidence import evidence_for_formats, through_cache  # weight-space evidence (auditq.evidence)
+
+        with timer("weight_evidence"):
+            evidence = evidence_for_formats(Path(scratch), [f.name for f in formats],
+                                            {r: c.path for r, c in checkpoints.items()})
+            evidence = {f.name: through_cache(cache, f, checkpoints, evidence.get(f.name)) for f in formats}
     from auditq.cache import row_provenance  # measured or cached (with the entry's sha256), per row
 
     provenance, cache_summary = row_provenance(cache, formats, checkpoints, [p.name for p in probes], request.cache)
     report = build_report(request, suite, formats, runs, checkpoints, created or _now(),
                           details=cache.details() if cache is not None else None,
-                          provenance=provenance, cache_summary=cache_summary)
+                          provenance=provenance, cache_summary=cache_summary, evidence=evidence)
     return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))
 
 
@@ -286,8 +298,10 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
                  checkpoints: dict[str, Checkpoint], created: str,
                  details: dict[str, dict[str, Any]] | None = None,
                  provenance: dict[tuple[str, str], dict[str, str]] | None = None,
-                 cache_summary: dict[str, Any] | None = None) -> AuditReport:
-    """`details`: format name -> recorded details for formats served from the result cache."""
+                 cache_summary: dict[str, Any] | None = None,
+                 evidence: dict[str, dict[str, Any]] | None = None) -> AuditReport:
+    """`details`: format name -> recorded details for formats served from the result cache;
+    `evidence`: format name -> weight-space evidence (auditq.evidence)."""
     evaluator = CheckEvaluator(request.config, request.seed)
     by_key = {(r.format, r.role): r for r in runs}
     reference_outputs = by_key.get((formats[0].name, "reference"))
@@ -315,7 +329,8 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         fmt_details = {**((details or {}).get(fmt.name) or fmt.details()), "reference_attack": ref_note}
         results.append(FormatResult(format=fmt.name, details=fmt_details,
                                     roles=roles, checks=tuple(checks),
-                                    privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None))
+                                    privleak=privleak, error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None,
+                                    weight_evidence=_evidence_for(fmt, (evidence or {}).get(fmt.name))))
     from auditq.waivers import apply_waivers, today_utc
 
     results, waiver_report = apply_waivers(results, request.waivers, request.today or today_utc()) \
@@ -355,6 +370,13 @@ def _reference_for(reference: RunRecord | None, records: dict[str, RunRecord]) -
     if role == "retrain":
         return records["retrain"].outputs, "against the retrain model in this format"
     return None, NO_REFERENCE
+
+
+def _evidence_for(fmt: Format, found: dict[str, Any] | None) -> dict[str, Any] | None:
+    if found is not None or not getattr(fmt, "has_codes", False):
+        return found
+    return {"note": "not recorded: no integer codes were read for BASE or UNLEARNED in this run (a failed row, a "
+                    "float-only file, or rows served from the result cache before weight-space evidence existed)"}
 
 
 def _now() -> str:

@@ -84,6 +84,9 @@ def engine_env(workdir: Path, log_name: str = "gptqmodel.log") -> Iterator[Path]
     log_path = workdir / log_name
     sink = io.StringIO()  # never closed: GPTQModel's logger may flush from a worker thread later
     os.environ.setdefault("GPTQMODEL_DISABLE_PACK_EXT", "1")
+    arrange_worker_pools()
+    # ~/.cache/gptqmodel: where its JIT-compiled extensions would go (unused with the pure-torch path)
+    os.environ.setdefault("GPTQMODEL_TORCH_EXTENSIONS_DIR", str(workdir / "torch_extensions"))
     # tokenicer (imported by gptqmodel) points an unset HF_HOME at /tmp/tokenicer_hf_home and creates it
     os.environ.setdefault("HF_HOME", str(workdir / "hf_home"))
     # importing it (torchao) creates torch inductor's cache dir, /tmp/torchinductor_<user> by default
@@ -107,6 +110,28 @@ def engine_env(workdir: Path, log_name: str = "gptqmodel.log") -> Iterator[Path]
                 handle.write(sink.getvalue())
         except OSError:
             pass
+
+
+#: GPTQModel 7.6's `model_loader:cpu` virtual pool asks for this many workers of its `cpu` pool
+LOADER_POOL_WORKERS = 2
+
+
+def arrange_worker_pools() -> None:
+    """Give GPTQModel's CPU pool enough workers for its own loader pool, on any number of cores.
+
+    GPTQModel 7.6 sizes its `cpu` pool as (cores + 1) // 2 and then carves a 2-worker
+    `model_loader:cpu` pool out of it: on a 1- or 2-core machine that raises "Virtual pool
+    'model_loader:cpu' requests 2 workers but parent 'cpu' only has 1". The pool is built once
+    per process, on first use, from GPTQMODEL_CPU_WORKERS; raise that to the loader's need
+    (a user's larger value, and GPTQModel's default on bigger machines, are kept). Called inside
+    engine_env, whose exit restores the variable; the pool keeps its size for the process.
+    """
+    given = os.environ.get("GPTQMODEL_CPU_WORKERS", "")
+    if given.strip().isdigit():
+        workers = int(given)
+    else:  # GPTQModel's own default on a GIL build (not imported here: importing it has side effects)
+        workers = min(12, max(1, ((os.cpu_count() or 1) + 1) // 2))
+    os.environ["GPTQMODEL_CPU_WORKERS"] = str(max(LOADER_POOL_WORKERS, workers))
 
 
 def require_gptqmodel(workdir: Path, what: str = "the gptq and awq formats"):
@@ -484,8 +509,21 @@ class GPTQModelFormat:
         except (BackendUnavailable, MeasurementError, InputError):
             raise
         except Exception as exc:
-            raise MeasurementError(f"{self.name}: GPTQModel could not quantize: {first_line(exc)} "
-                                   f"(log: {Path(ctx.workdir) / 'gptqmodel.log'})") from exc
+            from auditq.formats.engine_log import keep_log
+
+            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
+            raise MeasurementError(f"{self.name}: GPTQModel could not quantize: {first_line(exc)}"
+                                   + (f" (engine log: {kept})" if kept else "")) from exc
+        if getattr(self, "has_codes", False):  # weight-space evidence (auditq.evidence)
+            from auditq.evidence import CodeRecorder
+            from auditq.formats.gptq_codes import record_gptq_codes
+
+            recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+            try:
+                record_gptq_codes(out, recorder)
+            except Exception as exc:  # noqa: BLE001 - supplementary evidence never costs the row
+                if recorder is not None:
+                    recorder.fail(exc)
         start = time.perf_counter()
         try:
             if self.options.dequant:
@@ -495,7 +533,11 @@ class GPTQModelFormat:
         except (BackendUnavailable, MeasurementError, InputError):
             raise
         except Exception as exc:
-            raise MeasurementError(f"{self.name}: cannot load the quantized checkpoint back: {first_line(exc)}") from exc
+            from auditq.formats.engine_log import keep_log
+
+            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
+            raise MeasurementError(f"{self.name}: cannot load the quantized checkpoint back: {first_line(exc)}"
+                                   + (f" (engine log: {kept})" if kept else "")) from exc
         load_s = time.perf_counter() - start
         run: dict[str, Any] = {
             "group_size": group_size,

@@ -44,6 +44,8 @@ class Format(ABC):
 
     #: engine name reported next to every row, e.g. "auditq-rtn" or "llama.cpp"
     engine: str = ""
+    #: True when apply() records integer codes for auditq.evidence (weight-space evidence)
+    has_codes: bool = False
 
     def __init__(self, spec: FormatSpec) -> None:
         self.spec = spec

@@ -59,6 +59,7 @@ class BitsAndBytesFormat(Format):
     """``bnb:nf4|fp4|int8[:dq]`` via transformers' BitsAndBytesConfig."""
 
     engine = "bitsandbytes"
+    has_codes = True
 
     def __init__(self, spec: FormatSpec, quant: str, double_quant: bool = False) -> None:
         super().__init__(spec)
@@ -123,6 +124,7 @@ class BitsAndBytesFormat(Format):
                     f"bitsandbytes {package_version('bitsandbytes')} cannot run {self.name} on {device}: "
                     f"{first_line(exc)}", install_hint=BNB_INSTALL_HINT) from exc
             self._runs[role] = self._describe(model, device, dtype)
+            self._record_codes(model, ctx)
             lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
                                description=f"bitsandbytes {self.quant} on {device} ({self.name})")
             try:
@@ -134,6 +136,18 @@ class BitsAndBytesFormat(Format):
             release_memory()
             for name, level in quiet.items():
                 logging.getLogger(name).setLevel(level)
+
+    def _record_codes(self, model, ctx: FormatContext) -> None:
+        """Weight-space evidence (auditq.evidence, auditq.formats.bnb_codes); never costs the row."""
+        from auditq.evidence import CodeRecorder
+        from auditq.formats.bnb_codes import record_bnb_codes
+
+        recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+        try:
+            record_bnb_codes(model, recorder)
+        except Exception as exc:  # noqa: BLE001 - supplementary evidence
+            if recorder is not None:
+                recorder.fail(exc)
 
     def _describe(self, model, device: str, dtype: torch.dtype) -> dict[str, Any]:
         kinds: dict[str, int] = {}

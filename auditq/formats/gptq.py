@@ -108,6 +108,7 @@ class GPTQFormat(GPTQModelFormat, Format):
 
     engine = "gptqmodel"
     method = "gptq"
+    has_codes = True
 
     def __init__(self, spec: FormatSpec, options: GPTQOptions) -> None:
         super().__init__(spec)

@@ -60,6 +60,16 @@ def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None)
     return from_groups(codes * delta, weight.shape, pad).to(weight.dtype)
 
 
+def rtn_codes_and_steps(weight: torch.Tensor, bits: int, group_size: int | None):
+    """(codes (rows, cols) int8, step (rows, n_groups) float32, group of each column): for auditq.evidence."""
+    rows, cols = weight.shape
+    grouped, pad = to_groups(weight.detach().double(), group_size)
+    codes, delta = rtn_codes(grouped, bits)
+    size = cols if group_size is None else group_size
+    codes = from_groups(codes, weight.shape, pad).to(torch.int8 if bits <= 8 else torch.int16)
+    return codes.numpy(), delta.reshape(rows, -1).float().numpy(), (torch.arange(cols) // size).numpy()
+
+
 def quantizable_weights(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> dict[str, torch.nn.Parameter]:
     """Weights RTN touches: every nn.Linear (lm_head optional), embeddings when asked.
 
@@ -101,6 +111,7 @@ class RTNOptions:
 
 class RoundToNearest(Format):
     engine = "auditq-rtn"
+    has_codes = True
 
     def __init__(self, spec: FormatSpec, options: RTNOptions) -> None:
         super().__init__(spec)
@@ -132,9 +143,15 @@ class RoundToNearest(Format):
         targets = quantizable_weights(model, self.options.include_embeddings, self.options.include_head)
         self._skipped_tied_head = self.options.include_head and not self.options.include_embeddings and _is_tied(model)
         originals = {name: p.detach().clone() for name, p in targets.items()}
+        from auditq.evidence import CodeRecorder
+
+        recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
         try:
             with torch.no_grad():
-                for param in targets.values():
+                for name, param in targets.items():
+                    if recorder is not None:
+                        recorder.add(name, *rtn_codes_and_steps(param.cpu(), self.options.bits,
+                                                                 self.options.group_size))
                     param.copy_(rtn_quantize(param, self.options.bits, self.options.group_size))
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
                                 batch_size=ctx.batch_size, description=f"torch fake-quant {self.name}")

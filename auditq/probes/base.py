@@ -19,6 +19,8 @@ class ProbeSettings:
     answer_tokens: int = 32
     qa_template: str = "Question: {question}\nAnswer:"
     mink_k: float = 0.4
+    #: "auditq" (default) or "muse": VerbMem/KnowMem built as MUSE builds them (auditq.probes.muse)
+    protocol: str = "auditq"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,10 @@ class KnowMem(Probe):
     def run(self, lm: LanguageModel, tokenizer, suite: Suite, settings: ProbeSettings) -> ProbeOutput:
         if settings.answer_tokens < 1:
             raise ValueError("knowmem needs answer_tokens >= 1")
+        if settings.protocol == "muse":  # MUSE's prompt, in-context examples and answer cut (auditq.probes.muse)
+            from auditq.probes.muse import run_knowmem
+
+            return run_knowmem(self.name, SPLITS, lm, tokenizer, suite, settings)
         items = [(name, record) for name in SPLITS for record in suite.split(name).qa]
         prompt_texts = [settings.qa_template.format(question=record.question) for _, record in items]
         prompts = encode_sequences(tokenizer, prompt_texts)

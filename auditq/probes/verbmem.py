@@ -33,6 +33,10 @@ class VerbMem(Probe):
         prefix_len, new_len = settings.prefix_tokens, settings.max_new_tokens
         if prefix_len < 1 or new_len < 1:
             raise ValueError("verbmem needs prefix_tokens >= 1 and max_new_tokens >= 1")
+        if settings.protocol == "muse":  # MUSE's own construction (auditq.probes.muse)
+            from auditq.probes.muse import run_verbmem
+
+            return run_verbmem(self.name, ("forget",), lm, tokenizer, suite, settings)
         bos = special_prefix(tokenizer)
         # forget texts, then holdout texts (never trained: the non-member floor of forget retention)
         records = [("forget", r) for r in suite.forget.texts] + [("holdout", r) for r in suite.holdout.texts]

@@ -271,6 +271,17 @@ def _metrics_table(report: AuditReport) -> str:
             "<th>KnowMem retain</th><th>retain PPL</th><th>Min-K% AUC</th><th>engine</th><th>source</th></tr>" + "".join(rows) + "</table>")
 
 
+def _evidence_table(report: AuditReport) -> str:
+    from auditq.report.evidence_view import EXPLANATION, HEADER, evidence_rows
+
+    rows = evidence_rows(report)
+    if not rows:
+        return ""
+    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row.cells()) + "</tr>" for row in rows)
+    return (f"<h2>Weight-space evidence</h2><p class=small>{_e(EXPLANATION)}</p><table id=\"weight-evidence\"><tr>"
+            + "".join(f"<th>{_e(h)}</th>" for h in HEADER) + "</tr>" + body + "</table>")
+
+
 def _waivers_table(report: AuditReport) -> str:
     if not report.waivers:
         return "<p>No waivers configured.</p>"
@@ -323,7 +334,8 @@ class HtmlWriter(ReportWriter):
             f"<p>base <code>{_e(report.checkpoints.get('base', {}).get('path'))}</code> · unlearned "
             f"<code>{_e(report.checkpoints.get('unlearned', {}).get('path'))}</code>"
             + (f" · retrain <code>{_e(report.checkpoints['retrain'].get('path'))}</code>" if "retrain" in report.checkpoints else "")
-            + f" · suite <code>{_e(report.suite.get('name'))}</code> ({_e(suite_text)})</p>",
+            + f" · suite <code>{_e(report.suite.get('name'))}</code> ({_e(suite_text)})"
+            + f" · probe protocol <code>{_e(report.arguments.get('protocol') or 'auditq')}</code></p>",
             "<h2>Verdicts</h2>",
             "<p class=small>PASS: the whole 95% interval is on the passing side; FAIL: the whole interval fails; "
             "INCONCLUSIVE: it straddles the threshold or n is too small; UNKNOWN: could not be measured; "
@@ -337,6 +349,7 @@ class HtmlWriter(ReportWriter):
             _waivers_table(report),
             "<h2>Metrics by format</h2>",
             _metrics_table(report),
+            _evidence_table(report),
             f"<h2>Format notes</h2><ul>{notes}</ul>" if notes else "",
             "<h2>Checkpoints</h2>",
             _checkpoints(report),

@@ -29,6 +29,7 @@ class MarkdownWriter(ReportWriter):
         lines += [
             f"- suite: {md_code(report.suite['name'])} (forget {sizes['forget']['texts']} texts / {sizes['forget']['qa']} QA, "
             f"retain {sizes['retain']['texts']} / {sizes['retain']['qa']}, holdout {sizes['holdout']['texts']} texts)",
+            f"- probe protocol: {_protocol(report)}",
             "",
             "## Verdicts",
             "",
@@ -57,6 +58,14 @@ class MarkdownWriter(ReportWriter):
             lines += ["", f"Result cache: {cache.get('hits', 0)} probe output(s) re-used, {cache.get('misses', 0)} measured; "
                       f"{len(cache.get('tampered') or [])} entr(y/ies) failed the sha256/HMAC check and were re-measured; "
                       f"{len(cache.get('verified') or [])} cached row(s) re-measured by --verify-cache."]
+        from auditq.report.evidence_view import EXPLANATION, HEADER, evidence_rows
+
+        evidence = evidence_rows(report)
+        if evidence:
+            cell = lambda text: text.replace("|", "\\|")  # noqa: E731 - |Δw| inside a table cell
+            lines += ["", "## Weight-space evidence", "", EXPLANATION, "", "| " + " | ".join(map(cell, HEADER)) + " |",
+                      "|---|---|---|---|---|"]
+            lines += ["| " + " | ".join(map(cell, row.cells())) + " |" for row in evidence]
         if report.waivers:
             lines += ["", "## Waivers", "", "| check | format | status | expires | reason | detail |", "|---|---|---|---|---|---|"]
             lines += [f"| {md(w['check'])} | {md(w['format'])} | {md(w['status'])} | {md(w['expires'])} | {md(w['reason'])} | "
@@ -66,3 +75,10 @@ class MarkdownWriter(ReportWriter):
             lines += ["", "## Format notes", ""] + [f"- **{md(name)}**: {md(note)}" for name, note in notes]
         lines += ["", "## Conventions", "", report.sign_convention, ""]
         return "\n".join(lines)
+
+
+def _protocol(report: AuditReport) -> str:
+    from auditq.probes.muse import PROTOCOL_NOTES
+
+    name = report.arguments.get("protocol") or "auditq"
+    return PROTOCOL_NOTES.get(name, name)

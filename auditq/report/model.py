@@ -89,6 +89,9 @@ class FormatResult:
     checks: tuple[CheckResult, ...]
     privleak: float | None = None
     error: str | None = None
+    #: auditq.evidence: share of UNLEARNED's quantized codes equal to BASE's, mean |Δw| in steps,
+    #: bit_identical ... (None: the format has no integer codes)
+    weight_evidence: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,11 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
                   "over-unlearned. " + ("Retention counts base's forget score as 1 and base's holdout score (the "
                                         "non-member floor) as 0." if floor else "Retention = unlearned / base.")
                   + "[/]", highlight=False, soft_wrap=True)
+    from auditq.report.evidence_view import evidence_rows
+
+    for row in evidence_rows(report):
+        style = "bold red" if row.identical == "YES" else "dim"
+        console.print(f"[{style}]weight space {term(row.format)}[/]: {term(row.detail)}", highlight=False)
     for fmt in report.formats:
         if fmt.details.get("note"):
             console.print(f"[dim]{term(fmt.format)}: {term(fmt.details['note'])}[/]")
@@ -83,4 +88,8 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
         style = {"applied": "blue", "expired": "bold yellow", "unmatched": "yellow"}.get(w["status"], "dim")
         console.print(f"[{style}]waiver {term(w['status'])}[/] {term(w['format'])} {term(w['check'])} "
                       f"(expires {term(w['expires'])}): {term(w.get('detail', ''))}", highlight=False)
+    if (report.arguments.get("protocol") or "auditq") != "auditq":
+        from auditq.probes.muse import PROTOCOL_NOTES
+
+        console.print(f"[dim]probe protocol: {term(PROTOCOL_NOTES.get(report.arguments['protocol']))}[/]", highlight=False)
     console.print(f"overall: [{STYLE[report.verdict]}]{report.verdict}[/] (exit {report.exit_code})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 
@@ -33,8 +32,6 @@ except ImportError:
         memorised_texts,
         token_logprobs,
     )
-
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
 
 @pytest.fixture(scope="module")

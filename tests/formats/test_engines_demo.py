@@ -9,7 +9,6 @@ own grids keep the forgetting (forget KnowMem of the fragile model 0.05–0.10 w
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
 
@@ -19,7 +18,6 @@ if importlib.util.find_spec("gptqmodel") is None or importlib.util.find_spec("bi
 from auditq.pipeline import AuditRequest, run_audit  # noqa: E402
 
 pytestmark = pytest.mark.slow
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
 
 FORMATS = ("fp", "gptq4", "awq4", "bnb:nf4", "bnb:int8")
 

@@ -36,8 +36,6 @@ except ImportError:
         token_logprobs,
     )
 
-os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")  # read when GPTQModel first builds its worker pool
-
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -127,6 +127,20 @@ def _open_lm(path: Path, checkpoint, ctx: FormatContext, description: str):
     return lm, n
 
 
+def _record_codes(path: Path, checkpoint, ctx: FormatContext, fmt_name: str, role: str) -> None:
+    """Weight-space evidence: the file's codes in HF layout (auditq.formats.gguf.codes); never costs the row."""
+    from auditq.evidence import CodeRecorder
+    from auditq.formats.gguf.codes import hf_layout, record_gguf_codes
+
+    recorder = CodeRecorder.for_context(ctx, fmt_name, ctx.extra.get("role"))
+    if recorder is None:
+        return
+    try:
+        record_gguf_codes(path, hf_layout(checkpoint), recorder)
+    except Exception as exc:  # noqa: BLE001 - supplementary evidence
+        recorder.fail(exc)
+
+
 def _merge_runs(base: dict[str, Any], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     info = dict(base)
     if not runs:
@@ -147,6 +161,7 @@ class GGUFFormat(Format):
         super().__init__(spec)
         self.quant = quant
         self._runs: dict[str, dict[str, Any]] = {}
+        self.has_codes = quant not in ("f32", "f16", "bf16")  # weight-space evidence (auditq.evidence)
 
     @classmethod
     def parse(cls, spec: FormatSpec) -> "GGUFFormat":
@@ -182,6 +197,8 @@ class GGUFFormat(Format):
                              "from torch by up to ~5e-3 in per-token log-prob")
             if any(notes):
                 run["note"] = "; ".join(n for n in notes if n)
+            if self.has_codes:  # an artifact row standing in for a role records under the artifact's name
+                _record_codes(path, checkpoint, ctx, ctx.extra.get("codes_as") or self.name, role)
             lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {self.quant.upper()} ({self.name})")
             run["tokenizer_parity_texts"] = n_checked
             self._runs[role] = run
@@ -208,6 +225,7 @@ class GGUFArtifact(ArtifactFormat):
     """A GGUF file produced outside auditq, scored by llama.cpp as one more row (see module docstring)."""
 
     engine = "llama.cpp"
+    has_codes = True  # weight-space evidence of the given files (auditq.evidence)
 
     @classmethod
     def from_path(cls, path: Path | str, role_paths: Mapping[str, Path | str] | None = None, *,
@@ -264,13 +282,16 @@ class GGUFArtifact(ArtifactFormat):
             from auditq.formats import make_format
 
             stand_in = make_format(f"gguf:{quant}")
-            with stand_in.apply(checkpoint, ctx) as lm:
+            from dataclasses import replace
+
+            with stand_in.apply(checkpoint, replace(ctx, extra={**ctx.extra, "codes_as": self.name})) as lm:
                 self._runs[role] = {"stand_in": f"no file given for the {role} model: its checkpoint was quantized "
                                                 f"to {quant.upper()} by llama.cpp", **stand_in.details()}
                 yield lm
             return
         run = self._describe(path)
         self._check_matches(path, run, checkpoint)
+        _record_codes(path, checkpoint, ctx, self.name, role)
         lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {run.get('file_type', '?')} ({path.name})")
         run["tokenizer_parity_texts"] = n_checked
         self._runs[role] = run
