@@ -6,10 +6,13 @@ from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from auditq.backends.base import LanguageModel
 from auditq.loading import Checkpoint
+
+if TYPE_CHECKING:
+    from auditq.suite import Suite
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,19 @@ class Format(ABC):
     def details(self) -> dict[str, Any]:
         """Engine, version and anything measured about the produced artefact (tensor types ...)."""
         return {"engine": self.engine}
+
+    #: True for transformations of the in-memory torch model (fp8, prune, relearn): they can be
+    #: stacked after another format with "+" (auditq.formats.compose), which hands them its model
+    stackable: bool = False
+
+    def suite_view(self, suite: "Suite", seed: int = 0) -> "Suite":
+        """The part of the suite this row's probes score (every model in the row alike).
+
+        Identity for almost every format; relearn:forget trains on a seeded half of the forget
+        records and returns the suite without them, so its row scores only the other half.
+        Must be deterministic in (suite, seed): the pipeline calls it again when it builds the report.
+        """
+        return suite
 
 
 class ArtifactFormat(Format):
