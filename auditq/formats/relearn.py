@@ -13,7 +13,7 @@ The math runs in float32: a bf16/fp16 model is upcast for the fine-tune and cast
 dtype before it is scored (LoRA adapters are float32 already). Device: wherever the model is.
 
 Defaults: steps=30 (a few dozen, the budget the relearning papers' attacks use); lr "auto":
-1e-5 full / 1e-4 LoRA for models of 10M parameters or more, 1e-3 full / 1e-2 LoRA below (tiny
+1e-5 full / 1e-4 LoRA for models of 10M parameters or more, 1e-3 below, full and LoRA (tiny
 models such as the demo's are trained at lr ~3e-3; 1e-5 would not move them). See README.
 """
 
@@ -36,7 +36,7 @@ DEFAULT_BATCH = 8
 MAX_TOKENS = 512
 #: below this many parameters the "auto" learning rate is the tiny-model one (same cut as remediate's demo preset)
 TINY_MODEL_PARAMS = 10_000_000
-AUTO_LR = {("full", False): 1e-5, ("lora", False): 1e-4, ("full", True): 1e-3, ("lora", True): 1e-2}
+AUTO_LR = {("full", False): 1e-5, ("lora", False): 1e-4, ("full", True): 1e-3, ("lora", True): 1e-3}
 PEFT_INSTALL_HINT = "pip install 'auditq[relearn]'"
 
 
@@ -101,6 +101,39 @@ def finetune(model: torch.nn.Module, sequences: list[list[int]], pad_id: int, op
     for p in trainable:
         p.grad = None
     return losses
+
+
+@contextmanager
+def _tolerant_gptqmodel_probe():
+    """peft 0.21 raises ImportError while wrapping ANY nn.Linear when gptqmodel is installed without
+    optimum >= 1.24 (auditq's gptq extra needs no optimum). Inside this block that probe answers
+    "no GPTQ layers" instead; peft's own modules are patched only for the duration and restored."""
+    import importlib
+
+    from peft import import_utils
+
+    original = import_utils.is_gptqmodel_available
+
+    def tolerant() -> bool:
+        try:
+            return original()
+        except ImportError:
+            return False
+
+    patched = []
+    for name in ("peft.tuners.lora.gptq", "peft.tuners.lora.awq", "peft.utils.quantization_utils", "peft.utils.other"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(module, "is_gptqmodel_available", None) is original:
+            module.is_gptqmodel_available = tolerant
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.is_gptqmodel_available = original
 
 
 def _is_quantized(model) -> bool:
@@ -193,7 +226,7 @@ class Relearning(Format):
         except ImportError as exc:
             raise BackendUnavailable(f"relearn with lora needs peft ({exc})", install_hint=PEFT_INSTALL_HINT) from None
         rank = int(self.options.lora)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _tolerant_gptqmodel_probe():
             torch.manual_seed(seed)  # LoRA A matrices are initialised at random
             peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
                                                           target_modules="all-linear", bias="none"))
