@@ -278,3 +278,31 @@ def test_stack_applies_left_to_right_and_restores(tiny, tmp_path):
         q = ckpt.model.model.layers[0].self_attn.q_proj.weight
         assert float((q == 0).float().mean()) < 0.5  # fine-tuned after pruning: zeros moved
     assert _untouched(ckpt.model, before)
+
+
+# ---------------------------------------------------------------- pipeline hook
+
+def test_pipeline_scores_relearn_forget_rows_on_the_other_half_only(tiny, tmp_path):
+    """Format.suite_view narrows the row's probes for every model, and recovery pairs fp on the same records."""
+    import shutil
+
+    from tiny_memoriser import save_memorising_checkpoint
+
+    from auditq.pipeline import AuditRequest, run_audit
+
+    _, suite = tiny
+    base = save_memorising_checkpoint(tmp_path / "base")
+    unlearned = shutil.copytree(base, tmp_path / "unlearned")
+    request = AuditRequest(base=base, unlearned=Path(unlearned), suite=suite.path,
+                           formats=("fp", "relearn:forget:steps=2"), probes=("verbmem", "knowmem", "mia"))
+    report = run_audit(request).report
+    fp, row = report.formats
+    halves = forget_halves(suite, seed=0)
+    assert fp.roles["base"].n["knowmem_forget"] == len(suite.forget.qa)
+    for role in ("base", "unlearned"):
+        assert row.roles[role].n["knowmem_forget"] == len(halves.scored.qa)
+        assert row.roles[role].mia["mink"].n_members == len(halves.scored.texts)
+    recovery = next(c for c in row.checks if c.check == "recovery.knowmem")
+    assert recovery.verdict != "UNKNOWN" and recovery.n == len(halves.scored.qa)
+    assert row.details["forget_qa_scored"] == len(halves.scored.qa)
+    assert sorted(row.details["loss_curve"]) == ["base", "unlearned"]
