@@ -99,8 +99,7 @@ def _audit(models, which: str):
     from auditq.pipeline import AuditRequest, run_audit
 
     request = AuditRequest(base=models.base, unlearned=getattr(models, which), retrain=models.retrain,
-                           suite=models.suite, formats=("fp", "relearn:retain", "relearn:generic", "relearn:forget",
-                                                        "prune:wanda:0.5", "fp8"))
+                           suite=models.suite, formats=("fp", "relearn:retain", "relearn:forget", "prune:wanda:0.5", "fp8"))
     from auditq.report.json_writer import JsonWriter
 
     return json.loads(JsonWriter().render(run_audit(request).report))
