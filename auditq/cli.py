@@ -152,7 +152,7 @@ def check(
     retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set: the gold reference."),
     reference: Optional[Path] = typer.Option(None, help="Reference model for the reference-loss attack (default: BASE in the same format)."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite dir (default: the bundled demo suite)."),
-    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Comma-separated formats: fp, rtnN[:gG][:emb][:nohead], gguf:q4_0, ..."),
+    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Comma-separated formats: fp, rtnN[:gG][:emb][:nohead], gguf:q4_0, fp8, prune:wanda:0.5, relearn:retain[:lora=8], A+B (stacked), ..."),
     probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", help="Comma-separated probes."),
     artifact: list[Path] = typer.Option([], help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
     base_artifact: list[Path] = typer.Option([], help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),

@@ -227,7 +227,8 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
     with tempfile.TemporaryDirectory(prefix="auditq-") as scratch:
         ctx = FormatContext(workdir=Path(scratch), batch_size=request.batch_size,
                             calibration_texts=calibration_texts(request, suite), seed=request.seed,
-                            extra={"parity_texts": tuple(r.text for r in suite.forget.texts + suite.holdout.texts)})
+                            extra={"parity_texts": tuple(r.text for r in suite.forget.texts + suite.holdout.texts),
+                                   "suite": suite})  # relearn:* trains on the suite's data
         cache = request.cache.session(suite=suite, settings=settings, ctx=ctx,
                                       trust_remote_code=request.trust_remote_code) if request.cache else None
         if cache is not None:
@@ -259,6 +260,7 @@ def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext,
              settings: ProbeSettings, timer: Timer, advance, events: Events, cache=None) -> RunRecord:
     outputs: dict[str, ProbeOutput] = {}
     events.note(f"{fmt.name}: {role}")
+    suite = fmt.suite_view(suite, ctx.seed)  # relearn:forget scores only the forget half it did not train on
     if cache is not None:  # auditq.cache: probes already measured for this checkpoint × format are not re-run
         with timer("cache"):
             outputs.update(cache.lookup(fmt, checkpoint, probes, advance, suite))
@@ -306,6 +308,8 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
     by_key = {(r.format, r.role): r for r in runs}
     reference_outputs = by_key.get((formats[0].name, "reference"))
     fp_samples: FormatSamples | None = None
+    fp_records: dict[str, RunRecord] = {}
+    fp_ref: dict[str, ProbeOutput] | None = None
     results: list[FormatResult] = []
     for index, fmt in enumerate(formats):
         records = {role: by_key[(fmt.name, role)] for role in ROLES if (fmt.name, role) in by_key}
@@ -322,9 +326,10 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
         if row_error:
             checks = evaluator.unknown_row(fmt.name, row_error, is_reference)
         else:
-            checks = evaluator.evaluate(fmt.name, current, fp_samples, is_reference)
+            fp_view = _fp_on_view(fmt, suite, request.seed, fp_samples, fp_records, fp_ref)
+            checks = evaluator.evaluate(fmt.name, current, fp_view, is_reference)
         if is_reference and not row_error:
-            fp_samples = current
+            fp_samples, fp_records, fp_ref = current, records, ref
         privleak = next((c.value for c in checks if c.check == "privleak"), None)
         fmt_details = {**((details or {}).get(fmt.name) or fmt.details()), "reference_attack": ref_note}
         results.append(FormatResult(format=fmt.name, details=fmt_details,
@@ -377,6 +382,23 @@ def _evidence_for(fmt: Format, found: dict[str, Any] | None) -> dict[str, Any] |
         return found
     return {"note": "not recorded: no integer codes were read for BASE or UNLEARNED in this run (a failed row, a "
                     "float-only file, or rows served from the result cache before weight-space evidence existed)"}
+
+
+def _fp_on_view(fmt: Format, suite: Suite, seed: int, fp_samples: FormatSamples | None,
+                fp_records: dict[str, RunRecord], fp_ref: dict[str, ProbeOutput] | None) -> FormatSamples | None:
+    """The fp row restricted to the records `fmt` scores, so recovery pairs the same samples."""
+    try:
+        view = fmt.suite_view(suite, seed)
+    except Exception:  # noqa: BLE001 - the row itself reports what went wrong
+        return fp_samples
+    if view is suite or fp_samples is None:
+        return fp_samples
+    from auditq.formats.views import restrict_outputs
+
+    ref_out = restrict_outputs(fp_ref, view) if fp_ref is not None else None
+    picked = {role: collect_samples(restrict_outputs(r.outputs, view), ref_out)
+              for role, r in fp_records.items() if not r.error}
+    return FormatSamples(picked.get("base"), picked.get("unlearned"), picked.get("retrain"))
 
 
 def _now() -> str:

@@ -13,6 +13,9 @@ from auditq.backends.base import LanguageModel
 if TYPE_CHECKING:
     from auditq.loading import Checkpoint
 
+if TYPE_CHECKING:
+    from auditq.suite import Suite
+
 
 @dataclass(frozen=True)
 class FormatSpec:
@@ -70,6 +73,19 @@ class Format(ABC):
     def details(self) -> dict[str, Any]:
         """Engine, version and anything measured about the produced artefact (tensor types ...)."""
         return {"engine": self.engine}
+
+    #: True for transformations of the in-memory torch model (fp8, prune, relearn): they can be
+    #: stacked after another format with "+" (auditq.formats.compose), which hands them its model
+    stackable: bool = False
+
+    def suite_view(self, suite: "Suite", seed: int = 0) -> "Suite":
+        """The part of the suite this row's probes score (every model in the row alike).
+
+        Identity for almost every format; relearn:forget trains on a seeded half of the forget
+        records and returns the suite without them, so its row scores only the other half.
+        Must be deterministic in (suite, seed): the pipeline calls it again when it builds the report.
+        """
+        return suite
 
 
 class ArtifactFormat(Format):

@@ -102,7 +102,9 @@ def _grouped_bars(ax, formats: list[FormatResult], roles: list[str], metric: str
             drawn = True
             ax.bar(xs, ys, width=width * 0.92, color=ROLE_COLORS[role], label=ROLE_LABELS[role],
                    yerr=[lows, highs] if with_ci else None, capsize=3, error_kw={"elinewidth": 1, "ecolor": "#222"})
-    ax.set_xticks(range(len(formats)), [f.format for f in formats], rotation=20 if len(formats) > 5 else 0)
+    long_names = len(formats) > 5 or any(len(f.format) > 12 for f in formats)  # e.g. relearn:retain:lora=8
+    ax.set_xticks(range(len(formats)), [f.format for f in formats], rotation=25 if long_names else 0,
+                  ha="right" if long_names else "center", fontsize=8 if long_names else None)
     ax.grid(axis="y", alpha=0.3)
     return drawn
 
@@ -150,11 +152,13 @@ def retention_figure(report: AuditReport) -> str | None:
             ax.errorbar(xs, ys, yerr=[lows, highs], fmt=marker, color=color, capsize=3, label=label, markersize=6)
     if not drawn:
         return None
-    ax.set_xticks(range(len(formats)), [f.format for f in formats], rotation=20 if len(formats) > 5 else 0)
+    long_names = len(formats) > 5 or any(len(f.format) > 12 for f in formats)  # e.g. relearn:retain:lora=8
+    ax.set_xticks(range(len(formats)), [f.format for f in formats], rotation=25 if long_names else 0,
+                  ha="right" if long_names else "center", fontsize=8 if long_names else None)
     ax.set_xlim(-0.6, len(formats) - 0.4)
     ax.set_ylim(0, max(1.0, ax.get_ylim()[1]) * 1.2)  # from 0, with room for the legend above the whiskers
     ax.set_ylabel("unlearned / base")
-    ax.set_title("Forget retention by precision (must stay below the threshold)")
+    ax.set_title("Forget retention by format / transformation (must stay below the threshold)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=3)
     return _figure(fig, "fig-retention", "Forget retention by precision",

@@ -1,0 +1,79 @@
+"""Stacked transformations: ``A+B[+C]``, applied left to right, e.g. ``bnb:nf4+relearn:retain:lora=8`` (QLoRA).
+
+The first part may be any format; every later part must be an in-memory torch transformation
+(``stackable``: fp8, prune, relearn) and is handed the previous part's torch model through a
+view of the checkpoint. Each part undoes itself on exit, innermost first, so the checkpoint's
+model is left as it was. A part that narrows the suite (relearn:forget) narrows the stack's row.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable
+
+from auditq.backends.torch_lm import TorchCausalLM
+from auditq.errors import InputError, MeasurementError
+from auditq.formats.base import Format, FormatContext, FormatSpec
+
+
+class ModelView:
+    """The checkpoint as seen by a stacked part: same tokenizer, config and ids, another model."""
+
+    def __init__(self, checkpoint, model) -> None:
+        self._checkpoint = checkpoint
+        self.model = model
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._checkpoint, name)
+
+
+class Stack(Format):
+    engine = "auditq-stack"
+
+    def __init__(self, spec: FormatSpec, parts: list[Format]) -> None:
+        super().__init__(spec)
+        self.parts = parts
+
+    @classmethod
+    def parse(cls, spec: FormatSpec) -> "Stack":  # built by make_stack
+        raise InputError(f"format {spec.raw!r}: build stacks with make_format")
+
+    def suite_view(self, suite, seed: int = 0):
+        for part in self.parts:
+            suite = part.suite_view(suite, seed)
+        return suite
+
+    @contextmanager
+    def apply(self, checkpoint, ctx: FormatContext):
+        with ExitStack() as stack:
+            lm = stack.enter_context(self.parts[0].apply(checkpoint, ctx))
+            for part in self.parts[1:]:
+                model = getattr(lm, "model", None)
+                if not isinstance(lm, TorchCausalLM) or model is None:
+                    raise MeasurementError(f"{self.name}: {self.parts[0].name} does not give a torch model to apply "
+                                           f"{part.name} to")
+                lm = stack.enter_context(part.apply(ModelView(checkpoint, model), ctx))
+            yield lm
+
+    def details(self):
+        return {"engine": " + ".join(p.details().get("engine", "?") for p in self.parts),
+                "stack": [{"format": p.name, **p.details()} for p in self.parts]}
+
+
+def make_stack(raw: str, make_one: Callable[[str], Format]) -> Stack:
+    names = [p.strip() for p in raw.strip().lower().split("+")]
+    if len(names) < 2 or not all(names):
+        raise InputError(f"cannot parse format {raw!r} (stack formats as A+B, e.g. bnb:nf4+relearn:retain:lora=8)")
+    parts = [make_one(n) for n in names]
+    for part in parts[1:]:
+        if not part.stackable:
+            raise InputError(f"format {raw!r}: {part.name} cannot be applied on top of another format "
+                             "(only fp8, prune and relearn can follow a '+')")
+    quantized_first = parts[0].spec.family in ("bnb", "gptq", "awq", "gguf")
+    for part in parts[1:]:
+        if part.spec.family == "relearn" and quantized_first and not getattr(part, "options").lora:
+            raise InputError(f"format {raw!r}: a quantized model can only be relearned with LoRA (add :lora=8)")
+        if quantized_first and part.spec.family != "relearn":
+            raise InputError(f"format {raw!r}: {part.name} needs full-precision nn.Linear weights, "
+                             f"which {parts[0].name} does not have")
+    return Stack(FormatSpec(raw="+".join(names), family="stack", head="stack", args=()), parts)
