@@ -123,7 +123,7 @@ class BitsAndBytesFormat(Format):
                     f"bitsandbytes {package_version('bitsandbytes')} cannot run {self.name} on {device}: "
                     f"{first_line(exc)}", install_hint=BNB_INSTALL_HINT) from exc
             self._runs[role] = self._describe(model, device, dtype)
-            lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
+            lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens,
                                description=f"bitsandbytes {self.quant} on {device} ({self.name})")
             try:
                 yield lm

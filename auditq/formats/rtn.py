@@ -135,7 +135,7 @@ class RoundToNearest(Format):
                 for param in targets.values():
                     param.copy_(rtn_quantize(param, self.options.bits, self.options.group_size))
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
-                                batch_size=ctx.batch_size, description=f"torch fake-quant {self.name}")
+                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens, description=f"torch fake-quant {self.name}")
         finally:
             with torch.no_grad():
                 for name, param in targets.items():
