@@ -188,6 +188,9 @@ class CacheSession:
             "suite_sha256": suite.content_hash,
             "settings": asdict(settings),
             "batch_size": ctx.batch_size,
+            # where and in what precision it ran, and how batches were cut (auditq.compute, backends.batching)
+            "max_batch_tokens": getattr(ctx, "max_batch_tokens", None),
+            "compute": (ctx.extra or {}).get("compute"),
             "seed": ctx.seed,
             "trust_remote_code": bool(trust_remote_code),
             # GPTQ/AWQ results depend on the calibration text
