@@ -39,7 +39,7 @@ from auditq.probes.base import ProbeOutput, Sample
 CACHE_FORMAT = 1
 _VERSIONED = ("torch", "transformers", "gguf", "llama-cpp-python")
 #: the parts of auditq whose code decides what a probe output contains
-_MEASURING_CODE = ("probes", "formats", "backends", "loading.py", "suite.py", "cache.py")
+_MEASURING_CODE = ("probes", "formats", "backends", "loading.py", "suite.py", "cache.py", "weights.py", "compute.py")
 _code_digest: str | None = None
 
 

@@ -77,7 +77,7 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
               config_file: Optional[Path], thresholds: list[str], severities: list[str], allow_inconclusive: bool,
               trust_remote_code: bool, quiet: bool, settings: dict, artifacts: list[Path] = (),
               base_artifacts: list[Path] = (), report_formats: tuple[str, ...] = (), fail_on: Optional[str] = None, waivers_file: Optional[Path] = None,
-              use_cache: bool = True, compute=None, max_batch_tokens: Optional[int] = None) -> int:
+              use_cache: bool = True, compute=None, max_batch_tokens: Optional[int] = 4096) -> int:
     """Shared by `check`, `demo` and `remediate`: run an audit, print it, write reports, return the exit code."""
     from auditq.config import load_config
     from auditq.pipeline import AuditRequest, run_audit
