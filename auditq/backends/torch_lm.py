@@ -93,6 +93,8 @@ class TorchCausalLM(LanguageModel):
     @torch.inference_mode()
     def _score_batch(self, batch: list[list[int]], with_distribution: bool) -> list[TokenScores]:
         width = max(len(s) for s in batch)
+        if width < 2:  # nothing to predict (a lone BOS): empty scores, as the llama.cpp backend returns
+            return [TokenScores(np.zeros(0), np.zeros(0), np.zeros(0)) for _ in batch]
         ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, seq in enumerate(batch):
@@ -122,7 +124,7 @@ class TorchCausalLM(LanguageModel):
         std = _cat([p[2] for p in parts]) if with_distribution else None
         out = []
         for row, seq in enumerate(batch):
-            n = len(seq) - 1
+            n = max(0, len(seq) - 1)
             logp = token_logp[row, :n].double().cpu().numpy()
             nan = np.full(n, np.nan)
             out.append(TokenScores(
