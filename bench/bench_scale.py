@@ -122,7 +122,8 @@ def _peak() -> dict:
 
     import torch
 
-    out = {"max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20)}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out = {"max_rss_gib": usage.ru_maxrss / (1 << 20), "cpu_s": usage.ru_utime + usage.ru_stime}
     if torch.cuda.is_available():
         out["cuda_peak_allocated_gib"] = torch.cuda.max_memory_allocated() / (1 << 30)
     return out
@@ -209,18 +210,22 @@ def child_roofline(args) -> dict:
     return {"stages": stages, "tokens": tokens, **_peak()}
 
 
-def _run_child(mode: str, args, paths: dict) -> dict:
+def _start_child(mode: str, args, paths: dict):
     cmd = [sys.executable, __file__, "--child", mode, "--paths", json.dumps({k: str(v) for k, v in paths.items()}),
            "--shape", args.shape, "-f", args.formats, "--threads", str(args.threads), "--device", args.device,
            "--dtype", args.dtype, "--max-batch-tokens", str(args.max_batch_tokens)]
     if args.device_map:
         cmd += ["--device-map", args.device_map]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    return mode, time.perf_counter(), subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_child(started) -> dict:
+    mode, start, proc = started
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        sys.exit(f"{mode} child failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-3:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        sys.exit(f"{mode} child failed ({proc.returncode}): {stderr.strip().splitlines()[-3:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
     result["wall_s"] = wall
     return result
 
@@ -235,6 +240,8 @@ def main() -> None:
     parser.add_argument("--device-map", default=None)
     parser.add_argument("--max-batch-tokens", type=int, default=4096)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the trio here (default: a temp dir, removed)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the roofline and the audit at the same time (a shared, loaded machine)")
     parser.add_argument("--estimate-only", action="store_true", help="print parameters and the memory estimate only")
     parser.add_argument("--child", choices=["audit", "roofline"], help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
@@ -262,8 +269,12 @@ def main() -> None:
         paths = build_trio(args.shape, root, lambda m: print(f"  {m}", file=sys.stderr))
         print(f"build trio: {time.perf_counter() - start:.1f} s (not part of either figure)")
         load_before = os.getloadavg()
-        roof = _run_child("roofline", args, paths)
-        audit = _run_child("audit", args, paths)
+        if args.parallel:  # on a machine loaded by other work, both suffer the same load
+            started = [_start_child("roofline", args, paths), _start_child("audit", args, paths)]
+            roof, audit = (_finish_child(s) for s in started)
+        else:
+            roof = _finish_child(_start_child("roofline", args, paths))
+            audit = _finish_child(_start_child("audit", args, paths))
         load_after = os.getloadavg()
     finally:
         if args.workdir is None:
@@ -286,6 +297,9 @@ def main() -> None:
           (f"  CUDA peak {audit['cuda_peak_allocated_gib']:.2f} GiB" if "cuda_peak_allocated_gib" in audit else ""))
     for stage, seconds in sorted(audit["stages"].items(), key=lambda kv: -kv[1]):
         print(f"  {stage:<24} {seconds:8.2f} s")
+    print(f"CPU seconds (user+sys, less sensitive to other load): roofline {roof['cpu_s']:.1f} s, "
+          f"audit {audit['cpu_s']:.1f} s ({audit['cpu_s'] / max(roof['cpu_s'], 1e-9):.2f}×)"
+          + ("; both ran at the same time (--parallel)" if args.parallel else ""))
     ratio = audit["wall_s"] / roof["wall_s"]
     limit = roof["max_rss_gib"] + 0.3 * one_model
     print(f"target wall ≤ 1.3 × roofline: {ratio:.2f}× ({'met' if ratio <= 1.3 else 'NOT met'})")
