@@ -44,7 +44,7 @@ from auditq.probes.base import ProbeOutput, Sample
 CACHE_FORMAT = 2  # 2: sha256 + HMAC per entry
 _VERSIONED = ("torch", "transformers", "gguf", "llama-cpp-python")
 #: the parts of auditq whose code decides what a probe output contains
-_MEASURING_CODE = ("probes", "formats", "backends", "loading.py", "suite.py", "cache.py")
+_MEASURING_CODE = ("probes", "formats", "backends", "loading.py", "suite.py", "cache.py", "weights.py", "compute.py")
 _code_digest: str | None = None
 
 
@@ -224,6 +224,9 @@ class CacheSession:
             "suite_sha256": suite.content_hash,
             "settings": asdict(settings),
             "batch_size": ctx.batch_size,
+            # where and in what precision it ran, and how batches were cut (auditq.compute, backends.batching)
+            "max_batch_tokens": getattr(ctx, "max_batch_tokens", None),
+            "compute": (ctx.extra or {}).get("compute"),
             "seed": ctx.seed,
             "trust_remote_code": bool(trust_remote_code),
             # GPTQ/AWQ results depend on the calibration text

@@ -45,8 +45,26 @@ class RichEvents:
         if not self.quiet and hasattr(self, "_task"):
             self.progress.update(self._task, description=message)
 
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            err.print(f"[dim]{message}[/]", highlight=False)
+
     def close(self) -> None:
         self.progress.stop()
+
+
+DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
+DTYPE_HELP = ("auto (on CUDA the checkpoint's dtype; on CPU float32 unless it would not fit, then bfloat16), "
+              "float32, bfloat16 or float16.")
+DEVICE_MAP_HELP = "auto: spread a model larger than one GPU over every visible GPU (accelerate)."
+MAX_BATCH_TOKENS_HELP = "Padded tokens per forward pass (rows × longest sequence); sequences are batched longest first."
+
+
+def _compute(device: str, dtype: str, device_map: Optional[str]):
+    """--device/--dtype/--device-map parsed now (exit 2 on a typo), resolved before weights are read."""
+    from auditq.compute import ComputeRequest, parse_device, parse_device_map, parse_dtype
+
+    return ComputeRequest(device=parse_device(device), dtype=parse_dtype(dtype), device_map=parse_device_map(device_map))
 
 
 def _set_threads(threads: Optional[int]) -> None:
@@ -61,7 +79,7 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
               trust_remote_code: bool, quiet: bool, settings: dict, artifacts: list[Path] = (),
               base_artifacts: list[Path] = (), report_formats: tuple[str, ...] = (), fail_on: Optional[str] = None, waivers_file: Optional[Path] = None,
               use_cache: bool = True, threads: Optional[int] = None, force: bool = False, verify_cache: int = 0,
-              out_inside: Optional[Path] = None) -> int:
+              out_inside: Optional[Path] = None, compute=None, max_batch_tokens: Optional[int] = 4096) -> int:
     """Shared by `check`, `demo` and `remediate`: run an audit, print it, write reports, return the exit code."""
     from auditq.validate import CheckInputs, validate_check
 
@@ -95,6 +113,7 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
         suite=validated.suite_dir, formats=formats, probes=probes, config=config, seed=seed,
         batch_size=batch_size, trust_remote_code=trust_remote_code, allow_inconclusive=allow_inconclusive,
         extra_formats=extra, fail_on=fail_on, waivers=waivers, cache=make_cache(use_cache), **settings,
+        **({"compute": compute} if compute is not None else {}), max_batch_tokens=max_batch_tokens,
     )
     events = RichEvents(quiet)
     try:
@@ -160,7 +179,11 @@ def check(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
     verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
     seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
-    batch_size: int = typer.Option(16, min=1, help="Sequences per forward pass."),
+    batch_size: int = typer.Option(16, min=1, help="At most this many sequences per forward pass."),
+    max_batch_tokens: int = typer.Option(4096, min=1, help=MAX_BATCH_TOKENS_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml to use instead of ./auditq.toml."),
     threshold: list[str] = typer.Option([], help="Override a threshold: CHECK=VALUE (forget_retention, recovery, privleak, utility)."),
@@ -180,6 +203,7 @@ def check(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
+    compute = _compute(device, dtype, device_map)
     code = run_check(base, unlearned, retrain=retrain, reference=reference, suite=suite, formats=_split_list(formats),
                      probes=_split_list(probes), out_dir=out_dir, seed=seed, batch_size=batch_size,
                      config_file=config_file, thresholds=threshold, severities=severity,
@@ -188,7 +212,8 @@ def check(
                                "answer_tokens": answer_tokens, "mink_k": mink_k, "calibration": calibration,
                                "protocol": protocol},
                      artifacts=artifact, base_artifacts=base_artifact, report_formats=tuple(report_format), fail_on=fail_on, waivers_file=waivers,
-                     use_cache=not no_cache, threads=threads, force=force, verify_cache=verify_cache)
+                     use_cache=not no_cache, threads=threads, force=force, verify_cache=verify_cache,
+                     compute=compute, max_batch_tokens=max_batch_tokens)
     raise typer.Exit(code)
 
 
@@ -201,12 +226,16 @@ def demo(
     seed: int = typer.Option(0),
     threads: Optional[int] = typer.Option(None, min=1),
     protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Build (once, cached) tiny demo models and audit the planted failure: forgotten at fp/rtn8, back at rtn4."""
     from auditq.demo.build import build_demo
 
     _set_threads(threads)
+    compute = _compute(device, dtype, device_map)
     choices = {"fragile", "honest", "retrain"}
     if unlearned not in choices:
         raise InputError(f"--unlearned {unlearned!r}: expected one of {', '.join(sorted(choices))}")
@@ -222,7 +251,8 @@ def demo(
                      seed=seed, batch_size=16, config_file=None, thresholds=[], severities=[],
                      allow_inconclusive=False, trust_remote_code=False, quiet=quiet, settings={
                          "prefix_tokens": None, "max_new_tokens": None, "answer_tokens": None, "mink_k": None,
-                         "protocol": protocol})
+                         "protocol": protocol},
+                     compute=compute)
     raise typer.Exit(code)
 
 
@@ -267,6 +297,9 @@ def remediate(
     severity: list[str] = typer.Option([], help="Override a re-check severity: CHECK=error|warn."),
     allow_inconclusive: bool = typer.Option(False, help="Do not fail the re-check's gate on INCONCLUSIVE verdicts."),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -285,7 +318,8 @@ def remediate(
         target=target, privleak_target=privleak_target, retain_weight=retain_weight, batch_size=batch_size,
         seed=seed, formats=_split_list(formats), retrain=retrain, force=force, dry_run=dry_run,
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
-        allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet)
+        allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
+        compute=_compute(device, dtype, device_map))
     raise typer.Exit(run_remediate(options, out, err, run_check))
 
 @app.command("report")

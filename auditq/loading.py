@@ -42,17 +42,33 @@ class Checkpoint:
         self.file_hashes = dict(file_hashes or {})
         self._model = model
         self._loader = loader
+        #: True while the in-memory weights are exactly what the safetensors files hold (auditq.weights)
+        self.weights_from_files = loader is not None
 
     @property
     def model(self) -> torch.nn.Module:
         if self._model is None:
+            if self._loader is None:
+                raise RuntimeError(f"checkpoint {self.path} was released and has no loader")
             self._model = self._loader()
-            self._loader = None
         return self._model
 
     @model.setter
     def model(self, value: torch.nn.Module) -> None:
         self._model = value
+        self.weights_from_files = False
+
+    def release(self) -> bool:
+        """Drop the weights (reloaded on next use) so the next checkpoint can be resident; False if not reloadable."""
+        if self._model is None or self._loader is None:
+            return self._model is None
+        self._model = None
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return True
 
     @property
     def loaded(self) -> bool:
@@ -118,8 +134,12 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
 
 
 def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False,
-                    dtype: "torch.dtype | None" = None, device: str = "cpu", lazy: bool = False) -> Checkpoint:
-    """Load a causal LM and tokenizer from a directory of safetensors weights (weights on first use if lazy)."""
+                    dtype: "torch.dtype | None" = None, device: str = "cpu", lazy: bool = False,
+                    device_map: str | None = None) -> Checkpoint:
+    """Load a causal LM and tokenizer from a directory of safetensors weights (weights on first use if lazy).
+
+    `device_map="auto"`: accelerate places the layers over every visible GPU (`device` is then ignored).
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -146,6 +166,7 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
             model, info = AutoModelForCausalLM.from_pretrained(
                 path, config=config, dtype=dtype, use_safetensors=True,
                 trust_remote_code=trust_remote_code, local_files_only=True, output_loading_info=True,
+                **({"device_map": device_map} if device_map else {}),
             )
         except (OSError, ValueError, KeyError) as exc:
             raise fail(exc) from None
@@ -158,12 +179,13 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
 
         check_loading_info(info, path, role)  # transformers would random-initialise a missing weight
         check_finite(model, path, role)
-        model.to(device)
+        if not device_map:
+            model.to(device)
         model.eval()
         return model
 
     return Checkpoint(path=path, model=None if lazy else load_weights(), tokenizer=tokenizer, config=config,
-                      file_hashes=fingerprint(path), loader=load_weights if lazy else None)
+                      file_hashes=fingerprint(path), loader=load_weights)
 
 
 ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",

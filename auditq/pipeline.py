@@ -11,7 +11,7 @@ import platform
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from auditq import __version__
+from auditq.compute import ComputeRequest
 from auditq.config import AuditConfig
 from auditq.errors import InputError
 from auditq.formats import Format, FormatContext, make_formats
@@ -65,6 +66,10 @@ class AuditRequest:
     calibration: str | None = None
     #: probe protocol: "auditq" (default) or "muse" (VerbMem/KnowMem as MUSE builds them, auditq.probes.muse)
     protocol: str = "auditq"
+    #: --device / --dtype / --device-map (auditq.compute); resolved before any weights are read
+    compute: ComputeRequest = field(default_factory=ComputeRequest)
+    #: padded tokens per forward pass (rows × width); None: `batch_size` rows whatever their length
+    max_batch_tokens: int | None = None
 
     @property
     def gate_policy(self) -> str:
@@ -82,6 +87,8 @@ class AuditRequest:
             "prefix_tokens": self.prefix_tokens,
             "max_new_tokens": self.max_new_tokens, "answer_tokens": self.answer_tokens, "mink_k": self.mink_k,
             "calibration": self.calibration, "protocol": self.protocol,
+            "device": self.compute.device, "dtype": self.compute.dtype, "device_map": self.compute.device_map,
+            "max_batch_tokens": self.max_batch_tokens,
         }
 
 
@@ -110,6 +117,9 @@ class Events:
 
     def note(self, message: str) -> None:
         pass
+
+    def say(self, message: str) -> None:
+        """A line the user should read (memory estimate, a dtype fallback); progress bars stay separate."""
 
 
 def probe_settings(request: AuditRequest, suite: Suite) -> ProbeSettings:
@@ -192,6 +202,11 @@ def gate(checks: list[CheckResult], allow_inconclusive: bool, fail_on: str | Non
 
 
 def run_audit(request: AuditRequest, events: Events | None = None, created: str | None = None) -> AuditOutcome:
+    """Validate, plan (auditq.plan), execute one checkpoint at a time (auditq.executor), report."""
+    from auditq.compute import resolve
+    from auditq.executor import execute, row_details
+    from auditq.plan import plan_audit
+
     events = events or Events()
     timer = Timer()
     torch.manual_seed(request.seed)
@@ -204,6 +219,8 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
     probes = [PROBES.load(name)() for name in request.probes]
     for probe in probes:  # a suite without the records a probe needs is bad input (exit 2), not an UNKNOWN row
         probe.check_suite(suite)
+    if request.max_batch_tokens is not None and request.max_batch_tokens < 1:
+        raise InputError(f"--max-batch-tokens must be positive, got {request.max_batch_tokens}")
 
     paths = {"base": request.base, "unlearned": request.unlearned, "retrain": request.retrain,
              "reference": request.reference}
@@ -212,88 +229,60 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
         validate_checkpoint_dir(path, role)
         if role != "base":
             check_configs_compatible(present["base"], path, role)
+    placement = resolve(request.compute, present["base"])  # exit 2 here when one model cannot fit
+    events.say(placement.estimate_line())
+    if placement.note:
+        events.say(placement.note)
     checkpoints: dict[str, Checkpoint] = {}
     with timer("load"):
         for role, path in present.items():
-            events.note(f"loading {role} checkpoint {path}")
-            # with a result cache the weights are read only if some (format, model) row is not cached
+            # weights are read by the executor, one checkpoint at a time, only if some row is not cached
             checkpoints[role] = load_checkpoint(path, role, trust_remote_code=request.trust_remote_code,
-                                                lazy=request.cache is not None)
+                                                dtype=placement.dtype, device=placement.device,
+                                                device_map=placement.device_map, lazy=True)
             if role != "base":
                 check_compatible(checkpoints["base"], checkpoints[role], role)
-    roles = [r for r in ROLES if r in checkpoints]
+    roles = [r for r in (*ROLES, "reference") if r in checkpoints]
 
-    runs: list[RunRecord] = []
+    # the scratch dir lives for the whole audit (formats leave per-role artefacts in it for the report)
     with tempfile.TemporaryDirectory(prefix="auditq-") as scratch:
+        compute = {"device": placement.device.split(":")[0], "dtype": placement.dtype_name,
+                   "device_map": placement.device_map}
         ctx = FormatContext(workdir=Path(scratch), batch_size=request.batch_size,
                             calibration_texts=calibration_texts(request, suite), seed=request.seed,
+                            max_batch_tokens=request.max_batch_tokens,
                             extra={"parity_texts": tuple(r.text for r in suite.forget.texts + suite.holdout.texts),
-                                   "suite": suite})  # relearn:* trains on the suite's data
+                                   "suite": suite,  # relearn:* trains on the suite's data
+                                   "device": placement.device, "compute": compute})
         cache = request.cache.session(suite=suite, settings=settings, ctx=ctx,
                                       trust_remote_code=request.trust_remote_code) if request.cache else None
         if cache is not None:
             cache.exclude(request.extra_formats)  # external artifact files are not fingerprinted: never cached
-        jobs = [(fmt, role) for fmt in formats for role in roles]
-        if "reference" in checkpoints:
-            jobs.append((formats[0], "reference"))
-        total = len(jobs) * sum(p.size(suite) for p in probes)
+        total = (len(formats) * len([r for r in roles if r != "reference"]) + ("reference" in roles)) * \
+            sum(p.size(suite) for p in probes)
         advance = events.stage("quantizing and probing", total)
-        for fmt, role in jobs:
-            runs.append(_measure(fmt, role, checkpoints[role], ctx, probes, suite, settings, timer, advance, events,
-                                 cache))
+        lookup = None
+        if cache is not None:  # relearn:forget rows are keyed on the forget half they score (Format.suite_view)
+            lookup = lambda fmt, role, wanted: cache.lookup(fmt, checkpoints[role], wanted, advance,  # noqa: E731
+                                                            fmt.suite_view(suite, ctx.seed))
+        identity = lambda role: repr(sorted(checkpoints[role].file_hashes.items()))  # noqa: E731 - the cache's key
+        with timer("cache"):
+            plan = plan_audit(formats, roles, probes, lookup, identity)
+        runs = execute(plan, checkpoints, ctx, suite, settings, timer=timer, advance=advance, events=events,
+                       cache=cache, lookup=lookup)
         from auditq.evidence import evidence_for_formats, through_cache  # weight-space evidence (auditq.evidence)
 
         with timer("weight_evidence"):
             evidence = evidence_for_formats(Path(scratch), [f.name for f in formats],
                                             {r: c.path for r, c in checkpoints.items()})
             evidence = {f.name: through_cache(cache, f, checkpoints, evidence.get(f.name)) for f in formats}
+        details = row_details(formats, placement, cache.details() if cache is not None else None)
     from auditq.cache import row_provenance  # measured or cached (with the entry's sha256), per row
 
     provenance, cache_summary = row_provenance(cache, formats, checkpoints, [p.name for p in probes], request.cache)
-    report = build_report(request, suite, formats, runs, checkpoints, created or _now(),
-                          details=cache.details() if cache is not None else None,
+    report = build_report(request, suite, formats, runs, checkpoints, created or _now(), details=details,
                           provenance=provenance, cache_summary=cache_summary, evidence=evidence)
     return AuditOutcome(report=report, runs=tuple(runs), timings=dict(timer.seconds))
-
-
-def _measure(fmt: Format, role: str, checkpoint: Checkpoint, ctx: FormatContext, probes, suite: Suite,
-             settings: ProbeSettings, timer: Timer, advance, events: Events, cache=None) -> RunRecord:
-    outputs: dict[str, ProbeOutput] = {}
-    events.note(f"{fmt.name}: {role}")
-    suite = fmt.suite_view(suite, ctx.seed)  # relearn:forget scores only the forget half it did not train on
-    if cache is not None:  # auditq.cache: probes already measured for this checkpoint × format are not re-run
-        with timer("cache"):
-            outputs.update(cache.lookup(fmt, checkpoint, probes, advance, suite))
-        probes = [p for p in probes if p.name not in outputs]
-        if not probes:
-            return RunRecord(fmt.name, role, outputs)
-    ctx = replace(ctx, extra={**ctx.extra, "role": role})
-    try:
-        with timer(f"quantize:{fmt.name}"):
-            applied = fmt.apply(checkpoint, ctx)
-            lm = applied.__enter__()
-        try:
-            for probe in probes:
-                with timer(f"probe:{probe.name}"):
-                    outputs[probe.name] = probe.run(lm, checkpoint.tokenizer, suite, settings)
-                if cache is not None:
-                    cache.store(fmt, checkpoint, probe.name, outputs[probe.name])
-                advance(probe.size(suite))
-        finally:
-            applied.__exit__(None, None, None)
-            lm.close()
-        if cache is not None:
-            cache.store_details(fmt, checkpoint)
-    except InputError:
-        raise
-    except Exception as exc:  # a crashing format or probe becomes an UNKNOWN row (exit 3), never a traceback
-        from auditq.entry import interrupted
-
-        if interrupted():  # Ctrl-C that surfaced as another exception (e.g. inside an import): stop, exit 130
-            raise
-        advance(sum(p.size(suite) for p in probes if p.name not in outputs))
-        return RunRecord(fmt.name, role, outputs, error=_one_line(exc))
-    return RunRecord(fmt.name, role, outputs)
 
 
 def build_report(request: AuditRequest, suite: Suite, formats: list[Format], runs: list[RunRecord],

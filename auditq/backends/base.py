@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -46,9 +47,18 @@ class LanguageModel(ABC):
     def score(self, sequences: list[list[int]]) -> list[TokenScores]:
         """Score each sequence (which includes any BOS token) token by token."""
 
+    def score_logprobs(self, sequences: list[list[int]]) -> list[TokenScores]:
+        """Like score(), but only `logprobs` is needed (mean/std may be NaN): cheaper at real vocab sizes."""
+        return self.score(sequences)
+
     @abstractmethod
-    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        """Greedy continuation of each prompt; returns only the new token ids, EOS excluded."""
+    def generate(self, prompts: list[list[int]], max_new_tokens: int,
+                 stop_token_ids: Iterable[int] = ()) -> list[list[int]]:
+        """Greedy continuation of each prompt; returns only the new token ids, EOS excluded.
+
+        A row stops at EOS, or right after emitting one of `stop_token_ids` (which is kept), so a
+        probe that reads only the first line need not pay for the rest of the answer.
+        """
 
     def close(self) -> None:
         """Release resources (files, native handles)."""

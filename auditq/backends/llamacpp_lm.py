@@ -186,7 +186,9 @@ class LlamaCppLM(LanguageModel):
             ))
         return out
 
-    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    def generate(self, prompts: list[list[int]], max_new_tokens: int,
+                 stop_token_ids: Iterable[int] = ()) -> list[list[int]]:
+        stops = frozenset(int(t) for t in stop_token_ids)
         results: list[list[int]] = []
         for prompt in prompts:
             if not prompt:
@@ -202,7 +204,7 @@ class LlamaCppLM(LanguageModel):
                 if nxt == self.eos_token_id:
                     break
                 new.append(nxt)
-                if len(new) == max_new_tokens:
+                if len(new) == max_new_tokens or nxt in stops:
                     break
                 llama.eval([nxt])
             results.append(new)

@@ -1,81 +1,206 @@
-"""LanguageModel over a Hugging Face transformers causal LM in torch."""
+"""LanguageModel over a Hugging Face transformers causal LM in torch, safe at real vocabulary sizes.
+
+Scoring never holds several (batch × length × vocab) float tensors: for plain architectures the
+decoder's hidden states are projected through the LM head a chunk of positions at a time, and
+log p, the mean and the std of log p over the vocabulary (Min-K%++) are reduced per chunk, so
+working memory is O(batch × chunk × vocab). Batches are planned by a token budget, longest
+sequences first (auditq.backends.batching). Generation is batched greedy decoding with the KV
+cache that stops a row at EOS or at a probe's stop tokens, and the batch once every row stopped.
+"""
 
 from __future__ import annotations
 
+from typing import Iterable
+
+import numpy as np
 import torch
 
 from auditq.backends.base import LanguageModel, TokenScores
+from auditq.backends.batching import run_batched
+
+#: float elements of one (rows × positions × vocab) chunk of logits (64 MiB in float32)
+SCORE_CHUNK_ELEMENTS = 1 << 24
+#: architectures whose logits are exactly lm_head(base_model(...).last_hidden_state)
+PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox", "gpt2", "olmo", "olmo2",
+                              "smollm3"})
+#: config fields that mean the logits are transformed after the LM head
+_HEAD_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def plain_head(model) -> torch.nn.Module | None:
+    """The LM head when logits = head(base_model hidden states) for this architecture, else None."""
+    config = getattr(model, "config", None)
+    if getattr(config, "model_type", None) not in PLAIN_HEAD_TYPES:
+        return None
+    if any(getattr(config, name, None) not in (None, False, 1, 1.0) for name in _HEAD_TRANSFORMS):
+        return None
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    body = getattr(model, "base_model", None)
+    if head is None or body is None or body is model:
+        return None
+    return head
+
+
+def input_device(model) -> torch.device:
+    """Where input ids go: the input embedding's device (with a device map, the first GPU)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is not None and getattr(embeddings, "weight", None) is not None:
+        return embeddings.weight.device
+    return next(model.parameters()).device
+
+
+def distribution_stats(logits: torch.Tensor, targets: torch.Tensor, with_distribution: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """log p(target), and the mean and std of log p over the vocabulary, of one chunk of positions."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if not with_distribution:
+        return token_logp, None, None
+    probs = logp.exp()
+    mean = (probs * logp).sum(-1)
+    second = (probs * logp.square()).sum(-1)
+    del probs, logp
+    std = (second - mean.square()).clamp_min(0).sqrt()
+    return token_logp, mean, std
 
 
 class TorchCausalLM(LanguageModel):
     """Batched scoring (right padding) and batched greedy generation (left padding, KV cache)."""
 
     def __init__(self, model, pad_token_id: int, eos_token_id: int | None, batch_size: int = 16,
-                 description: str = "torch") -> None:
+                 description: str = "torch", max_batch_tokens: int | None = None,
+                 chunk_elements: int = SCORE_CHUNK_ELEMENTS) -> None:
         self.model = model
         self.pad_token_id = pad_token_id
         self.eos_token_id = eos_token_id
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.chunk_elements = chunk_elements
         self.description = description
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return input_device(self.model)
+
+    # ------------------------------------------------------------------ scoring
+
+    def score(self, sequences: list[list[int]]) -> list[TokenScores]:
+        return run_batched(sequences, self.batch_size, self.max_batch_tokens, lambda b: self._score_batch(b, True))
+
+    def score_logprobs(self, sequences: list[list[int]]) -> list[TokenScores]:
+        return run_batched(sequences, self.batch_size, self.max_batch_tokens, lambda b: self._score_batch(b, False))
 
     @torch.inference_mode()
-    def score(self, sequences: list[list[int]]) -> list[TokenScores]:
-        out: list[TokenScores] = []
-        for start in range(0, len(sequences), self.batch_size):
-            batch = sequences[start:start + self.batch_size]
-            width = max(len(s) for s in batch)
-            ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, seq in enumerate(batch):
-                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[row, : len(seq)] = 1
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)[:, :-1]
-            probs = logp.exp()
-            mean = (probs * logp).sum(-1)
-            var = (probs * logp.square()).sum(-1) - mean.square()
-            std = var.clamp_min(0).sqrt()
-            target = ids[:, 1:].to(self.device)
-            token_logp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-            for row, seq in enumerate(batch):
-                n = len(seq) - 1
-                out.append(TokenScores(
-                    logprobs=token_logp[row, :n].double().cpu().numpy(),
-                    mean_logp=mean[row, :n].double().cpu().numpy(),
-                    std_logp=std[row, :n].double().cpu().numpy(),
-                ))
+    def _score_batch(self, batch: list[list[int]], with_distribution: bool) -> list[TokenScores]:
+        width = max(len(s) for s in batch)
+        if width < 2:  # nothing to predict (a lone BOS): empty scores, as the llama.cpp backend returns
+            return [TokenScores(np.zeros(0), np.zeros(0), np.zeros(0)) for _ in batch]
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            mask[row, : len(seq)] = 1
+        device = self.device
+        head = plain_head(self.model)
+        if head is not None:
+            hidden = self.model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            head_device = head.weight.device
+            vocab = head.weight.shape[0]
+            full_logits = None
+        else:
+            full_logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            head_device, vocab = full_logits.device, full_logits.shape[-1]
+        targets = ids[:, 1:].to(head_device)
+        positions = width - 1
+        chunk = max(1, self.chunk_elements // max(1, len(batch) * vocab))
+        parts: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+        for start in range(0, positions, chunk):
+            stop = min(positions, start + chunk)
+            logits = head(hidden[:, start:stop].to(head_device)) if head is not None else full_logits[:, start:stop]
+            parts.append(distribution_stats(logits, targets[:, start:stop], with_distribution))
+            del logits
+        token_logp = _cat([p[0] for p in parts])
+        mean = _cat([p[1] for p in parts]) if with_distribution else None
+        std = _cat([p[2] for p in parts]) if with_distribution else None
+        out = []
+        for row, seq in enumerate(batch):
+            n = max(0, len(seq) - 1)
+            logp = token_logp[row, :n].double().cpu().numpy()
+            nan = np.full(n, np.nan)
+            out.append(TokenScores(
+                logprobs=logp,
+                mean_logp=mean[row, :n].double().cpu().numpy() if mean is not None else nan,
+                std_logp=std[row, :n].double().cpu().numpy() if std is not None else nan.copy(),
+            ))
         return out
 
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, prompts: list[list[int]], max_new_tokens: int,
+                 stop_token_ids: Iterable[int] = ()) -> list[list[int]]:
+        stops = frozenset(int(t) for t in stop_token_ids)
+        # a row's final width (prompt + new tokens) is what the KV cache holds
+        return run_batched(prompts, self.batch_size, self.max_batch_tokens,
+                           lambda b: self._generate_batch(b, max_new_tokens, stops),
+                           lengths=[len(p) + max_new_tokens for p in prompts])
+
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        results: list[list[int]] = []
-        for start in range(0, len(prompts), self.batch_size):
-            batch = prompts[start:start + self.batch_size]
-            width = max(len(p) for p in batch)
-            ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, prompt in enumerate(batch):
-                ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-                mask[row, width - len(prompt):] = 1
-            generated = self.model.generate(
-                input_ids=ids.to(self.device),
-                attention_mask=mask.to(self.device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                use_cache=True,
-                pad_token_id=self.pad_token_id,
-                eos_token_id=self.eos_token_id,
-            )
-            for row in range(len(batch)):
-                new = generated[row, width:].tolist()
-                if self.eos_token_id is not None and self.eos_token_id in new:
-                    new = new[: new.index(self.eos_token_id)]
-                while new and new[-1] == self.pad_token_id:
-                    new.pop()
-                results.append(new)
+    def _generate_batch(self, batch: list[list[int]], max_new_tokens: int, stops: frozenset[int]) -> list[list[int]]:
+        device = self.device
+        width = max(len(p) for p in batch)
+        ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prompt in enumerate(batch):
+            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        # the prefill needs the last position's logits only (not batch × width × vocab)
+        keep = {"logits_to_keep": 1} if _accepts(self.model, "logits_to_keep") else {}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep)
+        past = out.past_key_values
+        next_ids = out.logits[:, -1].float().argmax(-1)
+        del out
+        cache_arg = "cache" if _accepts(self.model, "cache") else "past_key_values"  # renamed in transformers 5.2x
+        results: list[list[int]] = [[] for _ in batch]
+        done = [False] * len(batch)
+        last_position = positions[:, -1:]
+        for step in range(max_new_tokens):
+            for row, token in enumerate(next_ids.tolist()):
+                if done[row]:
+                    continue
+                if self.eos_token_id is not None and token == self.eos_token_id:
+                    done[row] = True
+                    continue
+                results[row].append(token)
+                if token in stops or len(results[row]) >= max_new_tokens:
+                    done[row] = True
+            if all(done) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones((len(batch), 1))], dim=-1)
+            last_position = last_position + 1
+            feed = next_ids.to(device).unsqueeze(-1)
+            out = self.model(input_ids=feed, attention_mask=mask, position_ids=last_position,
+                             use_cache=True, **{cache_arg: past})
+            past = out.past_key_values
+            next_ids = out.logits[:, -1].float().argmax(-1)
+            del out
+        del past
+        for new in results:  # as before: no trailing padding (models whose pad differs from EOS)
+            while new and new[-1] == self.pad_token_id and self.pad_token_id != self.eos_token_id:
+                new.pop()
         return results
+
+
+def _accepts(model, name: str) -> bool:
+    """Whether the model's forward takes keyword `name` (it differs across transformers versions)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _cat(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

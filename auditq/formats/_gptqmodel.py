@@ -445,7 +445,7 @@ def scoring(model, checkpoint, ctx, description: str):
     """Yield a loaded quantized model as a LanguageModel; drop it and free memory when the block ends."""
     from auditq.backends.torch_lm import TorchCausalLM
 
-    lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
+    lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens,
                        description=description)
     del model
     try:

@@ -40,6 +40,8 @@ class FormatContext:
     calibration_texts: tuple[str, ...] = ()
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: padded tokens per forward pass (rows × width); None: `batch_size` rows whatever their length
+    max_batch_tokens: int | None = None
 
 
 class Format(ABC):

@@ -126,6 +126,7 @@ class BitsAndBytesFormat(Format):
             self._runs[role] = self._describe(model, device, dtype)
             self._record_codes(model, ctx)
             lm = TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id, batch_size=ctx.batch_size,
+                               max_batch_tokens=ctx.max_batch_tokens,
                                description=f"bitsandbytes {self.quant} on {device} ({self.name})")
             try:
                 yield lm

@@ -22,7 +22,7 @@ class FullPrecision(Format):
     def apply(self, checkpoint, ctx: FormatContext):
         dtype = str(next(checkpoint.model.parameters()).dtype).replace("torch.", "")
         yield TorchCausalLM(checkpoint.model, checkpoint.pad_token_id, checkpoint.eos_token_id,
-                            batch_size=ctx.batch_size, description=f"torch {dtype}")
+                            batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens, description=f"torch {dtype}")
 
     def details(self):
         import torch

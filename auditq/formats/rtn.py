@@ -17,6 +17,7 @@ import torch
 from auditq.backends.torch_lm import TorchCausalLM
 from auditq.errors import InputError
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.weights import modified_weights, tensor_files
 
 
 def to_groups(weight: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
@@ -52,12 +53,31 @@ def rtn_codes(grouped: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None) -> torch.Tensor:
-    """Fake-quantize a 2-D weight (dequantized back to its dtype)."""
+    """Fake-quantize a 2-D weight the way a deployed kernel dequantizes it, in the weight's own dtype.
+
+    The integer codes are those of the stored values (computed exactly, in float64); the scale
+    Δ = max|w| / 2^(N-1) is exact in the weight's dtype (a stored value over a power of two); the
+    product codes × Δ is computed in that dtype (bfloat16/float16 kernels round it there). For
+    float32 this equals the float64 formula rounded once, as before. Two weights with the same
+    codes and scales therefore give bit-identical results in any dtype.
+    """
     if weight.dim() != 2:
         raise ValueError(f"RTN expects a 2-D weight, got shape {tuple(weight.shape)}")
     grouped, pad = to_groups(weight.detach().double(), group_size)
     codes, delta = rtn_codes(grouped, bits)
-    return from_groups(codes * delta, weight.shape, pad).to(weight.dtype)
+    dequantized = codes.to(weight.dtype) * delta.to(weight.dtype)
+    return from_groups(dequantized, weight.shape, pad).to(weight.device)
+
+
+def codes_changed_by_cast(stored: torch.Tensor, cast: torch.Tensor, bits: int, group_size: int | None) -> int:
+    """How many RTN codes differ between a weight as stored and as cast to the compute dtype.
+
+    Rounding a float32 checkpoint to bfloat16 moves a rare element across a cell boundary (or
+    moves a group's max, hence Δ): that element's code then differs from the float32 model's.
+    """
+    a, _ = to_groups(stored.detach().double().cpu(), group_size)
+    b, _ = to_groups(cast.detach().double().cpu(), group_size)
+    return int((rtn_codes(a, bits)[0] != rtn_codes(b, bits)[0]).sum())
 
 
 def rtn_codes_and_steps(weight: torch.Tensor, bits: int, group_size: int | None):
@@ -117,6 +137,8 @@ class RoundToNearest(Format):
         super().__init__(spec)
         self.options = options
         self._skipped_tied_head = False
+        self._compute: dict[str, object] = {}
+        self._dtype_rounding: dict[str, dict[str, object]] = {}
 
     @classmethod
     def parse(cls, spec: FormatSpec) -> "RoundToNearest":
@@ -142,23 +164,22 @@ class RoundToNearest(Format):
         model = checkpoint.model
         targets = quantizable_weights(model, self.options.include_embeddings, self.options.include_head)
         self._skipped_tied_head = self.options.include_head and not self.options.include_embeddings and _is_tied(model)
-        originals = {name: p.detach().clone() for name, p in targets.items()}
         from auditq.evidence import CodeRecorder
 
         recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
-        try:
+        role = str((ctx.extra or {}).get("role") or "model")
+        with modified_weights(checkpoint, targets) as restore:  # originals come back from the safetensors files
+            self._dtype_rounding[role] = _dtype_rounding(checkpoint, targets, self.options)
             with torch.no_grad():
                 for name, param in targets.items():
                     if recorder is not None:
                         recorder.add(name, *rtn_codes_and_steps(param.cpu(), self.options.bits,
                                                                  self.options.group_size))
                     param.copy_(rtn_quantize(param, self.options.bits, self.options.group_size))
+            dtype = str(next(iter(targets.values())).dtype).replace("torch.", "") if targets else "?"
+            self._compute = {"compute_dtype": dtype, "dequantize": f"integer codes × scale in {dtype}", **restore}
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
-                                batch_size=ctx.batch_size, description=f"torch fake-quant {self.name}")
-        finally:
-            with torch.no_grad():
-                for name, param in targets.items():
-                    param.copy_(originals[name])
+                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens, description=f"torch fake-quant {self.name}")
 
     def details(self):
         grouping = "per output channel" if self.options.group_size is None else f"groups of {self.options.group_size} input columns"
@@ -169,6 +190,36 @@ class RoundToNearest(Format):
             "quantized": "nn.Linear weights" + (" and embeddings" if self.options.include_embeddings else "")
                          + ("" if self.options.include_head else " except lm_head"),
         }
+        info.update(self._compute)
+        rounding = {role: r for role, r in self._dtype_rounding.items() if r}
+        if rounding:
+            info["codes_changed_by_dtype_rounding"] = rounding
         if self._skipped_tied_head:
             info["note"] = "lm_head is tied to the input embedding and was left in full precision (add :emb to quantize both)"
         return info
+
+
+def _dtype_rounding(checkpoint, targets: dict[str, torch.nn.Parameter], options: RTNOptions) -> dict[str, object]:
+    """When the checkpoint's stored dtype differs from the compute dtype: codes that the cast changed."""
+    files = tensor_files(getattr(checkpoint, "path", None)) if getattr(checkpoint, "weights_from_files", False) else {}
+    if not files:
+        return {}
+    from safetensors import safe_open
+
+    changed = total = 0
+    stored_dtype = None
+    for name, param in targets.items():
+        if name not in files:
+            continue
+        with safe_open(str(files[name]), framework="pt", device="cpu") as reader:
+            stored = reader.get_tensor(name)
+        if stored.dtype == param.dtype or stored.shape != param.shape:
+            return {}
+        stored_dtype = stored.dtype
+        changed += codes_changed_by_cast(stored, param, options.bits, options.group_size)
+        total += stored.numel()
+        del stored
+    if stored_dtype is None:
+        return {}
+    return {"changed": changed, "total": total, "stored_dtype": str(stored_dtype).replace("torch.", ""),
+            "compute_dtype": str(next(iter(targets.values())).dtype).replace("torch.", "")}

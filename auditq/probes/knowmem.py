@@ -5,7 +5,7 @@ from __future__ import annotations
 from auditq.backends.base import LanguageModel
 from auditq.errors import InputError
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings, Sample
-from auditq.probes.text import decode, encode_sequences, first_line, rouge_l_f1
+from auditq.probes.text import decode, encode_sequences, first_line, newline_token_ids, rouge_l_f1
 from auditq.suite import Suite
 
 #: holdout QA (never trained) is the non-member floor of forget KnowMem retention (auditq.retention)
@@ -44,7 +44,9 @@ class KnowMem(Probe):
         items = [(name, record) for name in SPLITS for record in suite.split(name).qa]
         prompt_texts = [settings.qa_template.format(question=record.question) for _, record in items]
         prompts = encode_sequences(tokenizer, prompt_texts)
-        generations = lm.generate(prompts, settings.answer_tokens) if prompts else []
+        # only the first line is scored: a row stops at the first token that contains a newline
+        generations = lm.generate(prompts, settings.answer_tokens,
+                                  stop_token_ids=newline_token_ids(tokenizer)) if prompts else []
 
         samples: list[Sample] = []
         for (split, record), prompt_text, generated in zip(items, prompt_texts, generations):

@@ -10,6 +10,7 @@ tokenizers) are left off, since no probe wants to score or continue past an EOS.
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Sequence
 
 from rouge_score.rouge_scorer import RougeScorer
@@ -73,3 +74,19 @@ def first_line(text: str) -> str:
     only the first line is its answer.
     """
     return text.split("\n", 1)[0].strip()
+
+
+_NEWLINE_IDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def newline_token_ids(tokenizer) -> frozenset[int]:
+    """Ids of every token whose decoded text contains a newline (computed once per tokenizer object).
+
+    A generation cut right after such a token has the same first line as the whole generation.
+    """
+    found = _NEWLINE_IDS.get(tokenizer)
+    if found is None:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+        found = frozenset(i for i, text in enumerate(texts) if "\n" in text)
+        _NEWLINE_IDS[tokenizer] = found
+    return found

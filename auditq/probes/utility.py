@@ -34,7 +34,7 @@ class RetainLikelihood(Probe):
         records = suite.retain.texts
         sequences = encode_sequences(tokenizer, [r.text for r in records])
         kept = [(record, seq) for record, seq in zip(records, sequences) if len(seq) >= 2]
-        scored = lm.score([seq for _, seq in kept]) if kept else []
+        scored = lm.score_logprobs([seq for _, seq in kept]) if kept else []  # NLL only
         samples = tuple(
             Sample(split="retain", record_id=record.id, scores={"nll": ts.nll, "n_tokens": float(ts.n_tokens)})
             for (record, _), ts in zip(kept, scored)

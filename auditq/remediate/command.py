@@ -62,6 +62,8 @@ class RemediateOptions:
     allow_inconclusive: bool = False
     trust_remote_code: bool = False
     quiet: bool = False
+    #: --device / --dtype / --device-map for training and the re-check (auditq.compute.ComputeRequest)
+    compute: object = None
 
 
 def _short(name: str) -> str:
@@ -171,7 +173,15 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
 
     suite, suite_dir = _validate(opts)
     base_hashes = fingerprint(opts.base)
-    checkpoint = load_checkpoint(opts.base, "base", trust_remote_code=opts.trust_remote_code)
+    from auditq.compute import ComputeRequest, resolve
+
+    placement = resolve(opts.compute or ComputeRequest(), opts.base)  # exit 2 before loading when it cannot fit
+    if not opts.quiet:
+        err.print(f"[dim]{placement.estimate_line()}[/]", highlight=False)
+        if placement.note:
+            err.print(f"[dim]{placement.note}[/]", highlight=False)
+    checkpoint = load_checkpoint(opts.base, "base", trust_remote_code=opts.trust_remote_code, dtype=placement.dtype,
+                                 device=placement.device, device_map=placement.device_map)
     model, tokenizer = checkpoint.model, checkpoint.tokenizer
     n_params = sum(p.numel() for p in model.parameters())
     plan = make_plan(opts, n_params)
@@ -183,7 +193,8 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
     base_measure = monitor.measure(model, 0)
     retrain_measure = None
     if opts.retrain is not None:
-        reference = load_checkpoint(opts.retrain, "retrain", trust_remote_code=opts.trust_remote_code)
+        reference = load_checkpoint(opts.retrain, "retrain", trust_remote_code=opts.trust_remote_code,
+                                    dtype=placement.dtype, device=placement.device, device_map=placement.device_map)
         check_compatible(checkpoint, reference, "retrain")
         retrain_measure = monitor.measure(reference.model, 0)
         del reference
@@ -224,7 +235,8 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
                          allow_inconclusive=opts.allow_inconclusive, trust_remote_code=opts.trust_remote_code,
                          quiet=opts.quiet,
                          settings={"prefix_tokens": None, "max_new_tokens": None, "answer_tokens": None,
-                                   "mink_k": None}, out_inside=stage)  # the re-check's reports go inside STAGED
+                                   "mink_k": None}, out_inside=stage,  # the re-check's reports go inside STAGED
+                         compute=opts.compute)
         recheck = _read_recheck(stage / RECHECK_DIR / "report.json")
         record = {
             "auditq_version": auditq.__version__,

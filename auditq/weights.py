@@ -1,0 +1,95 @@
+"""Put a model's weights back after a format changed them in place, from the checkpoint's own files.
+
+Formats that rewrite weights in place (RTN, pruning, fp8, a relearning step) used to clone every
+tensor first: a second copy of the model. Here the original values are re-read from the
+checkpoint's safetensors files (memory-mapped, one tensor at a time) and copied into the
+parameters, cast to their dtype exactly as `from_pretrained` cast them at load time. A tensor
+the files do not hold under its parameter name (renamed on load, or a model not built from a
+directory) is cloned before the change instead, so restoring is always exact.
+
+    with modified_weights(checkpoint, {"model.layers.0.mlp.up_proj.weight": param, ...}):
+        ...change those params in place...
+    # every listed param holds its loaded value again
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+
+
+def tensor_files(checkpoint_dir: Path | None) -> dict[str, Path]:
+    """tensor name -> the .safetensors file holding it (index json when sharded, else every file's header)."""
+    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir():
+        return {}
+    directory = Path(checkpoint_dir)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            return {name: directory / file for name, file in weight_map.items()}
+        except (OSError, ValueError):
+            pass
+    from auditq.compute import safetensors_header
+
+    found: dict[str, Path] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        found.update({name: file for name in safetensors_header(file) if name != "__metadata__"})
+    return found
+
+
+def restore_from_files(params: Mapping[str, torch.nn.Parameter], files: Mapping[str, Path]) -> None:
+    """Copy each named tensor from its safetensors file into the parameter (memory-mapped, one at a time)."""
+    from safetensors import safe_open
+
+    by_file: dict[Path, list[str]] = {}
+    for name in params:
+        by_file.setdefault(files[name], []).append(name)
+    with torch.no_grad():
+        for file, names in by_file.items():
+            with safe_open(str(file), framework="pt", device="cpu") as reader:
+                for name in names:
+                    stored = reader.get_tensor(name)
+                    params[name].copy_(stored.to(params[name].dtype))  # cast on CPU, as loading did
+                    del stored
+
+
+@contextmanager
+def modified_weights(checkpoint, params: Mapping[str, torch.nn.Parameter]) -> Iterator[dict[str, str]]:
+    """Restore `params` (name -> parameter of `checkpoint.model`) on exit, from the files where possible.
+
+    Yields {"restore": "safetensors" | "clone" | "safetensors+clone"} for the format's details.
+    The file is the truth only if the model was loaded from it unchanged: checkpoints whose model
+    was replaced in memory (`checkpoint.weights_from_files` False) are cloned.
+    """
+    use_files = bool(getattr(checkpoint, "weights_from_files", False))
+    files = tensor_files(getattr(checkpoint, "path", None)) if use_files else {}
+    from_file = {n: p for n, p in params.items() if n in files and _shape_of(files[n], n, p)}
+    clones = {n: p.detach().clone() for n, p in params.items() if n not in from_file}
+    how = "+".join(k for k, v in (("safetensors", from_file), ("clone", clones)) if v) or "nothing"
+    try:
+        yield {"restore": how}
+    finally:
+        restore_from_files(from_file, files)
+        with torch.no_grad():
+            for name, original in clones.items():
+                params[name].copy_(original)
+        clones.clear()
+
+
+_HEADERS: dict[Path, dict] = {}
+
+
+def _shape_of(file: Path, name: str, param: torch.Tensor) -> bool:
+    """Whether the file's tensor has the parameter's shape (a renamed or fused tensor would not)."""
+    from auditq.compute import safetensors_header
+
+    if file not in _HEADERS:
+        _HEADERS.clear()
+        _HEADERS[file] = safetensors_header(file)
+    meta = _HEADERS[file].get(name)
+    return meta is not None and tuple(meta["shape"]) == tuple(param.shape)
