@@ -10,6 +10,8 @@ model is only read) and loads it back with ``AutoModelForCausalLM.from_pretraine
 quantization_config=BitsAndBytesConfig(...), dtype=<the checkpoint's dtype>)``, which
 quantizes every nn.Linear except the output head on load; 4-bit layers compute in the
 checkpoint's dtype (``bnb_4bit_compute_dtype``), LLM.int8 casts activations to float16.
+On CPU the 4-bit layers are kept off bitsandbytes' AVX512-BF16 fused path, which would round
+absmax and compute to bfloat16 on some CPUs only (see ``reference_cpu_kernel``).
 Device: CUDA when available (``ctx.extra["device"]`` overrides), else CPU.
 
 bitsandbytes 0.50.2 (the ``bnb`` extra) runs all three on CPU with its torch backend. An
@@ -53,6 +55,23 @@ def require_bitsandbytes():
         raise BackendUnavailable(f"bitsandbytes failed to import: {first_line(exc)}",
                                  install_hint=BNB_INSTALL_HINT) from None
     return bitsandbytes
+
+
+def reference_cpu_kernel(model: torch.nn.Module) -> int:
+    """Keep every Linear4bit on bitsandbytes' reference path; returns how many it switched.
+
+    On a CPU with AVX512-BF16, bitsandbytes 0.50's ``Linear4bit.forward`` repacks the layer at its
+    first inference call: absmax is rounded to bfloat16 and the matmul runs in bfloat16 whatever
+    ``bnb_4bit_compute_dtype`` says. That is neither the GPU deployment being audited (float32
+    absmax, compute in the checkpoint's dtype) nor stable across CI runners (it depends on the
+    CPU's instruction set), so the fused path is turned off and dequantize + matmul is used.
+    """
+    switched = 0
+    for module in model.modules():
+        if type(module).__name__ == "Linear4bit" and getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            switched += 1
+    return switched
 
 
 class BitsAndBytesFormat(Format):
@@ -116,6 +135,7 @@ class BitsAndBytesFormat(Format):
                     source, quantization_config=self._config(dtype), dtype=dtype, device_map={"": device},
                     use_safetensors=True, local_files_only=True)
                 model.eval()
+                reference_cpu_kernel(model)
                 with torch.inference_mode():  # smoke test: does this install have kernels for this device?
                     ids = torch.tensor([[checkpoint.pad_token_id, checkpoint.pad_token_id]], device=device)
                     model(input_ids=ids)
@@ -167,7 +187,8 @@ class BitsAndBytesFormat(Format):
         if self.quant == "int8":
             run.update(compute="LLM.int8 (activations cast to float16)", outlier_threshold=6.0)
         else:
-            run.update(compute_dtype=str(dtype).replace("torch.", ""), blocksize=blocksize)
+            run.update(compute_dtype=str(dtype).replace("torch.", ""), blocksize=blocksize,
+                       kernel="dequantize + matmul (bitsandbytes' AVX512-BF16 CPU repack disabled)")
         return run
 
     def details(self) -> dict[str, Any]:

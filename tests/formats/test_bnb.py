@@ -60,6 +60,9 @@ def test_4bit_weights_are_blockwise_codebook_values(llama, fp_logp, tmp_path, qu
         assert (weight - original).abs().max() > 0
         assert model.lm_head.weight.dtype == torch.float32  # the head stays in full precision
         logp = token_logprobs(lm, llama.tokenizer, PARITY_TEXTS)
+        # still the deployed numerics after inference: no CPU repack to bfloat16 absmax/compute
+        assert not getattr(state, "packing_format_for_cpu", False)
+        assert state.dtype == torch.float32 and state.absmax.dtype == torch.float32
         assert lm.generate([llama.tokenizer("Marie Curie")["input_ids"]], 4)
     after = llama.model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
