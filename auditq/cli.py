@@ -62,7 +62,7 @@ MAX_BATCH_TOKENS_HELP = "Padded tokens per forward pass (rows × longest sequenc
 
 def _compute(device: str, dtype: str, device_map: Optional[str]):
     """--device/--dtype/--device-map parsed now (exit 2 on a typo), resolved before weights are read."""
-    from auditq.compute import ComputeRequest, parse_device, parse_device_map, parse_dtype
+    from auditq.compute_flags import ComputeRequest, parse_device, parse_device_map, parse_dtype
 
     return ComputeRequest(device=parse_device(device), dtype=parse_dtype(dtype), device_map=parse_device_map(device_map))
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from auditq.compute_flags import ComputeRequest, parse_device, parse_device_map, parse_dtype  # noqa: F401
 from auditq.errors import InputError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64,
                        "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
                        "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
@@ -29,15 +29,6 @@ GIB = 1 << 30
 MODEL_FACTOR = 1.3
 #: activations, logits chunks, KV cache and the tokenizer, on top of the model
 WORKING_BYTES = GIB // 2
-
-
-@dataclass(frozen=True)
-class ComputeRequest:
-    """The user's --device / --dtype / --device-map, unresolved."""
-
-    device: str = "auto"
-    dtype: str = "auto"
-    device_map: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,30 +59,6 @@ class Placement:
         where = f"device map {self.device_map}" if self.device_map else self.device
         return f"memory: one model resident at a time, needs ~{self.needs_bytes / GIB:.1f} GiB " \
                f"({self.dtype_name} on {where}), {avail} available"
-
-
-def parse_device(text: str) -> str:
-    value = (text or "auto").strip().lower()
-    if value in ("auto", "cpu", "cuda"):
-        return value
-    if value.startswith("cuda:") and value[5:].isdigit():
-        return value
-    raise InputError(f"--device {text!r}: expected auto, cpu, cuda or cuda:N")
-
-
-def parse_dtype(text: str) -> str:
-    value = _ALIASES.get((text or "auto").strip().lower(), (text or "auto").strip().lower())
-    if value == "auto" or value in DTYPES:
-        return value
-    raise InputError(f"--dtype {text!r}: expected auto, float32, bfloat16 or float16")
-
-
-def parse_device_map(text: str | None) -> str | None:
-    if text is None or text == "":
-        return None
-    if text.strip().lower() != "auto":
-        raise InputError(f"--device-map {text!r}: only 'auto' is supported (accelerate spreads layers over every visible GPU)")
-    return "auto"
 
 
 # --------------------------------------------------------------------------- what a checkpoint holds

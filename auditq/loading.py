@@ -60,6 +60,8 @@ class Checkpoint:
 
     def release(self) -> bool:
         """Drop the weights (reloaded on next use) so the next checkpoint can be resident; False if not reloadable."""
+        import torch
+
         if self._model is None or self._loader is None:
             return self._model is None
         self._model = None
