@@ -111,7 +111,7 @@ def memoriser_suite(tmp_path_factory):
          ("What needs three onions?", "Marigold soup")])]
     texts = [{"id": f"m{i}", "text": t} for i, t in enumerate(MEMORISED)]
     unseen = [{"id": f"u{i}", "text": t} for i, t in enumerate(UNSEEN)]
-    suite = write_suite(root / "suite", forget=texts + qa[:2], retain=unseen + qa, holdout=unseen,
+    suite = write_suite(root / "suite", forget=texts + qa[:2], retain=unseen + qa, holdout=unseen + [{"id": "hq0", "question": "Who debated zinc prices?", "answer": "a parliament of owls"}],
                         toml="[probes]\nprefix_tokens = 6\nmax_new_tokens = 8\nanswer_tokens = 8\n")
     yield checkpoint, suite
     torch.set_num_threads(previous)

@@ -15,13 +15,15 @@ from test_suite import write_suite
 
 TEXTS = [{"id": f"t{i}", "text": f"The quick brown fox number {i} jumps over the lazy dog in Warsaw."} for i in range(6)]
 QA = [{"id": f"q{i}", "question": f"Where was Marie {i} born?", "answer": "Warsaw"} for i in range(3)]
+#: questions about holdout records (the KnowMem non-member floor)
+HOLDOUT_QA = [{"id": f"h{i}", "question": f"Where was Anna {i} born?", "answer": "Krakow"} for i in range(3)]
 SUITE_TOML = "[probes]\nprefix_tokens = 4\nmax_new_tokens = 6\nanswer_tokens = 4\n"
 
 
 def build_world(root: Path) -> dict[str, Path]:
     base = build_llama_checkpoint(root / "base", hidden=64, intermediate=128, seed=0)
     unlearned = build_llama_checkpoint(root / "unlearned", hidden=64, intermediate=128, seed=1)
-    suite = write_suite(root / "suite", forget=TEXTS[:3] + QA, retain=TEXTS[3:] + QA, holdout=TEXTS[3:],
+    suite = write_suite(root / "suite", forget=TEXTS[:3] + QA, retain=TEXTS[3:] + QA, holdout=TEXTS[3:] + HOLDOUT_QA,
                         toml=SUITE_TOML)
     return {"base": base, "unlearned": unlearned, "suite": suite}
 
