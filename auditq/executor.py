@@ -52,6 +52,7 @@ def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: 
     fmt, role = step.format, step.role
     outputs: dict[str, ProbeOutput] = dict(step.cached)
     events.note(f"{fmt.name}: {role}")
+    suite = fmt.suite_view(suite, ctx.seed)  # relearn:forget scores only the forget half it did not train on
     if not step.to_measure:
         return RunRecord(fmt.name, role, outputs)
     probes = list(step.to_measure)
@@ -80,6 +81,10 @@ def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: 
     except InputError:
         raise
     except Exception as exc:  # a crashing format or probe becomes an UNKNOWN row (exit 3), never a traceback
+        from auditq.entry import interrupted
+
+        if interrupted():  # Ctrl-C that surfaced as another exception (e.g. inside an import): stop, exit 130
+            raise
         advance(sum(p.size(suite) for p in probes if p.name not in outputs))
         return RunRecord(fmt.name, role, outputs, error=_one_line(exc))
     return RunRecord(fmt.name, role, outputs)

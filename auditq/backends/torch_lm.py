@@ -27,6 +27,11 @@ PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "gpt
 _HEAD_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
+def unwrapped(model):
+    """The transformers model inside a peft wrapper (LoRA layers stay injected in it), else the model itself."""
+    return model.get_base_model() if hasattr(model, "peft_config") and hasattr(model, "get_base_model") else model
+
+
 def plain_head(model) -> torch.nn.Module | None:
     """The LM head when logits = head(base_model hidden states) for this architecture, else None."""
     config = getattr(model, "config", None)
@@ -101,9 +106,10 @@ class TorchCausalLM(LanguageModel):
             ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             mask[row, : len(seq)] = 1
         device = self.device
-        head = plain_head(self.model)
+        core = unwrapped(self.model)
+        head = plain_head(core)
         if head is not None:
-            hidden = self.model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            hidden = core.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             head_device = head.weight.device
             vocab = head.weight.shape[0]
             full_logits = None
