@@ -52,7 +52,7 @@ def tiny(tmp_path_factory):
     forget += [{"id": "qa", "question": QA_QUESTION, "answer": QA_ANSWER}]
     lines = {"forget": forget, "retain": [{"id": f"r{i}", "text": t} for i, t in enumerate(UNSEEN)],
              "holdout": [{"id": f"h{i}", "text": t} for i, t in enumerate(UNSEEN)]
-             + [{"id": "hq0", "question": "Who debated zinc prices?", "answer": "a parliament of owls"}]}
+             + [{"id": f"hq{c}", "question": f"Where does Person {c} work?", "answer": f"Mill{c}"} for c in "GHIJKL"]}
     for name, records in lines.items():
         (root / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     (root / "calibration.txt").write_text("\n".join(UNSEEN) + "\n")
