@@ -7,10 +7,11 @@ mean(U_forget) / mean(B_forget) cannot reach 0 even for a model that never saw t
 a model trained without it scores ~0.36 and would FAIL a 0.25 bar. The suite's holdout split
 (same distribution, never trained) measures that chance level directly.
 
-CURRENT RULE (measured last, see the end of this docstring): F_U below is BASE's holdout mean too,
-i.e. retention = (mean(U_forget) - F_B) / (mean(B_forget) - F_B).
+THE RULE (the default, config ``retention = "floor"``), per metric m (VerbMem, KnowMem) and format:
 
-Definition first tried (the default, config ``retention = "floor"``), per metric m (VerbMem, KnowMem) and format:
+    retention = (mean(U_forget) - F_B) / (mean(B_forget) - F_B),  F_B = BASE's mean m on the holdout records
+
+(both floors from BASE; why, measured, at the end of this docstring). The alternative first tried:
 
     F_U = mean of the AUDITED model's m on the holdout records (never trained by anyone)
     F_B = mean of BASE's m on the holdout records, same format
