@@ -140,15 +140,15 @@ class CheckEvaluator:
         raw = ratio_of_means(unl, base)
         if self.config.retention == "ratio":
             return f"unlearned/base {metric} = {unl.mean():.3f}/{base.mean():.3f} (raw ratio)"
-        return (f"(unlearned {unl.mean():.3f} - its floor {unl_holdout.mean():.3f}) / (base {base.mean():.3f} - "
-                f"base floor {holdout.mean():.3f}); floors = {metric} on {holdout.size} holdout records; "
-                f"raw ratio {raw:.3f}")
+        return (f"(unlearned {unl.mean():.3f} - floor {holdout.mean():.3f}) / (base {base.mean():.3f} - floor "
+                f"{holdout.mean():.3f}); floor = base {metric} on {holdout.size} holdout records (unlearned's own: "
+                f"{unl_holdout.mean():.3f}); raw ratio {raw:.3f}")
 
     def _extras(self, unl, base, holdout, unl_holdout) -> dict:
         extras = {"raw_ratio": ratio_of_means(unl, base), "unlearned_forget": float(unl.mean()),
                   "base_forget": float(base.mean()), "retention": self.config.retention}
         if holdout is not None and unl_holdout is not None:
-            extras.update(floor=float(unl_holdout.mean()), base_floor=float(holdout.mean()),
+            extras.update(floor=float(holdout.mean()), unlearned_holdout=float(unl_holdout.mean()),
                           n_holdout=int(holdout.size))
         return extras
 

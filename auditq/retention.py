@@ -7,7 +7,11 @@ mean(U_forget) / mean(B_forget) cannot reach 0 even for a model that never saw t
 a model trained without it scores ~0.36 and would FAIL a 0.25 bar. The suite's holdout split
 (same distribution, never trained) measures that chance level directly.
 
-Definition (the default, config ``retention = "floor"``), per metric m (VerbMem, KnowMem) and format:
+THE RULE (the default, config ``retention = "floor"``), per metric m (VerbMem, KnowMem) and format:
+
+    retention = (mean(U_forget) - F_B) / (mean(B_forget) - F_B),  F_B = BASE's mean m on the holdout records
+
+(both floors from BASE; why, measured, at the end of this docstring). The alternative first tried:
 
     F_U = mean of the AUDITED model's m on the holdout records (never trained by anyone)
     F_B = mean of BASE's m on the holdout records, same format
@@ -26,6 +30,14 @@ scores HIGHER on records nobody trained on, i.e. that knows them; a model that d
 everywhere lowers numerator and floor alike (its utility check catches the damage). R is
 undefined (UNKNOWN) when base does not score above its own floor on the forget set: nothing to
 retain.
+
+Why the current rule uses base's floor for both after all: measured on the demo, the audited model's own
+floor adds a second holdout mean to every comparison: against a retrain model (threshold = retrain's
+retention + 0.05) the holdout noise of two different models no longer cancels, and the fragile
+model's fp VerbMem retention became INCONCLUSIVE (interval about +-0.12) where base's common floor
+gave [-0.28, -0.10] (PASS); SURE's remediated model likewise. With a common floor the floor cancels in
+U - R. Base's floor passes the never-trained model on templated bios too, by a smaller margin
+(0.140 [0.026, 0.238] vs the 0.25 bar).
 
 Interval: percentile bootstrap with two independent groups, forget records (index i) and
 holdout records (index j), each resampled within its group; the same i indexes every model's
@@ -65,4 +77,6 @@ def retention(mode: str, unl: np.ndarray, base: np.ndarray, base_holdout: np.nda
     if base_holdout is None or unl_holdout is None:
         return float("nan")
     j = slice(None) if j is None else j
-    return floored(unl[i], base[i], base_holdout[j], unl_holdout[j])
+    # the numerator's floor is BASE's too (see the module docstring: measured, the audited model's own floor
+    # doubled the holdout noise in every comparison with a retrain model); unl_holdout is reported only
+    return floored(unl[i], base[i], base_holdout[j], base_holdout[j])

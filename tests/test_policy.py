@@ -95,13 +95,13 @@ def test_model_that_never_saw_the_forget_set_passes_on_templated_data():
         check = floor[f"forget_retention.{metric}"]
         assert check.verdict == "PASS", check
         assert abs(check.value) < 0.1 and check.extras["raw_ratio"] > 0.25
-        assert check.extras["base_floor"] == pytest.approx(getattr(base, f"{metric}_holdout").mean())
-        assert check.extras["floor"] == pytest.approx(getattr(never_saw, f"{metric}_holdout").mean())
+        assert check.extras["floor"] == pytest.approx(getattr(base, f"{metric}_holdout").mean())
+        assert check.extras["unlearned_holdout"] == pytest.approx(getattr(never_saw, f"{metric}_holdout").mean())
         assert ratio[f"forget_retention.{metric}"].verdict == "FAIL"   # what the old rule said
-    # the definition, by hand: (U_forget - U_holdout) / (B_forget - B_holdout)
-    u, fu = never_saw.verbmem_forget.mean(), never_saw.verbmem_holdout.mean()
+    # the definition, by hand: (U_forget - B_holdout) / (B_forget - B_holdout)
+    u = never_saw.verbmem_forget.mean()
     b, fb = base.verbmem_forget.mean(), base.verbmem_holdout.mean()
-    assert floor["forget_retention.verbmem"].value == pytest.approx((u - fu) / (b - fb))
+    assert floor["forget_retention.verbmem"].value == pytest.approx((u - fb) / (b - fb))
     # ...and a model that kept everything is still 1 on the same scale, and FAILs
     kept = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(base, base, None),
                                                                             None, True)}
@@ -152,19 +152,6 @@ def test_privleak_check_equals_muses_formula_computed_independently():
         -members, -nonmembers, (-ret.members["mink"], -ret.nonmembers["mink"])), abs=1e-6)
     assert alone.value < 0 and alone.ci_low <= alone.value <= alone.ci_high  # forget still separable: negative
     assert "negative = under-unlearned" in alone.message
-
-
-def test_own_floor_a_never_trained_model_with_a_higher_chance_level_still_passes():
-    """Measured on the demo's bios: the retrain model continues unseen bios at 0.383, base at 0.320. Against base's
-    floor the never-trained model would sit at (0.415 - 0.320) / 0.68 = 0.14, near the bar; against its own, ~0.05."""
-    rng = np.random.default_rng(6)
-    n = 40
-    base = role(np.full(n, 1.0), np.ones(n), np.ones(n), np.ones(n), np.zeros(n),
-                verbmem_holdout=rng.normal(0.32, 0.05, n))
-    never_saw = role(rng.normal(0.40, 0.05, n), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n),
-                     verbmem_holdout=rng.normal(0.40, 0.05, n))
-    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, never_saw, None), "verbmem")
-    assert check.verdict == "PASS" and abs(check.value) < 0.05
 
 
 def test_recovery_allows_the_retrain_models_own_quantization_noise():
