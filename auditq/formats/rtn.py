@@ -63,10 +63,18 @@ def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None)
     """
     if weight.dim() != 2:
         raise ValueError(f"RTN expects a 2-D weight, got shape {tuple(weight.shape)}")
+    rows_per_chunk = max(1, RTN_CHUNK_ELEMENTS // max(1, weight.shape[1]))
+    if weight.shape[0] > rows_per_chunk:  # groups never span rows: quantize a block of rows at a time
+        return torch.cat([rtn_quantize(weight[i:i + rows_per_chunk], bits, group_size)
+                          for i in range(0, weight.shape[0], rows_per_chunk)])
     grouped, pad = to_groups(weight.detach().double(), group_size)
     codes, delta = rtn_codes(grouped, bits)
     dequantized = codes.to(weight.dtype) * delta.to(weight.dtype)
     return from_groups(dequantized, weight.shape, pad).to(weight.device)
+
+
+#: float64 elements RTN works on at once (a 32k × 4096 head would otherwise need GBs of float64 scratch)
+RTN_CHUNK_ELEMENTS = 1 << 22
 
 
 def codes_changed_by_cast(stored: torch.Tensor, cast: torch.Tensor, bits: int, group_size: int | None) -> int:

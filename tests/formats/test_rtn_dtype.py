@@ -98,3 +98,13 @@ def test_codes_changed_by_bf16_rounding_are_reported_and_weights_restored_from_t
     after = ckpt.model.state_dict()
     assert all(torch.equal(after[k].view(torch.int16), loaded[k].view(torch.int16)) for k in loaded
                if loaded[k].dtype == torch.bfloat16)
+
+
+def test_row_blocks_give_the_same_result_as_one_pass(monkeypatch):
+    import auditq.formats.rtn as rtn
+
+    torch.manual_seed(3)
+    w = torch.randn(300, 70).to(torch.bfloat16)
+    whole = rtn_quantize(w, 4, 32)
+    monkeypatch.setattr(rtn, "RTN_CHUNK_ELEMENTS", 70 * 7)   # 7 rows at a time, a ragged last block
+    assert torch.equal(rtn_quantize(w, 4, 32).view(torch.int16), whole.view(torch.int16))
