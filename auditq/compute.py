@@ -10,7 +10,6 @@ refused before any weights are read (exit 2), naming the flag that would help.
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +64,13 @@ class Placement:
 
 
 def safetensors_header(path: Path) -> dict:
-    """The JSON header of one .safetensors file (names, dtypes, shapes), without reading tensor data."""
-    with open(path, "rb") as handle:
-        (size,) = struct.unpack("<Q", handle.read(8))
-        return json.loads(handle.read(size))
+    """name -> {"dtype", "shape"} of one .safetensors file, without reading tensor data.
+
+    Read through auditq.safetensors_header's checked reader (a broken header is exit 2, never a crash).
+    """
+    from auditq.safetensors_header import read_header
+
+    return {name: {"dtype": e.dtype, "shape": list(e.shape)} for name, e in read_header(path).items()}
 
 
 def checkpoint_tensors(path: Path) -> dict[str, tuple[torch.dtype | None, int]]:

@@ -113,20 +113,9 @@ def fingerprint(path: Path) -> dict[str, str]:
 
 def validate_checkpoint_dir(path: Path, role: str) -> None:
     """Raise InputError (exit 2) with one line if `path` is not a loadable safetensors checkpoint."""
-    if not path.exists():
-        raise InputError(f"{role} checkpoint {path} does not exist")
-    if not path.is_dir():
-        raise InputError(f"{role} checkpoint {path} is not a directory (expected a Hugging Face checkpoint dir)")
-    if not (path / "config.json").is_file():
-        raise InputError(f"{role} checkpoint {path} has no config.json")
-    if not any(path.glob("*.safetensors")):
-        if any(p for pattern in PICKLE_GLOBS for p in path.glob(pattern)):
-            raise InputError(
-                f"{role} checkpoint {path} has only pickled weights (.bin/.pt), which auditq never loads; "
-                "convert once in a trusted environment with "
-                "`AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)`"
-            )
-        raise InputError(f"{role} checkpoint {path} has no *.safetensors weights")
+    from auditq.validate_checkpoint import check_dir
+
+    check_dir(path, role)  # exists, is a dir, config.json, safetensors weights (pickles refused)
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise InputError(f"{role} checkpoint {path} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
     try:

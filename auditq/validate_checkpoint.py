@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from auditq.errors import InputError
+from auditq.loading import PICKLE_GLOBS
 from auditq.safetensors_header import TensorEntry, read_checkpoint_headers
 
-PICKLE_GLOBS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 #: config fields that must be positive integers when present (HF names and GPT-2's)
 INT_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
               "vocab_size", "max_position_embeddings", "head_dim", "n_embd", "n_layer", "n_head", "n_positions",
