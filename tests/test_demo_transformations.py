@@ -113,11 +113,13 @@ def test_retrain_model_never_fails_a_relearning_row(demo_models):
     assert all(f["error"] is None for f in report["formats"])
 
 
-def test_honest_model_keeps_knowledge_gone_but_relearning_on_retain_undoes_its_text_forgetting(demo_models):
+def test_honest_model_relearning_brings_back_forget_facts_and_text(demo_models):
     report = _audit(demo_models, "honest")
     checks = _checks(report)
-    knowmem = [(k, c["verdict"]) for k, c in checks.items() if k[1].endswith("knowmem") and c["verdict"] == "FAIL"]
-    assert not knowmem, knowmem
+    knowmem = {k for k, c in checks.items() if k[1].endswith("knowmem") and c["verdict"] == "FAIL"}
+    # measured on the merged main (133 vs 133 demo suite): fine-tuning on one half of the forget records brings
+    # the OTHER half's facts back (cf. Deeb & Roger, arXiv 2410.08827); every other row keeps knowledge gone
+    assert knowmem == {("relearn:forget", "forget_retention.knowmem"), ("relearn:forget", "recovery.knowmem")}, knowmem
     retain_row = [c for (f, _), c in checks.items() if f == "relearn:retain" and c["severity"] == "error"]
     assert any(c["verdict"] == "FAIL" for c in retain_row if c["check"] in ("recovery.verbmem", "privleak")), \
         [(c["check"], c["verdict"], c["value"]) for c in retain_row]
