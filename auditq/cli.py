@@ -98,10 +98,8 @@ def run_check(base: Path, unlearned: Path, *, retrain: Optional[Path], reference
     from auditq.report import write_reports
     from auditq.report.samples import render_samples
     from auditq.report.terminal import print_report
-    from auditq.formats import make_formats
     from auditq.weights_check import check_tensor_names
 
-    make_formats(list(formats))  # format options (rtn4:g0, gguf:q9) need the family modules: torch, not transformers
     for role, path in (("base", base), ("unlearned", unlearned), ("retrain", retrain), ("reference", reference)):
         if path is not None:  # before any weights load: transformers would random-initialise a missing tensor
             check_tensor_names(Path(path), role, trust_remote_code)

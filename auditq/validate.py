@@ -2,13 +2,13 @@
 (torch, transformers) or weight load, so a bad input is refused in well under 2 s with exit 2 and one
 line naming the file, field or flag, the value and what is expected.
 
-Checked here, in order: flags (probes, format families, probe settings, --fail-on, --format,
+Checked here, in order: flags (probes, formats with every family's options, probe settings, --fail-on, --format,
 --verify-cache), auditq.toml / pyproject.toml / waivers, the result cache dir, every checkpoint
 (config.json types, tokenizer.json, safetensors headers against config.json's shapes, architecture
-agreement with BASE), the suite (types, placeholders, unique ids, lengths against prefix_tokens and the
+agreement with BASE, the same tensor names, shapes and dtype kinds as BASE: auditq.validate_tensors), the suite (types, placeholders, unique ids, lengths against prefix_tokens and the
 model's context), --calibration, --artifact headers, and --out (auditq.outdir: writable, fresh, no
-overlap with any input). What needs the model classes (tensor names against the architecture, format
-options) follows right after the heavy imports, still before any weights are read (auditq.weights_check).
+overlap with any input). What needs the model classes (tensor names against the architecture) follows
+right after the heavy imports, still before any weights are read (auditq.weights_check).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ FLAG_NAMES = {"prefix_tokens": "--prefix-tokens", "max_new_tokens": "--max-new-t
 
 
 def _check_flags(inputs: CheckInputs) -> None:
-    from auditq.formats import parse_spec
+    from auditq.formats import parse_format
     from auditq.probes import PROBES
 
     if not inputs.probes:
@@ -84,8 +84,8 @@ def _check_flags(inputs: CheckInputs) -> None:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InputError(f"--formats: {', '.join(twice)} listed twice")
-    for raw in inputs.formats:
-        parse_spec(raw)
+    for raw in inputs.formats:  # every family's option parser is torch-free (auditq.formats.options)
+        parse_format(raw, f"--formats {raw.strip()}")
     for key, flag in FLAG_NAMES.items():
         value = inputs.settings.get(key)
         if value is None:
@@ -165,6 +165,7 @@ def validate_check(inputs: CheckInputs, cwd: Path | None = None) -> Validated:
     from auditq.suite import bundled_suite_dir, load_suite
     from auditq.validate_checkpoint import check_compatible_configs, validate_checkpoint
     from auditq.validate_suite import check_suite_lengths
+    from auditq.validate_tensors import compare_tensors
     from auditq.waivers import load_waivers
 
     cwd = cwd or Path.cwd()
@@ -186,6 +187,7 @@ def validate_check(inputs: CheckInputs, cwd: Path | None = None) -> Validated:
         tokenizer = tokenizer if tokenizer is not None else role_tokenizer
         if role != "base":
             check_compatible_configs(configs["base"], configs[role], role)
+            compare_tensors(Path(inputs.base), Path(path), role, configs["base"])  # same tensors as BASE
 
     suite_dir = Path(inputs.suite) if inputs.suite is not None else bundled_suite_dir()
     suite = load_suite(suite_dir)

@@ -26,7 +26,7 @@ import torch
 
 from auditq.formats._gptqmodel import GPTQModelFormat, QuantizeRequest
 from auditq.formats.base import Format, FormatSpec
-from auditq.formats.gptq import GPTQOptions, parse_options
+from auditq.formats.options import GPTQOptions
 
 __all__ = ["AWQFormat"]
 
@@ -38,13 +38,8 @@ class AWQFormat(GPTQModelFormat, Format):
     method = "awq"
 
     def __init__(self, spec: FormatSpec, options: GPTQOptions) -> None:
-        super().__init__(spec)
-        self.options = options
+        super().__init__(spec, options)
         self._runs: dict[str, dict[str, Any]] = {}
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> AWQFormat:
-        return cls(spec, parse_options(spec, "awq", (4,), allow_act=False))
 
     def _request(self, group_size: int, device: str, seed: int) -> QuantizeRequest:
         return QuantizeRequest(method="awq", bits=self.options.bits, group_size=group_size, sym=False,

@@ -52,17 +52,24 @@ class Format(ABC):
     #: True when apply() records integer codes for auditq.evidence (weight-space evidence)
     has_codes: bool = False
 
-    def __init__(self, spec: FormatSpec) -> None:
+    def __init__(self, spec: FormatSpec, options: Any = None) -> None:
         self.spec = spec
+        #: what the family's parser (auditq.formats.options) made of the spec's options
+        self.options = options
 
     @property
     def name(self) -> str:
         return self.spec.raw
 
     @classmethod
-    @abstractmethod
     def parse(cls, spec: FormatSpec) -> "Format":
-        """Validate the spec's options; raise InputError with one line when they are wrong."""
+        """Build from the family's torch-free option parser (InputError with one line when the options are wrong).
+
+        The same parser runs in the validation stage (auditq.formats.parse_format), so no rule is checked twice.
+        """
+        from auditq.formats import parse_options
+
+        return cls(spec, parse_options(spec))
 
     @abstractmethod
     def apply(self, checkpoint: Checkpoint, ctx: FormatContext) -> AbstractContextManager[LanguageModel]:
@@ -76,9 +83,13 @@ class Format(ABC):
         """Engine, version and anything measured about the produced artefact (tensor types ...)."""
         return {"engine": self.engine}
 
-    #: True for transformations of the in-memory torch model (fp8, prune, relearn): they can be
-    #: stacked after another format with "+" (auditq.formats.compose), which hands them its model
-    stackable: bool = False
+    @property
+    def stackable(self) -> bool:
+        """True for transformations of the in-memory torch model (fp8, prune, relearn): they can be stacked
+        after another format with "+" (auditq.formats.compose), which hands them its model."""
+        from auditq.formats.options import STACKABLE
+
+        return self.spec.family in STACKABLE
 
     def suite_view(self, suite: "Suite", seed: int = 0) -> "Suite":
         """The part of the suite this row's probes score (every model in the row alike).

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from auditq.errors import BackendUnavailable, InputError, MeasurementError
+from auditq.errors import BackendUnavailable, MeasurementError
 from auditq.formats._gptqmodel import (
     BNB_INSTALL_HINT,
     first_line,
@@ -39,10 +39,10 @@ from auditq.formats._gptqmodel import (
     saved_source,
 )
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.options import BnbOptions
 
-__all__ = ["BNB_TYPES", "BitsAndBytesFormat"]
+__all__ = ["BitsAndBytesFormat"]
 
-BNB_TYPES = ("nf4", "fp4", "int8")
 _QUIET_LOGGERS = ("bitsandbytes", "transformers.quantizers", "transformers.integrations.bitsandbytes")
 
 
@@ -80,28 +80,11 @@ class BitsAndBytesFormat(Format):
     engine = "bitsandbytes"
     has_codes = True
 
-    def __init__(self, spec: FormatSpec, quant: str, double_quant: bool = False) -> None:
-        super().__init__(spec)
-        self.quant = quant
-        self.double_quant = double_quant
+    def __init__(self, spec: FormatSpec, options: BnbOptions) -> None:
+        super().__init__(spec, options)
+        self.quant = options.quant
+        self.double_quant = options.double_quant
         self._runs: dict[str, dict[str, Any]] = {}
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> BitsAndBytesFormat:
-        known = ", ".join(f"bnb:{q}" for q in BNB_TYPES)
-        if spec.head != "bnb" or not spec.args:
-            raise InputError(f"format {spec.raw!r}: expected one of {known} (optionally :dq for 4-bit)")
-        quant, *rest = spec.args
-        if quant not in BNB_TYPES:
-            raise InputError(f"format {spec.raw!r}: unknown bitsandbytes type {quant!r} (known: {known})")
-        double_quant = False
-        for arg in rest:
-            if arg == "dq" and quant != "int8":
-                double_quant = True
-            else:
-                raise InputError(f"format {spec.raw!r}: unknown bnb option {arg!r}"
-                                 + (" (only :dq, for nf4/fp4)" if quant != "int8" else " (int8 takes no options)"))
-        return cls(spec, quant, double_quant)
 
     def _config(self, compute_dtype: torch.dtype):
         from transformers import BitsAndBytesConfig

@@ -2,14 +2,15 @@
 
 The first part may be any format; every later part must be an in-memory torch transformation
 (``stackable``: fp8, prune, relearn) and is handed the previous part's torch model through a
-view of the checkpoint. Each part undoes itself on exit, innermost first, so the checkpoint's
+view of the checkpoint. The stacking rules are checked with the parsed options, before any family
+module is imported (auditq.formats.parse_format, auditq.formats.options.check_stack). Each part undoes itself on exit, innermost first, so the checkpoint's
 model is left as it was. A part that narrows the suite (relearn:forget) narrows the stack's row.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from typing import Any, Callable
+from typing import Any
 
 from auditq.backends.torch_lm import TorchCausalLM
 from auditq.errors import InputError, MeasurementError
@@ -35,7 +36,7 @@ class Stack(Format):
         self.parts = parts
 
     @classmethod
-    def parse(cls, spec: FormatSpec) -> "Stack":  # built by make_stack
+    def parse(cls, spec: FormatSpec) -> "Stack":  # built by auditq.formats.build_format
         raise InputError(f"format {spec.raw!r}: build stacks with make_format")
 
     def suite_view(self, suite, seed: int = 0):
@@ -58,22 +59,3 @@ class Stack(Format):
     def details(self):
         return {"engine": " + ".join(p.details().get("engine", "?") for p in self.parts),
                 "stack": [{"format": p.name, **p.details()} for p in self.parts]}
-
-
-def make_stack(raw: str, make_one: Callable[[str], Format]) -> Stack:
-    names = [p.strip() for p in raw.strip().lower().split("+")]
-    if len(names) < 2 or not all(names):
-        raise InputError(f"cannot parse format {raw!r} (stack formats as A+B, e.g. bnb:nf4+relearn:retain:lora=8)")
-    parts = [make_one(n) for n in names]
-    for part in parts[1:]:
-        if not part.stackable:
-            raise InputError(f"format {raw!r}: {part.name} cannot be applied on top of another format "
-                             "(only fp8, prune and relearn can follow a '+')")
-    quantized_first = parts[0].spec.family in ("bnb", "gptq", "awq", "gguf")
-    for part in parts[1:]:
-        if part.spec.family == "relearn" and quantized_first and not getattr(part, "options").lora:
-            raise InputError(f"format {raw!r}: a quantized model can only be relearned with LoRA (add :lora=8)")
-        if quantized_first and part.spec.family != "relearn":
-            raise InputError(f"format {raw!r}: {part.name} needs full-precision nn.Linear weights, "
-                             f"which {parts[0].name} does not have")
-    return Stack(FormatSpec(raw="+".join(names), family="stack", head="stack", args=()), parts)

@@ -5,18 +5,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.errors import InputError
 from auditq.formats.base import Format, FormatContext, FormatSpec
 
 
 class FullPrecision(Format):
     engine = "torch"
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> "FullPrecision":
-        if spec.head != "fp" or spec.args:
-            raise InputError(f"format {spec.raw!r}: fp takes no options")
-        return cls(spec)
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):

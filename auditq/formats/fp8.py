@@ -23,8 +23,8 @@ from contextlib import contextmanager
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.errors import InputError
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.options import FP8Options
 from auditq.formats.restore import preserved
 from auditq.formats.rtn import quantizable_weights
 
@@ -74,22 +74,11 @@ class FP8WeightOnly(Format):
     """``fp8`` (per output channel) or ``fp8:blockN`` (N x N tiles, e.g. block128)."""
 
     engine = "auditq-fp8"
-    stackable = True
 
-    def __init__(self, spec: FormatSpec, block: int | None) -> None:
-        super().__init__(spec)
-        self.block = block
+    def __init__(self, spec: FormatSpec, options: FP8Options) -> None:
+        super().__init__(spec, options)
+        self.block = options.block
         self._count = 0
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> "FP8WeightOnly":
-        block = None
-        for arg in spec.args:
-            if arg.startswith("block") and arg[5:].isdigit() and int(arg[5:]) > 0 and block is None:
-                block = int(arg[5:])
-            else:
-                raise InputError(f"format {spec.raw!r}: unknown fp8 option {arg!r} (use fp8 or fp8:block128)")
-        return cls(spec, block)
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):

@@ -67,41 +67,9 @@ from auditq.formats._gptqmodel import (
     scoring,
 )
 from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
+from auditq.formats.options import GPTQOptions
 
-__all__ = ["GPTQ_INSTALL_HINT", "ArtifactMissing", "GPTQFormat", "GPTQOptions", "QuantizedArtifact", "parse_options"]
-
-GPTQ_BITS = (2, 3, 4, 8)
-
-
-class GPTQOptions:
-    def __init__(self, bits: int, group_size: int | None = None, desc_act: bool = False, dequant: bool = False):
-        self.bits, self.group_size, self.desc_act, self.dequant = bits, group_size, desc_act, dequant
-
-    def __repr__(self) -> str:
-        return f"GPTQOptions(bits={self.bits}, group_size={self.group_size}, desc_act={self.desc_act}, dequant={self.dequant})"
-
-
-def parse_options(spec: FormatSpec, family: str, allowed_bits: tuple[int, ...], allow_act: bool) -> GPTQOptions:
-    digits = spec.head[len(family):]
-    if not digits.isdigit() or int(digits) not in allowed_bits:
-        choices = ", ".join(f"{family}{b}" for b in allowed_bits)
-        raise InputError(f"format {spec.raw!r}: {family} needs a bit width ({choices})")
-    options = GPTQOptions(int(digits))
-    known = "gN, act, dequant" if allow_act else "gN, dequant"
-    for arg in spec.args:
-        if arg.startswith("g") and arg[1:].isdigit() and int(arg[1:]) > 0:
-            size = int(arg[1:])
-            if size & (size - 1) or size < 16:
-                raise InputError(f"format {spec.raw!r}: group size must be a power of two >= 16, got {size}")
-            options.group_size = size
-        elif arg == "act" and allow_act:
-            options.desc_act = True
-        elif arg == "dequant":
-            options.dequant = True
-        else:
-            raise InputError(f"format {spec.raw!r}: unknown {family} option {arg!r} (use {known})")
-    return options
-
+__all__ = ["GPTQ_INSTALL_HINT", "ArtifactMissing", "GPTQFormat", "GPTQOptions", "QuantizedArtifact"]
 
 class GPTQFormat(GPTQModelFormat, Format):
     """``gptqN[:gG][:act][:dequant]``: GPTQModel GPTQ, sym=True, lm_head and embeddings unquantized."""
@@ -111,13 +79,8 @@ class GPTQFormat(GPTQModelFormat, Format):
     has_codes = True
 
     def __init__(self, spec: FormatSpec, options: GPTQOptions) -> None:
-        super().__init__(spec)
-        self.options = options
+        super().__init__(spec, options)
         self._runs: dict[str, dict[str, Any]] = {}
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> GPTQFormat:
-        return cls(spec, parse_options(spec, "gptq", GPTQ_BITS, allow_act=True))
 
     def _request(self, group_size: int, device: str, seed: int) -> QuantizeRequest:
         return QuantizeRequest(method="gptq", bits=self.options.bits, group_size=group_size,

@@ -18,25 +18,16 @@ requested count goes. The achieved sparsity is measured and reported in the row'
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.errors import InputError, MeasurementError
+from auditq.errors import MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.options import PruneOptions
 from auditq.formats.restore import model_device, preserved
 
-METHODS = ("magnitude", "wanda")
 MAX_CALIBRATION_TOKENS = 2048
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    method: str                   # magnitude | wanda
-    sparsity: float | None        # unstructured fraction, or None for N:M
-    n: int = 0
-    m: int = 0
 
 
 def prunable_linears(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
@@ -132,31 +123,10 @@ def input_norms(model: torch.nn.Module, modules: dict[str, torch.nn.Linear], seq
 
 class Pruning(Format):
     engine = "auditq-prune"
-    stackable = True
 
     def __init__(self, spec: FormatSpec, options: PruneOptions) -> None:
-        super().__init__(spec)
-        self.options = options
+        super().__init__(spec, options)
         self._measured: dict[str, object] = {}
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> "Pruning":
-        args = list(spec.args)
-        usage = "use prune:magnitude:0.5, prune:wanda:0.5, prune:2:4 or prune:wanda:2:4"
-        method = args.pop(0) if args and args[0] in METHODS else "magnitude"
-        if spec.head != "prune" or not args or len(args) > 2:
-            raise InputError(f"format {spec.raw!r}: {usage}")
-        if len(args) == 2:
-            if not all(a.isdigit() for a in args) or not 0 < int(args[0]) < int(args[1]):
-                raise InputError(f"format {spec.raw!r}: N:M pruning needs integers 0 < N < M ({usage})")
-            return cls(spec, PruneOptions(method, None, int(args[0]), int(args[1])))
-        try:
-            sparsity = float(args[0])
-        except ValueError:
-            raise InputError(f"format {spec.raw!r}: sparsity {args[0]!r} is not a number ({usage})") from None
-        if not 0 < sparsity < 1:
-            raise InputError(f"format {spec.raw!r}: sparsity must be in (0, 1), got {sparsity}")
-        return cls(spec, PruneOptions(method, sparsity))
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):

@@ -20,33 +20,22 @@ models such as the demo's are trained at lr ~3e-3; 1e-5 would not move them). Se
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.errors import BackendUnavailable, InputError, MeasurementError
+from auditq.errors import BackendUnavailable, MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
-from auditq.formats.relearn_data import SOURCES, scored_view, training_texts, view_note
+from auditq.formats.options import RelearnOptions
+from auditq.formats.relearn_data import scored_view, training_texts, view_note
 from auditq.formats.restore import model_device, model_dtype, preserved
 
-DEFAULT_STEPS = 30
-DEFAULT_BATCH = 8
 MAX_TOKENS = 512
 #: below this many parameters the "auto" learning rate is the tiny-model one (same cut as remediate's demo preset)
 TINY_MODEL_PARAMS = 10_000_000
 AUTO_LR = {("full", False): 1e-5, ("lora", False): 1e-4, ("full", True): 1e-3, ("lora", True): 1e-3}
 PEFT_INSTALL_HINT = "pip install 'auditq[relearn]'"
-
-
-@dataclass(frozen=True)
-class RelearnOptions:
-    source: str
-    steps: int = DEFAULT_STEPS
-    lr: float | None = None      # None: auto (see AUTO_LR)
-    lora: int | None = None      # LoRA rank, None: full fine-tune
-    batch: int = DEFAULT_BATCH
 
 
 def pick_lr(options: RelearnOptions, n_params: int) -> float:
@@ -142,32 +131,11 @@ def _is_quantized(model) -> bool:
 
 class Relearning(Format):
     engine = "auditq-relearn"
-    stackable = True
 
     def __init__(self, spec: FormatSpec, options: RelearnOptions) -> None:
-        super().__init__(spec)
-        self.options = options
+        super().__init__(spec, options)
         self._runs: dict[str, dict[str, Any]] = {}
         self._view: dict[str, Any] = {}
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> "Relearning":
-        usage = "use relearn:retain|generic|forget[:steps=N][:lr=X][:lora=R][:batch=B]"
-        if spec.head != "relearn" or not spec.args or spec.args[0] not in SOURCES:
-            raise InputError(f"format {spec.raw!r}: {usage}")
-        values: dict[str, Any] = {}
-        for arg in spec.args[1:]:
-            key, eq, value = arg.partition("=")
-            if not eq or key not in ("steps", "lr", "lora", "batch") or key in values:
-                raise InputError(f"format {spec.raw!r}: unknown or repeated relearn option {arg!r} ({usage})")
-            try:
-                number = float(value) if key == "lr" else int(value)
-            except ValueError:
-                raise InputError(f"format {spec.raw!r}: {key}={value!r} is not a number") from None
-            if number <= 0 or (key == "lr" and number >= 1):
-                raise InputError(f"format {spec.raw!r}: {key} must be positive" + (" and below 1" if key == "lr" else ""))
-            values[key] = number
-        return cls(spec, RelearnOptions(spec.args[0], **values))
 
     def suite_view(self, suite, seed: int = 0):
         if self.options.source != "forget":

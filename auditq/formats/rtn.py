@@ -10,13 +10,12 @@ Options: ":emb" also quantizes embeddings, ":nohead" leaves the lm_head alone.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.errors import InputError
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.options import RTNOptions
 from auditq.weights import modified_weights, tensor_files
 
 
@@ -129,43 +128,15 @@ def _is_tied(model: torch.nn.Module) -> bool:
     return inp is not None and out is not None and inp.weight.data_ptr() == out.weight.data_ptr()
 
 
-@dataclass(frozen=True)
-class RTNOptions:
-    bits: int
-    group_size: int | None
-    include_embeddings: bool
-    include_head: bool
-
-
 class RoundToNearest(Format):
     engine = "auditq-rtn"
     has_codes = True
 
     def __init__(self, spec: FormatSpec, options: RTNOptions) -> None:
-        super().__init__(spec)
-        self.options = options
+        super().__init__(spec, options)
         self._skipped_tied_head = False
         self._compute: dict[str, object] = {}
         self._dtype_rounding: dict[str, dict[str, object]] = {}
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> "RoundToNearest":
-        digits = spec.head[3:]
-        if not digits.isdigit() or not 2 <= int(digits) <= 8:
-            raise InputError(f"format {spec.raw!r}: rtn needs a bit width 2..8, e.g. rtn4")
-        group_size, emb, head = None, False, True
-        for arg in spec.args:
-            if arg.startswith("g") and arg[1:].isdigit() and int(arg[1:]) > 0:
-                group_size = int(arg[1:])
-            elif arg.startswith("g") and arg[1:].isdigit():
-                raise InputError(f"format {spec.raw!r}: group size {arg[1:]} must be a positive integer, e.g. {spec.head}:g128")
-            elif arg == "emb":
-                emb = True
-            elif arg == "nohead":
-                head = False
-            else:
-                raise InputError(f"format {spec.raw!r}: unknown rtn option {arg!r} (use gN, emb, nohead)")
-        return cls(spec, RTNOptions(int(digits), group_size, emb, head))
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):

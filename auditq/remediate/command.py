@@ -90,16 +90,20 @@ def _validate(opts: RemediateOptions) -> tuple[object, Path]:
         from auditq.outdir import check_out_dir as check_writable
 
         check_writable(str(opts.out), [], force=True)  # writable now, not after training (probe file)
+    from auditq.formats import parse_format
     from auditq.validate_checkpoint import validate_checkpoint
+    from auditq.validate_tensors import compare_tensors
     from auditq.weights_check import check_tensor_names
 
+    for raw in opts.formats:  # a bad format is an input error before any training (torch-free parsers)
+        parse_format(raw, f"--formats {raw.strip()}")
+    base_config, _ = validate_checkpoint(Path(opts.base), "base")  # headers against config.json
+    if opts.retrain is not None:
+        validate_checkpoint(Path(opts.retrain), "retrain")
+        compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
     for role, path in (("base", opts.base), ("retrain", opts.retrain)):
-        if path is not None:  # headers against config.json, then tensor names against the architecture
-            validate_checkpoint(Path(path), role)
+        if path is not None:  # tensor names against the architecture (meta device)
             check_tensor_names(Path(path), role, opts.trust_remote_code)
-    from auditq.formats import make_formats
-
-    make_formats(list(opts.formats))  # an unknown format is an input error before any training
     make_plan(opts, 0)  # so is a bad hyper-parameter
     return suite, suite_dir
 

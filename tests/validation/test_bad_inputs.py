@@ -153,6 +153,17 @@ def _wrong_shape(c):
     rewrite_tensors(c.unlearned, lambda t: t.__setitem__("model.norm.weight", torch.ones(63)))
 
 
+def _drop_everywhere(c):
+    for path in (c.base, c.unlearned):
+        rewrite_tensors(path, lambda t: t.pop("model.layers.1.mlp.down_proj.weight"))
+
+
+def _int_tensor(c):
+    import torch
+
+    rewrite_tensors(c.unlearned, lambda t: t.__setitem__("model.norm.weight", torch.ones(64, dtype=torch.int32)))
+
+
 def _offsets_past_end(c):
     def mutate(header):
         name = next(k for k in header if k != "__metadata__")
@@ -191,9 +202,15 @@ CASES = {
     "configs_agree_weights_not": (_both("intermediate_size", 96), "intermediate_size = 96"),
     "layers_agree_weights_not": (_both("num_hidden_layers", 3), "num_hidden_layers = 3"),
     "config_disagrees_with_weights": (_set("hidden_size", 32), "hidden_size = 32 but tensor"),
-    "missing_tensor": (_drop_tensor, "model.layers.1.mlp.down_proj.weight"),
-    "unexpected_tensor": (_extra_tensor, "model.layers.0.extra.weight"),
-    "wrong_shape_tensor": (_wrong_shape, "model.norm.weight"),
+    # the light stage compares UNLEARNED's safetensors headers with BASE's (auditq.validate_tensors)
+    "missing_tensor": (_drop_tensor, "lacks 1 tensor(s) of base (model.layers.1.mlp.down_proj.weight; "
+                                     "in base's model.safetensors)"),
+    "unexpected_tensor": (_extra_tensor, "has 1 tensor(s) base does not (model.layers.0.extra.weight"),
+    "wrong_shape_tensor": (_wrong_shape, "model.norm.weight [63] vs base [64]"),
+    "int_dtype_tensor": (_int_tensor, "model.norm.weight I32 vs base F32"),
+    # every checkpoint lacks it: they agree, the meta-device check judges them against the architecture
+    "missing_tensor_everywhere": (_drop_everywhere, "lacks 1 tensor(s) its architecture needs: "
+                                                    "model.layers.1.mlp.down_proj.weight"),
     "nan_weight": (lambda c: rewrite_tensors(c.unlearned, nan_in("model.layers.0.self_attn.q_proj.weight", float("nan"))),
                    "NaN or Inf values"),
     "inf_weight": (lambda c: rewrite_tensors(c.unlearned, nan_in("lm_head.weight", float("inf"))), "lm_head.weight"),
@@ -237,6 +254,15 @@ CASES = {
     "formats_twice": (_flag("-f", "rtn4,rtn4"), "rtn4 listed twice"),
     "format_unknown_family": (_flag("-f", "fp,bogus4"), "unknown format family"),
     "format_bad_option": (_flag("-f", "rtn4:g0"), "group size 0 must be a positive integer"),
+    # every family's options are checked by its torch-free parser (auditq.formats.options)
+    "format_gguf_type": (_flag("-f", "fp,gguf:q9_z"), "--formats gguf:q9_z: unknown GGUF type 'q9_z'"),
+    "format_gptq_group": (_flag("-f", "gptq4:g7"), "--formats gptq4:g7: group size must be a power of two"),
+    "format_bnb_type": (_flag("-f", "bnb:nf5"), "--formats bnb:nf5: unknown bitsandbytes type 'nf5'"),
+    "format_prune_sparsity": (_flag("-f", "prune:1.5"), "--formats prune:1.5: sparsity must be in (0, 1)"),
+    "format_relearn_lr": (_flag("-f", "relearn:retain:lr=2"), "lr must be positive and below 1 (got 2)"),
+    "format_fp8_block": (_flag("-f", "fp8:block0"), "--formats fp8:block0: unknown or repeated fp8 option"),
+    "format_stack_bad_part": (_flag("-f", "fp8+rtn4:g0"), "--formats fp8+rtn4:g0: rtn4:g0: group size 0"),
+    "format_stack_rule": (_flag("-f", "bnb:nf4+relearn:retain"), "only be relearned with LoRA"),
     "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
     "mink_flag": (_flag("--mink-k", "1.5"), "--mink-k = 1.5"),
     "fail_on": (_flag("--fail-on", "maybe"), "--fail-on"),
@@ -297,6 +323,9 @@ REMEDIATE_CASES = {
     "out_under_proc": (lambda c: None, ["--out", "/proc/auditq-remediated"], "cannot write"),
     "out_empty": (lambda c: None, ["--out", ""], "--out ''"),
     "out_is_base": (lambda c: None, ["--out", "BASE"], "overlaps the input"),
+    "format_option": (lambda c: None, ["--dry-run", "-f", "fp,gguf:q9_z"], "--formats gguf:q9_z: unknown GGUF type"),
+    "retrain_missing_tensor": (_drop_tensor, ["--dry-run", "--retrain", "UNLEARNED"],
+                               "retrain checkpoint UNLEARNED lacks 1 tensor(s) of base"),
 }
 
 
@@ -306,7 +335,9 @@ def test_remediate_refuses_before_any_training(world, tmp_path, monkeypatch, cap
     make, extra, expected = REMEDIATE_CASES[name]
     make(case)
     before = tree_digest(case.base, case.suite)
-    extra = [str(case.base) if e == "BASE" else e for e in extra]
+    names = {"BASE": str(case.base), "UNLEARNED": str(case.unlearned)}
+    extra = [names.get(e, e) for e in extra]
+    expected = expected.replace("UNLEARNED", str(case.unlearned))
     code, out, err = run_cli(monkeypatch, capsys, "remediate", str(case.base), "--suite", str(case.suite), "-q",
                              "--threads", "1", *extra)
     assert code == 2, (code, err, out[-1000:])

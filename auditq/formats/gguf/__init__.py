@@ -74,6 +74,7 @@ from typing import Any, Mapping
 
 from auditq.errors import BackendUnavailable, InputError, MeasurementError
 from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
+from auditq.formats.options import GGUFOptions
 from auditq.loading import sha256_file
 from auditq.formats.gguf.convert import INSTALL_HINT, UnsupportedModel, cached_f32_conversion, require_gguf
 from auditq.formats.gguf.quantize import QUANT_TYPES, describe_gguf, quantize_gguf, read_metadata, require_llama_cpp
@@ -157,21 +158,11 @@ class GGUFFormat(Format):
 
     engine = "llama.cpp"
 
-    def __init__(self, spec: FormatSpec, quant: str) -> None:
-        super().__init__(spec)
-        self.quant = quant
+    def __init__(self, spec: FormatSpec, options: GGUFOptions) -> None:
+        super().__init__(spec, options)
+        self.quant = quant = options.quant
         self._runs: dict[str, dict[str, Any]] = {}
         self.has_codes = quant not in ("f32", "f16", "bf16")  # weight-space evidence (auditq.evidence)
-
-    @classmethod
-    def parse(cls, spec: FormatSpec) -> "GGUFFormat":
-        known = ", ".join(f"gguf:{q}" for q in QUANT_TYPES)
-        if spec.head != "gguf" or len(spec.args) != 1:
-            raise InputError(f"format {spec.raw!r}: expected gguf:<type>, one of {known}")
-        quant = spec.args[0]
-        if quant not in QUANT_TYPES:
-            raise InputError(f"format {spec.raw!r}: unknown GGUF type {quant!r} (known: {known})")
-        return cls(spec, quant)
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
