@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import build_world, copy, weights
+from helpers import build_world, copy, rewrite_tensors, weights
 
 AUDITQ = shutil.which("auditq") or str(Path(sys.executable).parent / "auditq")
 
@@ -36,6 +36,8 @@ def _broken(world, tmp, kind):
         weights(unlearned).write_bytes(weights(unlearned).read_bytes()[:-50])
     elif kind == "suite_type":
         (suite / "suite.toml").write_text('[probes]\nprefix_tokens = "16"\n')
+    elif kind == "missing_tensor":
+        rewrite_tensors(unlearned, lambda t: t.pop("model.layers.1.mlp.down_proj.weight"))
     return unlearned, suite
 
 
@@ -60,16 +62,25 @@ def test_installed_cli_refuses_with_one_line(world, tmp_path, kind, extra, expec
     assert not (world["base"] / "reports").exists()
 
 
-def test_refusal_imports_neither_torch_nor_transformers(world, tmp_path):
-    unlearned, suite = _broken(world, tmp_path, "truncated")
+@pytest.mark.parametrize("kind, extra, expected", [
+    ("truncated", [], "outside the"),
+    ("none", ["-f", "fp,gguf:q9_z"], "--formats gguf:q9_z: unknown GGUF type"),
+    ("none", ["-f", "gptq4:g7"], "--formats gptq4:g7: group size must be a power of two"),
+    ("none", ["-f", "fp8+rtn4:g0"], "--formats fp8+rtn4:g0: rtn4:g0: group size 0"),
+    ("missing_tensor", [], "lacks 1 tensor(s) of base (model.layers.1.mlp.down_proj.weight"),
+])
+def test_refusal_imports_neither_torch_nor_transformers(world, tmp_path, kind, extra, expected):
+    unlearned, suite = _broken(world, tmp_path, kind)
     code = ("import sys\nfrom auditq.entry import main\n"
-            f"sys.argv = ['auditq', 'check', {str(world['base'])!r}, {str(unlearned)!r}, '--suite', {str(suite)!r}]\n"
+            f"sys.argv = ['auditq', 'check', {str(world['base'])!r}, {str(unlearned)!r}, '--suite', {str(suite)!r}, "
+            f"*{extra!r}]\n"
             "try:\n    main()\nfinally:\n"
             "    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stdout)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "HEAVY []" in proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
