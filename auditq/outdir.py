@@ -6,9 +6,9 @@ Policy (README "Reports and exit codes"):
   refused (exit 2) before any work;
 - writability is proven before any work by creating and removing a probe file where the directory
   will be created (a read-only mount, a parent that is a file, a path under /proc: exit 2);
-- an existing `--out` is replaced as a whole: the new files are written into a temp sibling, the old
-  directory is renamed aside, the new one renamed in, the old one deleted — no stale report.sarif
-  or report.html can survive next to a new report.json. Without `--force` that is only done for an
+- an existing `--out` is replaced as a whole: the new files are written into a temp sibling, which
+  auditq.dirswap.swap_in renames in for the old directory (Ctrl-C deferred over the renames) — no stale
+  report.sarif or report.html can survive next to a new report.json. Without `--force` that is only done for an
   empty directory or an earlier auditq output (it holds a report.json written by auditq); any other
   existing directory is refused, so `--out .` or `--out ~/work` never deletes a user's files;
 - directories get the usual modes under the umask (mkdtemp would make them 0700).
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
@@ -110,20 +109,3 @@ def fresh_staging(out: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     os.chmod(staging, 0o777 & ~_umask())
     return staging
-
-
-def replace_dir(staging: Path, out: Path) -> None:
-    """Move the complete `staging` dir onto `out`, replacing an existing `out` as a whole."""
-    target = Path(out).expanduser().resolve()
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.rmdir(aside)
-    os.replace(target, aside)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        os.replace(aside, target)  # put the old one back; the caller removes the staging dir
-        raise
-    shutil.rmtree(aside, ignore_errors=True)

@@ -6,7 +6,7 @@
   --out only when complete, so Ctrl-C or a crash leaves no half-written checkpoint at --out; the
   staging directory is removed on any failure.
 - With --force, an existing --out is moved aside, the staged dir renamed in, and the old one deleted
-  only after that rename succeeded.
+  only after that rename succeeded (auditq.dirswap.swap_in, shared with the reports' --out).
 """
 
 from __future__ import annotations
@@ -76,22 +76,12 @@ def _normal_permissions(root: Path) -> None:
 
 
 def commit(stage: Path, out: Path) -> Path:
-    """Rename the complete `stage` onto `out` (an existing `out` is replaced only after the rename)."""
-    target = Path(out).expanduser().resolve()
+    """Rename the complete `stage` onto `out` (auditq.dirswap.swap_in: an existing `out` is replaced as a whole,
+    never lost, and Ctrl-C cannot land between its renames)."""
+    from auditq.dirswap import swap_in
+
     _normal_permissions(stage)
-    if not target.exists():
-        os.rename(stage, target)
-        return target
-    trash = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-old-", dir=target.parent))
-    os.rmdir(trash)
-    os.rename(target, trash)
-    try:
-        os.rename(stage, target)
-    except BaseException:
-        os.rename(trash, target)
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
-    return target
+    return swap_in(stage, out)
 
 
 def base_weight_dtype(base_dir: Path) -> torch.dtype | None:

@@ -33,7 +33,8 @@ def write_reports(out_dir: Path, report: AuditReport, writers: Iterable[str] = D
     earlier run survives; otherwise (`auditq report` re-rendering beside report.json) the rendered
     files are moved into the existing directory, every other file there is kept.
     """
-    from auditq.outdir import fresh_staging, replace_dir
+    from auditq.dirswap import swap_in
+    from auditq.outdir import fresh_staging
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -50,7 +51,7 @@ def write_reports(out_dir: Path, report: AuditReport, writers: Iterable[str] = D
         for filename, text in rendered.items():
             (staging / filename).write_text(text, encoding="utf-8")
         if replace or not out_dir.exists():
-            replace_dir(staging, out_dir)
+            swap_in(staging, out_dir)
         else:
             for filename in rendered:
                 os.replace(staging / filename, out_dir / filename)
