@@ -367,17 +367,16 @@ def main() -> None:
     """Entry point: one-line errors with exit 2 (input) or 3 (could not measure), never a traceback.
 
     Usage errors are typer's own (exit 2); everything else is caught here. Ctrl-C is handled by
-    auditq.entry (installed before this module is imported): exit 130 at any moment.
+    auditq.interrupt (installed by auditq.entry before this module is imported): exit 130 at any moment.
     """
     import logging
-    import signal
 
-    from auditq.entry import Interrupted, _handler, interrupted
+    from auditq import interrupt
+    from auditq.interrupt import Interrupted, interrupted
 
     for noisy in ("torchao", "torch.utils._pytree"):  # optional engines' import chatter
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    if signal.getsignal(signal.SIGINT) is not _handler:  # in-process callers (tests) that skip auditq.entry
-        signal.signal(signal.SIGINT, _handler)
+    interrupt.install()  # in-process callers (tests) that skip auditq.entry
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
         result = app(standalone_mode=False, prog_name="auditq")
@@ -391,7 +390,7 @@ def main() -> None:
             err.print(f"auditq: error: {message} (see `{where} --help`)", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
     except Interrupted:
-        err.print("auditq: interrupted; nothing was written", highlight=False, markup=False)
+        interrupt.tell()
         sys.exit(130)
     except AuditqError as exc:
         if interrupted():

@@ -1,72 +1,44 @@
-"""The console-script entry point: Ctrl-C handling is installed before anything heavy is imported.
+"""The console-script entry point (`auditq = "auditq.entry:main"`): importing it installs the Ctrl-C handler.
 
-`auditq.cli` imports typer and rich, and the commands import torch and transformers (seconds on a
-loaded machine). A KeyboardInterrupt raised inside import machinery can surface as anything — a
-RecursionError, a half-imported numpy, an ImportError — so the handler also records that Ctrl-C was
-pressed, and `main` exits 130 whenever that flag is set, whatever exception arrives. A second Ctrl-C
-exits at once. Cleanup (staging dirs, scratch dirs) still runs on the first: the handler raises, and
-`with`/`finally` blocks unwind before `main` sees the exception.
+The generated console script runs ``from auditq.entry import main`` and then its own code (a regex
+substitution on argv[0]) before it calls `main`; the handler is installed by the import itself, so it is
+in place ~1 ms after CPython's startup and before anything heavy (typer, rich, torch) is imported.
+Only the console script (and ``python -m auditq``) imports this module; library code and tests use
+auditq.interrupt, which installs nothing by being imported. The handling: auditq.interrupt.
+
+Before this module runs, Ctrl-C is CPython's own: the process is killed by SIGINT before the interpreter
+installs its handler, then "Fatal Python error: init_..." (exit 1) or an ignored KeyboardInterrupt while it
+initialises its streams and imports site; from site's end to this import, a KeyboardInterrupt traceback
+(killed by SIGINT). README "Reports and exit codes" has the measured windows (bench/bench_sigint.py).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
+from auditq import interrupt
 
-EXIT_INTERRUPTED = 130
-_pressed = False
+interrupt.install()
 
+from auditq.interrupt import EXIT_INTERRUPTED, Interrupted, interrupted  # noqa: E402 - re-exported, after install
 
-class Interrupted(BaseException):
-    """Ctrl-C, kept apart from KeyboardInterrupt so click does not turn it into exit 1 ("Aborted!")."""
-
-
-def _message() -> None:
-    try:
-        sys.stderr.write("auditq: interrupted; nothing was written\n")
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001 - a closed stderr must not change the exit code
-        pass
-
-
-def _handler(signum, frame) -> None:
-    global _pressed
-    if _pressed:  # second Ctrl-C: stop now
-        _message()
-        os._exit(EXIT_INTERRUPTED)
-    _pressed = True
-    raise Interrupted()
-
-
-def interrupted() -> bool:
-    return _pressed
-
-
-def _exit_interrupted() -> None:
-    _message()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
-    os._exit(EXIT_INTERRUPTED)  # no interpreter shutdown: half-imported modules cannot raise again
+__all__ = ["EXIT_INTERRUPTED", "Interrupted", "interrupted", "main"]
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, _handler)
+    interrupt.install()
     try:
         from auditq.cli import main as cli_main
 
         cli_main()
     except SystemExit:
-        if _pressed:
-            _exit_interrupted()
+        if interrupt.interrupted():
+            interrupt.exit_interrupted()
         raise
     except BaseException:  # noqa: BLE001 - whatever Ctrl-C turned into
-        if _pressed:
-            _exit_interrupted()
+        if interrupt.interrupted():
+            interrupt.exit_interrupted()
         raise
+    if interrupt.interrupted():  # a press swallowed on the way ("Exception ignored in ..."): still interrupted
+        interrupt.exit_interrupted()
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: 
     except InputError:
         raise
     except Exception as exc:  # a crashing format or probe becomes an UNKNOWN row (exit 3), never a traceback
-        from auditq.entry import interrupted
+        from auditq.interrupt import interrupted
 
         if interrupted():  # Ctrl-C that surfaced as another exception (e.g. inside an import): stop, exit 130
             raise

@@ -98,3 +98,61 @@ def test_ctrl_c_at_any_moment_exits_130(world, tmp_path, delay):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]  # no staging dir left
+
+
+def _startup_outcome(code: int, out: str, err: str) -> str:
+    """Who handled a Ctrl-C sent while `auditq version` starts (bench/bench_sigint.py measures the windows)."""
+    if code == 130:
+        assert err.strip() == "auditq: interrupted; nothing was written", err  # auditq's handler: one line
+        return "auditq"
+    auditq_frames = [line for line in err.splitlines() if "/auditq/" in line and line.strip().startswith("File")]
+    assert not auditq_frames, err  # never a traceback from auditq's own code
+    if code == -signal.SIGINT:  # killed by SIGINT (a shell shows 130): before CPython's handler, or at its exit
+        return "killed"
+    if code == 0 and out.strip() and not err.strip():
+        return "finished"  # the signal came after the command was done
+    assert code == 1 and "Fatal Python error: init_" in err or code == 0 and "Exception ignored" in err, (code, err)
+    return "cpython"  # CPython's own startup (streams, site), before any auditq code runs
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.4])
+def test_ctrl_c_during_startup_is_auditqs_130_or_cpythons_own(tmp_path, delay):
+    proc = subprocess.Popen([AUDITQ, "version"], env=clean_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    _startup_outcome(proc.returncode, out, err)
+
+
+_SWALLOWED = """
+import os, signal
+import auditq.entry
+import auditq.cli
+
+def swallowing_main():  # a press that something swallows (a __del__, a weakref callback) on the way
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(100000))
+    except BaseException:
+        pass
+    print("finished")
+
+auditq.cli.main = swallowing_main
+auditq.entry.main()
+"""
+
+
+def test_a_swallowed_ctrl_c_still_exits_130_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", _SWALLOWED], env=clean_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 130 and proc.stderr.strip() == "auditq: interrupted; nothing was written", proc
+
+
+def test_importing_the_entry_point_installs_the_handler_and_the_library_does_not(tmp_path):
+    code = ("import signal\nimport auditq.interrupt, auditq.validate, auditq.formats\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "import auditq.entry\nassert auditq.interrupt.installed()\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
