@@ -80,12 +80,11 @@ def _check_flags(inputs: CheckInputs) -> None:
         raise InputError(f"--probes: {', '.join(twice)} listed twice")
     if not inputs.formats:
         raise InputError("--formats: no format named (expected e.g. fp,rtn8,rtn4)")
-    names = [raw.strip().lower() for raw in inputs.formats]
+    # every family's option parser is torch-free (auditq.formats.options); the names as make_formats sees them
+    names = [parse_format(raw, f"--formats {raw.strip()}").spec.raw for raw in inputs.formats]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InputError(f"--formats: {', '.join(twice)} listed twice")
-    for raw in inputs.formats:  # every family's option parser is torch-free (auditq.formats.options)
-        parse_format(raw, f"--formats {raw.strip()}")
     for key, flag in FLAG_NAMES.items():
         value = inputs.settings.get(key)
         if value is None:

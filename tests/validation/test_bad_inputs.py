@@ -252,6 +252,7 @@ CASES = {
     "probes_unknown": (_flag("--probes", "verbmem,bogus"), "bogus"),
     "probes_twice": (_flag("--probes", "mia,mia"), "mia listed twice"),
     "formats_twice": (_flag("-f", "rtn4,rtn4"), "rtn4 listed twice"),
+    "stack_twice": (_flag("-f", "fp8+prune:2:4,fp8 + prune:2:4"), "fp8+prune:2:4 listed twice"),
     "format_unknown_family": (_flag("-f", "fp,bogus4"), "unknown format family"),
     "format_bad_option": (_flag("-f", "rtn4:g0"), "group size 0 must be a positive integer"),
     # every family's options are checked by its torch-free parser (auditq.formats.options)
