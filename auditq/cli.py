@@ -306,10 +306,10 @@ def remediate(
     Like `pip-audit --fix`: the exit code is the re-check's (0 only if it passes); --dry-run prints the plan.
     """
     from auditq.remediate.command import RemediateOptions, run_remediate
+    from auditq.remediate.validate import validate_inputs
 
     if out_dir is not None and not out_dir.strip():
         raise InputError("--out '': expected a directory path for the remediated checkpoint")
-    _set_threads(threads)
     options = RemediateOptions(
         base=base, suite=suite, out=None if out_dir is None else Path(out_dir), method=method, forget_loss=forget_loss, retain_loss=retain_loss,
         preset=preset, lr=lr, steps=steps, percentile=percentile, granularity=granularity, check_every=check_every,
@@ -318,7 +318,9 @@ def remediate(
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
         allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
         compute=_compute(device, dtype, device_map))
-    raise typer.Exit(run_remediate(options, out, err, run_check))
+    validated = validate_inputs(options)  # exit 2 before torch is imported (auditq.remediate.validate)
+    _set_threads(threads)
+    raise typer.Exit(run_remediate(options, out, err, run_check, validated))
 
 @app.command("report")
 def report_cmd(

@@ -6,11 +6,25 @@
                                with its measured stop rule
 - `auditq.remediate.stop`      the memorisation half of the stop rule: the re-check's own bootstrap test
 - `auditq.remediate.output`    --out checks, staging dir + rename, checkpoint writing, bit-for-bit diffs
+- `auditq.remediate.validate`  the inputs checked before torch is imported (exit 2 in well under 2 s), then
+                               what needs the model classes, before any weights load
 - `auditq.remediate.command`   the CLI flow: validate, plan (--dry-run), train, stage, re-check, record, rename
 """
 
-from auditq.remediate.saliency import Saliency, SaliencyMask, compute_saliency, percentile_threshold, saliency_mask
-from auditq.remediate.sure import PRESETS, Measurement, RemediationPlan, RemediationResult, plan_mask, remediate
+import importlib
 
-__all__ = ["PRESETS", "Measurement", "RemediationPlan", "RemediationResult", "Saliency", "SaliencyMask",
-           "compute_saliency", "percentile_threshold", "plan_mask", "remediate", "saliency_mask"]
+#: name -> module; imported on first use, so `auditq.remediate.command` / `.validate` import no torch
+_EXPORTS = {
+    **dict.fromkeys(("Saliency", "SaliencyMask", "compute_saliency", "percentile_threshold", "saliency_mask"),
+                    "auditq.remediate.saliency"),
+    **dict.fromkeys(("PRESETS", "Measurement", "RemediationPlan", "RemediationResult", "plan_mask", "remediate"),
+                    "auditq.remediate.sure"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'auditq.remediate' has no attribute {name!r}")

@@ -27,7 +27,7 @@ from rich.table import Table
 
 import auditq
 from auditq.errors import InputError, MeasurementError
-from auditq.remediate.output import (RECORD_NAME, check_out_dir, commit, rtn_code_changes, save_checkpoint, staged_dir,
+from auditq.remediate.output import (RECORD_NAME, commit, rtn_code_changes, save_checkpoint, staged_dir,
                                      weight_diff, write_record)
 
 RECHECK_DIR = "auditq-recheck"
@@ -68,44 +68,6 @@ class RemediateOptions:
 
 def _short(name: str) -> str:
     return name.removesuffix(".weight").replace("model.layers.", "layers.")
-
-
-def _validate(opts: RemediateOptions) -> tuple[object, Path]:
-    from auditq.loading import check_configs_compatible, validate_checkpoint_dir
-    from auditq.suite import bundled_suite_dir, load_suite
-
-    validate_checkpoint_dir(opts.base, "base")
-    if opts.retrain is not None:
-        validate_checkpoint_dir(opts.retrain, "retrain")
-        check_configs_compatible(opts.base, opts.retrain, "retrain")
-    suite_dir = opts.suite or bundled_suite_dir()
-    suite = load_suite(suite_dir)
-    from auditq.probes.knowmem import KnowMem
-
-    KnowMem().check_suite(suite)  # the stop rule and the re-check measure KnowMem against its holdout floor
-    if opts.out is None and not opts.dry_run:
-        raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
-    if opts.out is not None:
-        check_out_dir(opts.out, [opts.base, suite_dir, opts.retrain, opts.config_file], opts.force)
-        from auditq.outdir import check_out_dir as check_writable
-
-        check_writable(str(opts.out), [], force=True)  # writable now, not after training (probe file)
-    from auditq.formats import parse_format
-    from auditq.validate_checkpoint import validate_checkpoint
-    from auditq.validate_tensors import compare_tensors
-    from auditq.weights_check import check_tensor_names
-
-    for raw in opts.formats:  # a bad format is an input error before any training (torch-free parsers)
-        parse_format(raw, f"--formats {raw.strip()}")
-    base_config, _ = validate_checkpoint(Path(opts.base), "base")  # headers against config.json
-    if opts.retrain is not None:
-        validate_checkpoint(Path(opts.retrain), "retrain")
-        compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
-    for role, path in (("base", opts.base), ("retrain", opts.retrain)):
-        if path is not None:  # tensor names against the architecture (meta device)
-            check_tensor_names(Path(path), role, opts.trust_remote_code)
-    make_plan(opts, 0)  # so is a bad hyper-parameter
-    return suite, suite_dir
 
 
 def make_plan(opts: RemediateOptions, n_params: int):
@@ -168,14 +130,19 @@ def print_plan(console: Console, plan, mask, gate, n_params: int, retrain: Optio
 
 
 def run_remediate(opts: RemediateOptions, console: Console, err: Console,
-                  run_check: Callable[..., int]) -> int:
+                  run_check: Callable[..., int], validated: Optional[tuple[object, Path]] = None) -> int:
+    """The whole flow; `validated`: what auditq.remediate.validate.validate_inputs returned (the CLI runs it
+    before torch is imported), else it runs here."""
+    from auditq.remediate.validate import validate_inputs, validate_model_classes
 
     from auditq.config import load_config
     from auditq.loading import check_compatible, fingerprint, load_checkpoint
     from auditq.pipeline import AuditRequest, probe_settings
     from auditq.remediate.sure import Monitor, plan_mask
 
-    suite, suite_dir = _validate(opts)
+    suite, suite_dir = validated if validated is not None else validate_inputs(opts)
+    validate_model_classes(opts)  # before any weights load: transformers would random-initialise a missing tensor
+    make_plan(opts, 0)  # a bad hyper-parameter is an input error before any training too
     base_hashes = fingerprint(opts.base)
     from auditq.compute import ComputeRequest, resolve
 

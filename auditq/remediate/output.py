@@ -18,12 +18,13 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from auditq.errors import InputError
 from auditq.loading import TOKENIZER_FILES
+
+if TYPE_CHECKING:  # torch is imported where tensors are read, so validation (auditq.remediate.validate) stays light
+    import torch
 
 STAGING_PREFIX = ".auditq-staging-"
 RECORD_NAME = "auditq-remediation.json"
@@ -86,6 +87,7 @@ def commit(stage: Path, out: Path) -> Path:
 
 def base_weight_dtype(base_dir: Path) -> torch.dtype | None:
     """The floating dtype of the base checkpoint's stored weights (first tensor of the first file)."""
+    import torch
     from safetensors import safe_open
 
     files = sorted(Path(base_dir).glob("*.safetensors"))
@@ -165,6 +167,8 @@ def read_tensors(directory: Path) -> dict[str, torch.Tensor]:
 
 def weight_diff(base_dir: Path, new_dir: Path) -> WeightDiff:
     """Compare every stored tensor of two checkpoints bit for bit (as raw bytes, so NaNs and -0.0 count)."""
+    import torch
+
     base, new = read_tensors(base_dir), read_tensors(new_dir)
     changed, sizes = {}, {}
     for name, a in base.items():
@@ -192,6 +196,8 @@ def rtn_code_changes(base_dir: Path, new_dir: Path, names, bits: int = 4) -> dic
     This is the quantity the paper's failure hinges on: if the unlearning update is much smaller than Δ,
     rounding maps both models onto the same codes and the forgotten data comes back.
     """
+    import torch
+
     from auditq.formats.rtn import rtn_codes, rtn_scale, to_groups
 
     base, new = read_tensors(base_dir), read_tensors(new_dir)

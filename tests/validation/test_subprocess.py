@@ -156,3 +156,23 @@ def test_importing_the_entry_point_installs_the_handler_and_the_library_does_not
     proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("kind, extra, expected", [
+    ("missing_tensor", ["--retrain", "UNLEARNED", "--dry-run"], "retrain checkpoint UNLEARNED lacks 1 tensor(s) of base"),
+    ("none", ["--dry-run", "-f", "fp,gguf:q9_z"], "--formats gguf:q9_z: unknown GGUF type"),
+    ("none", ["--out", "BASE"], "overlaps the input"),
+])
+def test_remediate_refusal_imports_neither_torch_nor_transformers(world, tmp_path, kind, extra, expected):
+    unlearned, suite = _broken(world, tmp_path, kind)
+    names = {"BASE": str(world["base"]), "UNLEARNED": str(unlearned)}
+    extra = [names.get(e, e) for e in extra]
+    code = ("import sys\nfrom auditq.entry import main\n"
+            f"sys.argv = ['auditq', 'remediate', {str(world['base'])!r}, '--suite', {str(suite)!r}, *{extra!r}]\n"
+            "try:\n    main()\nfinally:\n"
+            "    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stdout)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "HEAVY []" in proc.stdout
+    assert len(proc.stderr.strip().splitlines()) == 1 and expected.replace("UNLEARNED", str(unlearned)) in proc.stderr

@@ -1,0 +1,57 @@
+"""`auditq remediate`'s inputs, checked before any training — first what needs no torch (`validate_inputs`:
+the CLI runs it before torch is imported, so a refusal takes well under 2 s), then what needs the model
+classes (`validate_model_classes`: tensor names against the architecture on the meta device).
+
+The light part is the same as `auditq check`'s (auditq.validate): checkpoint dirs, config.json types,
+safetensors headers against config.json, BASE vs --retrain (architecture fields, then the same tensor names,
+shapes and dtype kinds: auditq.validate_tensors), the suite (and the KnowMem holdout floor the stop rule
+uses), --out (never an input, writable now: a probe file) and every --formats entry (torch-free parsers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from auditq.errors import InputError
+
+
+def validate_inputs(opts: Any) -> tuple[Any, Path]:
+    """(suite, suite dir) for a RemediateOptions; InputError (exit 2, one line) on the first problem."""
+    from auditq.formats import parse_format
+    from auditq.loading import check_configs_compatible, validate_checkpoint_dir
+    from auditq.outdir import check_out_dir as check_writable
+    from auditq.probes.knowmem import KnowMem
+    from auditq.remediate.output import check_out_dir
+    from auditq.suite import bundled_suite_dir, load_suite
+    from auditq.validate_checkpoint import validate_checkpoint
+    from auditq.validate_tensors import compare_tensors
+
+    validate_checkpoint_dir(opts.base, "base")
+    if opts.retrain is not None:
+        validate_checkpoint_dir(opts.retrain, "retrain")
+        check_configs_compatible(opts.base, opts.retrain, "retrain")
+    suite_dir = opts.suite or bundled_suite_dir()
+    suite = load_suite(suite_dir)
+    KnowMem().check_suite(suite)  # the stop rule and the re-check measure KnowMem against its holdout floor
+    if opts.out is None and not opts.dry_run:
+        raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
+    if opts.out is not None:
+        check_out_dir(opts.out, [opts.base, suite_dir, opts.retrain, opts.config_file], opts.force)
+        check_writable(str(opts.out), [], force=True)  # writable now, not after training (probe file)
+    for raw in opts.formats:  # a bad format is an input error before any training (torch-free parsers)
+        parse_format(raw, f"--formats {raw.strip()}")
+    base_config, _ = validate_checkpoint(Path(opts.base), "base")  # headers against config.json
+    if opts.retrain is not None:
+        validate_checkpoint(Path(opts.retrain), "retrain")
+        compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
+    return suite, suite_dir
+
+
+def validate_model_classes(opts: Any) -> None:
+    """Tensor names of BASE (and --retrain) against the state dict their config.json builds (transformers)."""
+    from auditq.weights_check import check_tensor_names
+
+    for role, path in (("base", opts.base), ("retrain", opts.retrain)):
+        if path is not None:
+            check_tensor_names(Path(path), role, opts.trust_remote_code)
