@@ -58,9 +58,9 @@ def main() -> None:
             "UNLEARNED lacks a tensor of BASE (light)": [base, str(missing), "--suite", suite],
             "UNLEARNED tensor shape != BASE (light)": [base, str(reshaped), "--suite", suite],
             "tensor missing in both (meta-device check)": [str(base_missing), str(missing), "--suite", suite],
-            "remediate: RETRAIN lacks a tensor (light check, after imports)":
+            "remediate: RETRAIN lacks a tensor (light)":
                 ["remediate", base, "--retrain", str(missing), "--suite", suite, "--dry-run"],
-            "remediate: -f gguf:q9_z": ["remediate", base, "--suite", suite, "--dry-run", "-f", "fp,gguf:q9_z"],
+            "remediate: -f fp,gguf:q9_z (light)": ["remediate", base, "--suite", suite, "--dry-run", "-f", "fp,gguf:q9_z"],
         }
         print(f"auditq refusals, {args.repeats} runs each, installed CLI in a subprocess ({auditq})")
         for name, case in cases.items():

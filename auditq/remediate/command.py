@@ -133,7 +133,7 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
                   run_check: Callable[..., int], validated: Optional[tuple[object, Path]] = None) -> int:
     """The whole flow; `validated`: what auditq.remediate.validate.validate_inputs returned (the CLI runs it
     before torch is imported), else it runs here."""
-    from auditq.remediate.validate import validate_inputs, validate_model_classes
+    from auditq.remediate.validate import validate_after_imports, validate_inputs
 
     from auditq.config import load_config
     from auditq.loading import check_compatible, fingerprint, load_checkpoint
@@ -141,7 +141,7 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
     from auditq.remediate.sure import Monitor, plan_mask
 
     suite, suite_dir = validated if validated is not None else validate_inputs(opts)
-    validate_model_classes(opts)  # before any weights load: transformers would random-initialise a missing tensor
+    validate_after_imports(opts, suite)  # before any weights load: transformers would random-initialise a missing tensor
     make_plan(opts, 0)  # a bad hyper-parameter is an input error before any training too
     base_hashes = fingerprint(opts.base)
     from auditq.compute import ComputeRequest, resolve

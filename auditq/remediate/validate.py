@@ -1,11 +1,12 @@
 """`auditq remediate`'s inputs, checked before any training — first what needs no torch (`validate_inputs`:
-the CLI runs it before torch is imported, so a refusal takes well under 2 s), then what needs the model
-classes (`validate_model_classes`: tensor names against the architecture on the meta device).
+the CLI runs it before torch is imported, so a refusal takes well under 2 s), then what needs the heavy
+modules (`validate_after_imports`: tensor names against the architecture on the meta device, and KnowMem's
+holdout QA, whose probe module imports rouge-score/nltk/scipy: ~4 s).
 
 The light part is the same as `auditq check`'s (auditq.validate): checkpoint dirs, config.json types,
 safetensors headers against config.json, BASE vs --retrain (architecture fields, then the same tensor names,
-shapes and dtype kinds: auditq.validate_tensors), the suite (and the KnowMem holdout floor the stop rule
-uses), --out (never an input, writable now: a probe file) and every --formats entry (torch-free parsers).
+shapes and dtype kinds: auditq.validate_tensors), the suite, --out (never an input, writable now: a probe
+file) and every --formats entry (torch-free parsers).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
     from auditq.formats import parse_format
     from auditq.loading import check_configs_compatible, validate_checkpoint_dir
     from auditq.outdir import check_out_dir as check_writable
-    from auditq.probes.knowmem import KnowMem
     from auditq.remediate.output import check_out_dir
     from auditq.suite import bundled_suite_dir, load_suite
     from auditq.validate_checkpoint import validate_checkpoint
@@ -33,7 +33,6 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
         check_configs_compatible(opts.base, opts.retrain, "retrain")
     suite_dir = opts.suite or bundled_suite_dir()
     suite = load_suite(suite_dir)
-    KnowMem().check_suite(suite)  # the stop rule and the re-check measure KnowMem against its holdout floor
     if opts.out is None and not opts.dry_run:
         raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
     if opts.out is not None:
@@ -48,9 +47,13 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
     return suite, suite_dir
 
 
-def validate_model_classes(opts: Any) -> None:
-    """Tensor names of BASE (and --retrain) against the state dict their config.json builds (transformers)."""
+def validate_after_imports(opts: Any, suite: Any) -> None:
+    """Tensor names of BASE (and --retrain) against the state dict their config.json builds (transformers),
+    and the holdout QA the stop rule and the re-check measure KnowMem's floor with."""
+    from auditq.probes.knowmem import KnowMem
     from auditq.weights_check import check_tensor_names
+
+    KnowMem().check_suite(suite)
 
     for role, path in (("base", opts.base), ("retrain", opts.retrain)):
         if path is not None:
