@@ -1,8 +1,9 @@
 """The console-script entry point (`auditq = "auditq.entry:main"`): importing it installs the Ctrl-C handler.
 
 The generated console script runs ``from auditq.entry import main`` and then its own code (a regex
-substitution on argv[0]) before it calls `main`; the handler is installed by the import itself, so it is
-in place ~1 ms after CPython's startup and before anything heavy (typer, rich, torch) is imported.
+substitution on argv[0]) before it calls `main`; the handler is installed by the import itself (this module
+and auditq.interrupt import nothing CPython has not already loaded but the builtin `_signal`), so it is in
+place within ~1 ms of CPython's startup and before anything heavy (typer, rich, torch) is imported.
 Only the console script (and ``python -m auditq``) imports this module; library code and tests use
 auditq.interrupt, which installs nothing by being imported. The handling: auditq.interrupt.
 
@@ -12,11 +13,10 @@ initialises its streams and imports site; from site's end to this import, a Keyb
 (killed by SIGINT). README "Reports and exit codes" has the measured windows (bench/bench_sigint.py).
 """
 
-from __future__ import annotations
-
 from auditq import interrupt
 
-interrupt.install()
+interrupt.install(raising=False)  # a press before main's try block is recorded; main then exits 130
+interrupt.quiet_swallowed_presses()
 
 from auditq.interrupt import EXIT_INTERRUPTED, Interrupted, interrupted  # noqa: E402 - re-exported, after install
 
@@ -24,8 +24,10 @@ __all__ = ["EXIT_INTERRUPTED", "Interrupted", "interrupted", "main"]
 
 
 def main() -> None:
-    interrupt.install()
     try:
+        interrupt.install()  # from here on a press raises Interrupted, caught below
+        if interrupt.interrupted():  # pressed while the console script was still importing this module
+            interrupt.exit_interrupted()
         from auditq.cli import main as cli_main
 
         cli_main()

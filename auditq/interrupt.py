@@ -7,18 +7,23 @@ pressed, and the entry point exits 130 whenever that flag is set, whatever excep
 a press swallowed on the way, "Exception ignored in ...", still ends the run with 130). A second Ctrl-C
 exits at once. Cleanup (staging dirs, scratch dirs) still runs on the first: the handler raises, and
 `with`/`finally` blocks unwind before the entry point sees the exception.
+
+The console script imports this module first, so it imports nothing CPython has not loaded at startup but
+the builtin `_signal` (the `signal` module would build its enums first: measurably longer, bench/bench_sigint.py).
 """
 
-from __future__ import annotations
-
 import os
-import signal
 import sys
+
+import _signal
 
 EXIT_INTERRUPTED = 130
 MESSAGE = "auditq: interrupted; nothing was written"
 _pressed = False
 _told = False
+#: False until the entry point's try block runs: a press before it is only recorded (raising there would
+#: escape the console script as a traceback), and `main` exits 130 as soon as it starts
+_raising = True
 
 
 class Interrupted(BaseException):
@@ -44,16 +49,36 @@ def _handler(signum, frame) -> None:
         tell()
         os._exit(EXIT_INTERRUPTED)
     _pressed = True
-    raise Interrupted()
+    if _raising:
+        raise Interrupted()
 
 
-def install() -> None:
-    if signal.getsignal(signal.SIGINT) is not _handler:
-        signal.signal(signal.SIGINT, _handler)
+def install(raising: bool = True) -> None:
+    """Route Ctrl-C here; `raising` False: record a press without raising (until install() is called again)."""
+    global _raising
+    _raising = raising
+    if _signal.getsignal(_signal.SIGINT) is not _handler:
+        _signal.signal(_signal.SIGINT, _handler)
 
 
 def installed() -> bool:
-    return signal.getsignal(signal.SIGINT) is _handler
+    return _signal.getsignal(_signal.SIGINT) is _handler
+
+
+def _unraisable(hook):
+    def quiet(unraisable) -> None:
+        if _pressed and unraisable.exc_type is Interrupted:
+            return  # the press is recorded: the entry point exits 130 with one line
+        hook(unraisable)
+    return quiet
+
+
+def quiet_swallowed_presses() -> None:
+    """A press raised inside a weakref callback or __del__ ("Exception ignored in ...") prints no traceback.
+
+    Console script only: in-process callers (tests) keep their own sys.unraisablehook.
+    """
+    sys.unraisablehook = _unraisable(sys.unraisablehook)
 
 
 def interrupted() -> bool:

@@ -6,9 +6,12 @@ each, and counts the outcomes by who handled the signal:
 - ``killed``      no output, killed by SIGINT (returncode -2; a shell shows 130): before CPython installs
                   its own handler;
 - ``killed-at-exit`` the same after the command printed its output: CPython's shutdown (handlers reset);
-- ``cpython-1``   exit 1, "Fatal Python error: init_..." : CPython's own startup (streams, site import);
-- ``cpython-ign`` "Exception ignored ... KeyboardInterrupt" and the command ran on: CPython's startup;
-- ``kbd-tb``      killed by SIGINT with a KeyboardInterrupt traceback: after site, before auditq.entry.main;
+- ``cpython-1``   exit 1, "Fatal Python error: init_..." or "failed to set __main__.__loader__": CPython's own
+                  startup (streams, site import, the script's loader);
+- ``cpython-ign`` a KeyboardInterrupt CPython's startup ignored ("Exception ignored", "Failed checking if
+                  argv[0] is an import path entry") and the command ran on;
+- ``kbd-tb``      killed by SIGINT with a KeyboardInterrupt traceback from importlib looking for the auditq
+                  package: after site, before any auditq code (``kbd-tb-in-auditq``: inside auditq's code);
 - ``auditq-130``  exit 130 with auditq's one line: auditq.entry's handler;
 - ``done``        the command finished before the signal arrived; anything else is printed in full.
 
@@ -31,17 +34,21 @@ from pathlib import Path
 DELAYS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2, 0.3)
 
 
+CPYTHON_STARTUP = ("Fatal Python error: init_", "failed to set __main__.__loader__")
+
+
 def classify(code: int, out: str, err: str) -> str:
     if code == 130 and err.strip() == "auditq: interrupted; nothing was written":
         return "auditq-130"
     if code == -signal.SIGINT and not err.strip():
         return "killed-at-exit" if out.strip() else "killed"
-    if code == 1 and "Fatal Python error: init_" in err:
+    if code == 1 and any(m in err for m in CPYTHON_STARTUP):
         return "cpython-1"
-    if "Exception ignored" in err and "KeyboardInterrupt" in err and code == 0:
+    if code == 0 and "KeyboardInterrupt" in err and ("Exception ignored" in err or "Failed checking" in err):
         return "cpython-ign"
     if code == -signal.SIGINT and err.rstrip().endswith("KeyboardInterrupt"):
-        return "kbd-tb"
+        in_auditq = any("/auditq/" in line for line in err.splitlines() if line.strip().startswith("File"))
+        return "kbd-tb-in-auditq" if in_auditq else "kbd-tb"
     if code == 0 and not err.strip():
         return "done"
     return f"OTHER rc={code}"
