@@ -13,9 +13,16 @@ initialises its streams and imports site; from site's end to this import, a Keyb
 (killed by SIGINT). README "Reports and exit codes" has the measured windows (bench/bench_sigint.py).
 """
 
-from auditq import interrupt
+import _signal  # the builtin: a press from the next line on is only recorded (auditq.interrupt takes over below)
+
+_early: list[int] = []
+_signal.signal(_signal.SIGINT, lambda signum, frame: _early.append(signum))
+
+from auditq import interrupt  # noqa: E402
 
 interrupt.install(raising=False)  # a press before main's try block is recorded; main then exits 130
+if _early:
+    interrupt.record_press()
 interrupt.quiet_swallowed_presses()
 
 from auditq.interrupt import EXIT_INTERRUPTED, Interrupted, interrupted  # noqa: E402 - re-exported, after install

@@ -53,6 +53,12 @@ def _handler(signum, frame) -> None:
         raise Interrupted()
 
 
+def record_press() -> None:
+    """A press the entry point caught before this module's handler was installed."""
+    global _pressed
+    _pressed = True
+
+
 def install(raising: bool = True) -> None:
     """Route Ctrl-C here; `raising` False: record a press without raising (until install() is called again)."""
     global _raising

@@ -16,13 +16,14 @@ each, and counts the outcomes by who handled the signal:
 - ``done``        the command finished before the signal arrived; anything else is printed in full.
 
 Also prints how long CPython's `import site` and `import auditq.entry` take here (python -X importtime).
-Usage: python3 bench/bench_sigint.py [--repeats 10]
+Usage: python3 bench/bench_sigint.py [--repeats 10] [--random 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import random
 import re
 import shutil
 import signal
@@ -61,9 +62,18 @@ def import_ms(code: str, module: str) -> float:
     return max(times) / 1000 if times else float("nan")
 
 
+def run_once(auditq: str, delay: float) -> tuple[str, str]:
+    proc = subprocess.Popen([auditq, "version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return classify(proc.returncode, out, err), err
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--random", type=int, default=200, help="then this many runs at uniform random delays 0-300 ms")
     args = parser.parse_args()
     auditq = shutil.which("auditq") or str(Path(sys.executable).parent / "auditq")
     print(f"import site: {import_ms('pass', 'site'):.1f} ms; import auditq.entry: "
@@ -73,17 +83,20 @@ def main() -> None:
     for delay in DELAYS:
         counts: collections.Counter[str] = collections.Counter()
         for _ in range(args.repeats):
-            proc = subprocess.Popen([auditq, "version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(delay)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
-            kind = classify(proc.returncode, out, err)
+            kind, err = run_once(auditq, delay)
             counts[kind] += 1
-            if kind.startswith("OTHER"):
-                others.append((delay, proc.returncode, err[-800:]))
+            if kind.startswith("OTHER") or kind == "kbd-tb-in-auditq":
+                others.append((delay, kind, err[-800:]))
         print(f"{delay * 1000:6.0f} ms  " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    rng, counts = random.Random(0), collections.Counter()
+    for _ in range(args.random):
+        kind, err = run_once(auditq, rng.uniform(0.0, 0.3))
+        counts[kind] += 1
+        if kind.startswith("OTHER") or kind == "kbd-tb-in-auditq":
+            others.append(("random", kind, err[-800:]))
+    print(f"{args.random} runs at random delays 0-300 ms: " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items())))
     for delay, code, err in others:
-        print(f"--- other outcome at {delay * 1000:.0f} ms, rc {code}:\n{err}")
+        print(f"--- {code} at {delay if isinstance(delay, str) else f'{delay * 1000:.0f} ms'}:\n{err}")
 
 
 if __name__ == "__main__":
