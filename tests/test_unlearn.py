@@ -192,3 +192,28 @@ def test_bad_config_and_mask_are_refused():
     model = tiny_model()
     with pytest.raises(KeyError):
         U.unlearn(model, CharTokenizer(), FORGET, RETAIN, U.UnlearnConfig(max_steps=1), trainable={"nope": True})
+
+
+def test_focused_batches_without_focus_is_the_plain_stream():
+    import random
+
+    seqs = [[i, i + 1] for i in range(7)]
+    plain = U.batches(seqs, 3, 0, random.Random(5))
+    focused = U.focused_batches(seqs, 3, 0, random.Random(5), focus=lambda: None)
+    for _ in range(10):
+        assert torch.equal(next(plain).ids, next(focused).ids)
+
+
+def test_focused_batches_draw_only_the_named_sequences_and_follow_changes():
+    import random
+
+    seqs = [[i] for i in range(10)]
+    chosen = {"now": [2, 7]}
+    stream = U.focused_batches(seqs, 4, -1, random.Random(0), focus=lambda: chosen["now"])
+    seen = {int(v) for _ in range(5) for v in next(stream).ids.ravel()}
+    assert seen == {2, 7}
+    chosen["now"] = [4]
+    assert next(stream).ids.ravel().tolist() == [4]
+    chosen["now"] = []  # nothing left to focus on: the whole set again
+    seen = {int(v) for _ in range(6) for v in next(stream).ids.ravel()}
+    assert seen == set(range(10))
