@@ -6,10 +6,14 @@ those already forgotten. On the demo, forget texts reached the retrain model's M
 (step 157) the forget texts looked LESS likely than never-seen text: PrivLeak +7.6, an over-unlearning
 (MUSE: a privacy leak of its own) that the re-check could not clear. So once the PrivLeak estimate has
 reached its target, the ascent is restricted to the records the gate still finds memorised, for the
-metrics whose retention check does not PASS yet: a forget QA pair whose KnowMem ROUGE-L, or a forget
-text whose VerbMem ROUGE-L, is above base's holdout mean (the same non-member floor retention uses).
-Records already at the floor are no longer pushed below it. With nothing left to focus on, the full
-forget set is used again (the stop rule's memorisation test decides, never this selection).
+metrics whose retention check did not PASS when the focus began: a forget QA pair whose KnowMem
+ROUGE-L, or a forget text whose VerbMem ROUGE-L, is above base's holdout mean (the same non-member
+floor retention uses). Records already at the floor are no longer pushed below it, and AdamW's
+running mean is reset when the selection changes (`auditq.unlearn.unlearn`), else ~10 more steps
+follow the whole set's gradient. The stop rule then also waits until no such record is left: a
+record only just below the floor at fp can come back at rtn4 (measured on the demo: the gate met at
+fp with one answer half given, KnowMem retention at rtn4 INCONCLUSIVE). Below the PrivLeak target the
+full forget set is used again.
 """
 
 from __future__ import annotations
@@ -29,17 +33,21 @@ def training_record_ids(suite: Suite, split: str = "forget") -> list[tuple[str, 
     return [("texts", r.id) for r in part.texts] + [("qa", r.id) for r in part.qa]
 
 
-def still_memorised(current_outputs: Mapping, base_outputs: Mapping, checks: Mapping) -> dict[str, set[str]]:
-    """{part: record ids} scoring above base's holdout floor, for each metric whose check is not a PASS.
+def unmet(checks: Mapping) -> set[str]:
+    """Metrics whose fp forget-retention check (`ForgetGate.check`) is not met yet."""
+    return {metric for metric, check in checks.items()
+            if not (check.verdict == PASS or "nothing to retain" in (check.message or ""))}
+
+
+def still_memorised(current_outputs: Mapping, base_outputs: Mapping, metrics) -> dict[str, set[str]]:
+    """{part: record ids} scoring above base's holdout floor, for each of `metrics` ('knowmem', 'verbmem').
 
     `current_outputs` / `base_outputs`: {'knowmem': ProbeOutput, 'verbmem': ProbeOutput} at fp (a
-    `Measurement.outputs`); `checks`: {metric: CheckResult} from `ForgetGate.check`.
+    `Measurement.outputs`).
     """
     remaining: dict[str, set[str]] = {"texts": set(), "qa": set()}
-    for metric, part in _PROBE_PART.items():
-        check = checks.get(metric)
-        if check is None or check.verdict == PASS or "nothing to retain" in (check.message or ""):
-            continue  # met (as ForgetGate.check counts it)
+    for metric in sorted(metrics):
+        part = _PROBE_PART[metric]
         current, base = current_outputs.get(metric), base_outputs.get(metric)
         if current is None or base is None:
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from auditq.probes.base import ProbeOutput, Sample
-from auditq.remediate.focus import focus_indices, still_memorised, training_record_ids
+from auditq.remediate.focus import focus_indices, still_memorised, training_record_ids, unmet
 from auditq.remediate.sure import training_texts
 from auditq.report.model import CheckResult
 
@@ -25,14 +25,13 @@ def test_only_records_above_base_holdout_floor_of_unmet_metrics_remain():
             "verbmem": output("verbmem", {"t1": 1, "t2": 1}, {"h1": 0.3, "h2": 0.3})}           # floor 0.3
     current = {"knowmem": output("knowmem", {"q1": 0.0, "q2": 0.5, "q3": 0.1}, {}),
                "verbmem": output("verbmem", {"t1": 0.9, "t2": 0.1}, {})}
-    # KnowMem not met: q2 is above the floor, q3 at it (not above), q1 forgotten; VerbMem PASSes: nothing
-    remaining = still_memorised(current, base, {"knowmem": check("INCONCLUSIVE"), "verbmem": check("PASS")})
-    assert remaining == {"qa": {"q2"}, "texts": set()}
-    remaining = still_memorised(current, base, {"knowmem": check("FAIL"), "verbmem": check("FAIL")})
-    assert remaining == {"qa": {"q2"}, "texts": {"t1"}}
+    # KnowMem not met: q2 is above the floor, q3 at it (not above), q1 forgotten; VerbMem PASSes: not focused
+    checks = {"knowmem": check("INCONCLUSIVE"), "verbmem": check("PASS")}
+    assert unmet(checks) == {"knowmem"}
+    assert still_memorised(current, base, unmet(checks)) == {"qa": {"q2"}, "texts": set()}
+    assert still_memorised(current, base, {"knowmem", "verbmem"}) == {"qa": {"q2"}, "texts": {"t1"}}
     # a metric with nothing to retain counts as met, as in ForgetGate.check
-    assert still_memorised(current, base, {"knowmem": check("UNKNOWN", "nothing to retain: ..."),
-                                           "verbmem": check("PASS")}) == {"qa": set(), "texts": set()}
+    assert unmet({"knowmem": check("UNKNOWN", "nothing to retain: ..."), "verbmem": check("FAIL")}) == {"verbmem"}
 
 
 def test_focus_indices_follow_the_training_corpus_order(tiny):
