@@ -12,8 +12,9 @@ floor retention uses). Records already at the floor are no longer pushed below i
 running mean is reset when the selection changes (`auditq.unlearn.unlearn`), else ~10 more steps
 follow the whole set's gradient. The stop rule then also waits until no such record is left: a
 record only just below the floor at fp can come back at rtn4 (measured on the demo: the gate met at
-fp with one answer half given, KnowMem retention at rtn4 INCONCLUSIVE). Below the PrivLeak target the
-full forget set is used again.
+fp with one answer half given, KnowMem retention at rtn4 INCONCLUSIVE). If the PrivLeak estimate falls
+more than `auditq.remediate.sure.FOCUS_HYSTERESIS` points below its target, the full forget set is used
+again.
 """
 
 from __future__ import annotations

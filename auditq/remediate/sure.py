@@ -342,10 +342,10 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
         return met and not any(state["remaining"].values())
 
     def stop(reason: str, reached: bool) -> bool:
-        if result.focus_log:
-            step, n = result.focus_log[-1]
-            reason += (f"; from step {step} the forget loss used only the {n} forget text(s) still above the "
-                       f"non-member floor" if n < len(record_ids) else "")
+        focused = [(at, n) for at, n in result.focus_log if n < len(record_ids)]
+        if focused:
+            reason += (f"; from step {focused[0][0]} the forget loss used only the forget texts still above the "
+                       f"non-member floor ({focused[0][1]} at first)")
         result.stop_reason, result.reached = reason, reached
         return True
 

@@ -46,8 +46,9 @@ def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monk
         failing += [(fmt, name, checks[fmt][name]) for name in expected_pass if checks[fmt][name]["verdict"] != "PASS"]
     assert not failing, failing
     # the demo goes FAIL (tests/test_demo_e2e.py, exit 1) -> remediate -> PASS everywhere, exit 0, without
-    # --allow-inconclusive. Measured: PrivLeak +3.8 [-7.9, +18.4] at fp; before the ascent stopped pushing
-    # already forgotten records (auditq/remediate/focus.py) it was +7.6 [-4.1, +22.7], INCONCLUSIVE
+    # --allow-inconclusive. Measured: PrivLeak +0.7 [-10.9, +15.9] at fp, -1.6 [-13.3, +13.2] at rtn4; before the
+    # ascent stopped pushing already forgotten records (auditq/remediate/focus.py) it was +7.6 [-4.1, +22.7] at
+    # fp, INCONCLUSIVE (over-unlearned: forget text less likely than never-seen text)
     assert (record["recheck"]["verdict"], record["recheck"]["exit_code"], code) == ("PASS", 0, 0)
     # the membership signal reached the reference before the last answers were gone: the focus engaged
     assert record["training"]["focus"], record["training"]["stop_reason"]
