@@ -118,6 +118,34 @@ def batches(seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int, rng: ra
             yield make_batch([seqs[i] for i in order[start:start + batch_size]], pad_id, device)
 
 
+def focused_batches(seqs: Sequence[Sequence[int]], batch_size: int, pad_id: int, rng: random.Random,
+                    device: torch.device | str = "cpu",
+                    focus: Callable[[], Sequence[int] | None] | None = None) -> Iterator[Batch]:
+    """`batches` over the subset of `seqs` that `focus()` names, asked again before every batch.
+
+    None (or an empty subset) means every sequence; then the stream is exactly `batches`' (same rng
+    calls). A changed subset starts a new shuffled pass over it. Why: the remediation stops ascending
+    on records that are already forgotten (auditq.remediate.focus).
+    """
+    if focus is None:
+        yield from batches(seqs, batch_size, pad_id, rng, device)
+        return
+    everything = tuple(range(len(seqs)))
+    current: tuple[int, ...] | None = None
+    order: list[int] = []
+    pos = 0
+    while True:
+        chosen = focus()
+        chosen = tuple(sorted(set(chosen))) if chosen else everything
+        if chosen != current:
+            current, order, pos = chosen, list(chosen), len(chosen)
+        if pos >= len(order):
+            rng.shuffle(order)
+            pos = 0
+        yield make_batch([seqs[i] for i in order[pos:pos + batch_size]], pad_id, device)
+        pos += batch_size
+
+
 # ---------------------------------------------------------------------------- losses
 
 def _shifted(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -246,7 +274,8 @@ def unlearn(model, tokenizer, forget_texts: Sequence[str], retain_texts: Sequenc
             trainable: Mapping[str, torch.Tensor | bool] | None = None,
             after_step: Callable[[int, torch.nn.Module], None] | None = None,
             should_stop: Callable[[int], bool] | None = None,
-            progress: Callable[[StepLog], None] | None = None) -> UnlearnResult:
+            progress: Callable[[StepLog], None] | None = None,
+            forget_focus: Callable[[], Sequence[int] | None] | None = None) -> UnlearnResult:
     """Unlearn `forget_texts` in place with AdamW; returns the step history.
 
     trainable:  None trains every parameter that requires grad; otherwise {name: bool
@@ -257,6 +286,10 @@ def unlearn(model, tokenizer, forget_texts: Sequence[str], retain_texts: Sequenc
                 projection); masked-out entries are restored after it.
     should_stop: called with the number of completed steps; True ends the run.
     progress:   called with each step's StepLog.
+    forget_focus: called before every forget batch; the indices into `forget_texts` to draw from
+                (None: all of them, the default stream; see `focused_batches`). When the selection
+                changes, AdamW's first moments are zeroed: otherwise ~10 more steps follow the old
+                selection's gradient (β1 = 0.9).
     A frozen copy of the model is made as the reference when NPO or KLR needs one.
     """
     if not forget_texts:
@@ -265,7 +298,8 @@ def unlearn(model, tokenizer, forget_texts: Sequence[str], retain_texts: Sequenc
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     rng = random.Random(config.seed)
     torch.manual_seed(config.seed)
-    forget_stream = batches(encode_texts(tokenizer, forget_texts, config.max_length), config.batch_size, pad, rng, device)
+    forget_stream = focused_batches(encode_texts(tokenizer, forget_texts, config.max_length), config.batch_size, pad,
+                                    rng, device, forget_focus)
     use_retain = config.retain_loss != "none" and config.retain_weight != 0 and len(retain_texts) > 0
     retain_stream = (batches(encode_texts(tokenizer, retain_texts, config.max_length), config.retain_batch_size,
                              pad, rng, device) if use_retain else None)
@@ -283,8 +317,15 @@ def unlearn(model, tokenizer, forget_texts: Sequence[str], retain_texts: Sequenc
     history: list[StepLog] = []
     start = time.perf_counter()
     stopped = False
+    focus_now = None
     try:
         for step in range(1, config.max_steps + 1):
+            if forget_focus is not None:
+                chosen = forget_focus()
+                chosen = tuple(sorted(set(chosen))) if chosen else None
+                if chosen != focus_now:
+                    _reset_momentum(optimizer)  # a new objective: AdamW's running mean is the old one's gradient
+                focus_now = chosen
             f_loss = forget_term(config, model, reference, next(forget_stream))
             loss = config.forget_weight * f_loss
             r_loss = torch.zeros(())
@@ -312,6 +353,13 @@ def unlearn(model, tokenizer, forget_texts: Sequence[str], retain_texts: Sequenc
         model.train(was_training)
         optimizer.zero_grad(set_to_none=True)
     return UnlearnResult(len(history), stopped, tuple(history), time.perf_counter() - start)
+
+
+def _reset_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """Zero AdamW's first moments (the second moments, i.e. the step sizes, are kept)."""
+    for state in optimizer.state.values():
+        if "exp_avg" in state:
+            state["exp_avg"].zero_()
 
 
 # ---------------------------------------------------------------------------- RTN-cell projection

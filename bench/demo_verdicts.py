@@ -13,24 +13,15 @@ the templated part of the demo suite (bios and their QA, no prose). Asserts noth
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-
-def bios_only(suite: Path, out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("forget", "retain", "holdout"):
-        lines = [line for line in (suite / f"{name}.jsonl").read_text().splitlines()
-                 if "-passage-" not in json.loads(line)["id"]]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    for name in ("suite.toml", "calibration.txt"):
-        shutil.copy(suite / name, out / name)
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from demo_suites import bios_only  # noqa: E402  (one copy of the suite variants, shared with the e2e tests)
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from auditq.cli import main
+from demo_suites import bios_only
 
 pytestmark = pytest.mark.slow
 
@@ -86,24 +86,12 @@ def test_model_trained_without_the_forget_set_passes_without_retrain(demo_models
             f for f in report["formats"] if f["format"] == fmt)["roles"].values())
 
 
-def _bios_only(suite: Path, out: Path) -> Path:
-    """The demo suite cut down to its templated part: bios (and their QA), no prose."""
-    out.mkdir()
-    for name in ("forget", "retain", "holdout"):
-        lines = [line for line in (suite / f"{name}.jsonl").read_text().splitlines()
-                 if "-passage-" not in json.loads(line)["id"]]
-        (out / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    for name in ("suite.toml", "calibration.txt"):
-        shutil.copy(suite / name, out / name)
-    return out
-
-
 def test_never_trained_model_passes_on_templated_records_where_the_raw_ratio_fails(
         demo_models, monkeypatch, capsys, tmp_path):
     """On bios only (every bio repeats the same phrases) a continuation of ANY bio overlaps the truth: the raw
     ratio unlearned/base of a model that never saw the forget set stays above 0.25 (the old rule's FAIL); the
     retention against the holdout floor is ~0 (PASS)."""
-    suite = _bios_only(demo_models.suite, tmp_path / "bios")
+    suite = bios_only(demo_models.suite, tmp_path / "bios")
     _, _, checks, _ = audit(monkeypatch, capsys, tmp_path, demo_models, "retrain", "-f", "fp", retrain=False,
                             suite=suite)
     verbmem = checks[("fp", "forget_retention.verbmem")]

@@ -192,3 +192,57 @@ def test_bad_config_and_mask_are_refused():
     model = tiny_model()
     with pytest.raises(KeyError):
         U.unlearn(model, CharTokenizer(), FORGET, RETAIN, U.UnlearnConfig(max_steps=1), trainable={"nope": True})
+
+
+def test_focused_batches_without_focus_is_the_plain_stream():
+    import random
+
+    seqs = [[i, i + 1] for i in range(7)]
+    plain = U.batches(seqs, 3, 0, random.Random(5))
+    focused = U.focused_batches(seqs, 3, 0, random.Random(5), focus=lambda: None)
+    for _ in range(10):
+        assert torch.equal(next(plain).ids, next(focused).ids)
+
+
+def test_focused_batches_draw_only_the_named_sequences_and_follow_changes():
+    import random
+
+    seqs = [[i] for i in range(10)]
+    chosen = {"now": [2, 7]}
+    stream = U.focused_batches(seqs, 4, -1, random.Random(0), focus=lambda: chosen["now"])
+    seen = {int(v) for _ in range(5) for v in next(stream).ids.ravel()}
+    assert seen == {2, 7}
+    chosen["now"] = [4]
+    assert next(stream).ids.ravel().tolist() == [4]
+    chosen["now"] = []  # nothing left to focus on: the whole set again
+    seen = {int(v) for _ in range(6) for v in next(stream).ids.ravel()}
+    assert seen == set(range(10))
+
+
+def test_a_changed_forget_focus_restarts_adamw_momentum(monkeypatch):
+    """A constant focus (None) is the unfocused run bit for bit; when the focus changes, AdamW's first moments
+    are zeroed, so the next step no longer follows the old selection's gradient at full size."""
+    config = U.UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=6, batch_size=3, seed=0)
+
+    def run(focus_from: int | None):
+        model = tiny_model()
+        done = {"steps": 0}
+        snaps = []
+
+        def after(step, m):
+            done["steps"] = step
+            snaps.append(m.lm_head.weight.detach().clone())
+
+        focus = None if focus_from is None else (lambda: [0] if done["steps"] >= focus_from else None)
+        U.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, after_step=after, forget_focus=focus)
+        return snaps
+
+    plain, never = run(None), run(99)
+    assert all(torch.equal(a, b) for a, b in zip(plain, never))
+    switched = run(5)
+    reset_step = (switched[5] - switched[4]).abs().mean()
+    monkeypatch.setattr(U, "_reset_momentum", lambda optimizer: None)
+    kept = run(5)
+    assert torch.equal(kept[4], switched[4])
+    kept_step = (kept[5] - kept[4]).abs().mean()
+    assert reset_step < 0.6 * kept_step, (float(reset_step), float(kept_step))

@@ -122,7 +122,8 @@ def print_plan(console: Console, plan, mask, gate, n_params: int, retrain: Optio
         f"original) at fp; stop once {gate.describe()}"
         + (f"; then measure Min-K% AUC (forget vs holdout) after every step and stop once the estimated PrivLeak "
            f"(MUSE's sign, negative = under-unlearned) against AUC_ref {reference_auc:.3f} is ≥ "
-           f"{plan.privleak_target:+g}%" if math.isfinite(plan.privleak_target)
+           f"{plan.privleak_target:+g}% (from then on, while a retention is unmet, the forget loss uses only "
+           f"the forget records still above the non-member floor)" if math.isfinite(plan.privleak_target)
            else "") + (f"; or once it rises to {plan.privleak_ceiling:+g}% (over-forgetting)"
                        if math.isfinite(plan.privleak_target) else "") + f"; or after {plan.steps} steps\n"
         f"  then re-check against BASE in {', '.join(formats)}"
@@ -227,6 +228,7 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
                          "stop_rule": {"memorisation": gate.describe(), "reference_auc": reference_auc,
                                        "privleak_target": plan.privleak_target,
                                        "privleak_ceiling": plan.privleak_ceiling},
+                         "focus": [{"step": step, "forget_texts": n} for step, n in result.focus_log],
                          "seconds": round(result.seconds, 2), "saliency_seconds": round(result.saliency_seconds, 2),
                          "base_fp": _measure_dict(base_measure),
                          "history": [_measure_dict(m) for m in result.history],

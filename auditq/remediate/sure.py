@@ -24,11 +24,15 @@ from typing import Callable
 import torch
 
 from auditq.probes.base import ProbeSettings
+from auditq.remediate.focus import focus_indices, still_memorised, training_record_ids, unmet
 from auditq.remediate.saliency import GRANULARITIES, SaliencyMask, compute_saliency, saliency_mask
 from auditq.suite import Suite
 from auditq.unlearn import FORGET_LOSSES, StepLog, UnlearnConfig, UnlearnResult, linear_weights, unlearn
 
 METHODS = ("sure", "ga", "npo")
+#: once focused, the PrivLeak estimate (points) may dip this far below its target before the ascent goes back
+#: to the whole forget set: the focused steps move it by ±0.3 on the demo, and each switch restarts AdamW's mean
+FOCUS_HYSTERESIS = 5.0
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,8 @@ class RemediationResult:
     stop_reason: str = ""
     reached: bool = False
     gate: object = None
+    #: (step, number of forget training texts) each time the ascent's focus changed (auditq.remediate.focus)
+    focus_log: list[tuple[int, int]] = field(default_factory=list)
     seconds: float = 0.0
     saliency_seconds: float = 0.0
 
@@ -297,6 +303,11 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
     3. or, at any measurement, once the PrivLeak estimate rises to `plan.privleak_ceiling` (over-forgetting:
        further ascent would only push it further from the reference);
     4. or the step budget ends.
+
+    Focus: while the PrivLeak estimate is at or above its target but a retention is not met yet, the
+    forget loss is computed only on the records still above the non-member floor for the unmet metrics
+    (`auditq.remediate.focus`), so finishing the last answers does not push the already forgotten texts
+    below never-seen text; below the target, every forget text is used.
     """
     start = time.perf_counter()
     torch.manual_seed(plan.seed)
@@ -313,7 +324,8 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
         gate = ForgetGate(AuditConfig(), plan.seed, base, None, plan.target, plan.headroom)
     result.gate = gate
     use_mia = math.isfinite(plan.privleak_target)
-    state = {"forgotten": False, "watch": False}
+    state: dict = {"forgotten": False, "watch": False, "focus": None, "focus_metrics": set(), "remaining": {}}
+    record_ids = training_record_ids(suite, "forget")
     base_leak = privleak_estimate(base.mia_auc, reference_auc)
     # watch closely (MIA after every step) once the estimate is within this of the reference
     watch_level = min(-abs(plan.privleak_ceiling), base_leak / 2 if math.isfinite(base_leak) else 0.0)
@@ -321,13 +333,33 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
     from auditq.remediate.stop import summary
 
     def memorisation_met(current: Measurement) -> bool:
+        """The gate's test at fp, and, once a focus began, no focused metric's record above the floor."""
         met, checks = gate.check(current)
         state["checks"] = checks
-        return met
+        if use_mia and privleak_estimate(current.mia_auc, reference_auc) >= plan.privleak_target:
+            state["focus_metrics"] |= unmet(checks)
+        state["remaining"] = still_memorised(current.outputs or {}, base.outputs or {}, state["focus_metrics"])
+        return met and not any(state["remaining"].values())
 
     def stop(reason: str, reached: bool) -> bool:
+        focused = [(at, n) for at, n in result.focus_log if n < len(record_ids)]
+        if focused:
+            reason += (f"; from step {focused[0][0]} the forget loss used only the forget texts still above the "
+                       f"non-member floor ({focused[0][1]} at first)")
         result.stop_reason, result.reached = reason, reached
         return True
+
+    def refocus(current: Measurement, full: bool) -> None:
+        """Ascend only on what is still memorised once membership inference is at its target."""
+        focus = state["focus"]
+        leak = privleak_estimate(current.mia_auc, reference_auc)
+        if leak < plan.privleak_target - (FOCUS_HYSTERESIS if state["focus_metrics"] else 0.0):
+            focus = None
+        elif full:
+            focus = focus_indices(record_ids, state["remaining"]) or None
+        if focus != state["focus"]:
+            result.focus_log.append((current.step, len(focus) if focus else len(record_ids)))
+        state["focus"] = focus
 
     def should_stop(step: int) -> bool:
         full = step % plan.check_every == 0 or step == plan.steps
@@ -344,6 +376,8 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
             on_measure(current)
         if full:
             state["forgotten"] = memorisation_met(current)
+        if use_mia:
+            refocus(current, full)
         forget_text = "forget retention at fp " + summary(state.get("checks") or {})
         if not use_mia:
             return stop(f"target reached after {step} steps: {forget_text}", True) if state["forgotten"] else False
@@ -359,7 +393,8 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
 
     config = plan.unlearn_config()
     result.unlearn = unlearn(model, tokenizer, training_texts(suite, "forget"), training_texts(suite, "retain"),
-                             config, trainable=mask.trainable, should_stop=should_stop, progress=on_step)
+                             config, trainable=mask.trainable, should_stop=should_stop, progress=on_step,
+                             forget_focus=lambda: state["focus"])
     if result.history and result.history[-1].knowmem_forget is None:  # end on a full measurement
         last = monitor.measure(model, result.unlearn.steps, memorisation=True, mia=use_mia)
         result.history[-1] = last

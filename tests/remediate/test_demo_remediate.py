@@ -40,22 +40,18 @@ def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monk
 
     failing = []
     for fmt in FORMATS:
-        expected_pass = ["forget_retention.verbmem", "forget_retention.knowmem", "utility"]
+        expected_pass = ["forget_retention.verbmem", "forget_retention.knowmem", "privleak", "utility"]
         if fmt != "fp":
             expected_pass += ["recovery.verbmem", "recovery.knowmem"]
         failing += [(fmt, name, checks[fmt][name]) for name in expected_pass if checks[fmt][name]["verdict"] != "PASS"]
-        # PrivLeak never FAILs. Measured on the merged main: +7.6 [-4.1, +22.7] at fp and rtn8, INCONCLUSIVE
-        # (the interval reaches past the +20 over-unlearning bound even with 133 vs 133 texts)
-        if checks[fmt]["privleak"]["verdict"] not in ("PASS", "INCONCLUSIVE"):
-            failing.append((fmt, "privleak", checks[fmt]["privleak"]))
     assert not failing, failing
-    # the demo goes FAIL (tests/test_demo_e2e.py) -> remediate -> no FAIL anywhere; the gate's exit code follows
-    # its verdict: 0 only when every gating check PASSes, 1 (INCONCLUSIVE) otherwise, never 3
-    verdicts = {c["verdict"] for fmt in FORMATS for c in checks[fmt].values()}
-    assert "FAIL" not in verdicts and "UNKNOWN" not in verdicts
-    expected = ("PASS", 0) if verdicts <= {"PASS"} else ("INCONCLUSIVE", 1)
-    assert (record["recheck"]["verdict"], record["recheck"]["exit_code"]) == expected
-    assert code == record["recheck"]["exit_code"]
+    # the demo goes FAIL (tests/test_demo_e2e.py, exit 1) -> remediate -> PASS everywhere, exit 0, without
+    # --allow-inconclusive. Measured: PrivLeak +0.7 [-10.9, +15.9] at fp, -1.6 [-13.3, +13.2] at rtn4; before the
+    # ascent stopped pushing already forgotten records (auditq/remediate/focus.py) it was +7.6 [-4.1, +22.7] at
+    # fp, INCONCLUSIVE (over-unlearned: forget text less likely than never-seen text)
+    assert (record["recheck"]["verdict"], record["recheck"]["exit_code"], code) == ("PASS", 0, 0)
+    # the membership signal reached the reference before the last answers were gone: the focus engaged
+    assert record["training"]["focus"], record["training"]["stop_reason"]
 
     # θ_u = θ_o + m ⊙ Δθ: exactly the masked tensors changed, every other stored tensor is bit-identical
     diff = weight_diff(models.base, new)
