@@ -22,6 +22,10 @@ class ModelView:
     def __init__(self, checkpoint, model) -> None:
         self._checkpoint = checkpoint
         self.model = model
+        #: the checkpoint's files are the truth for this model only if it is the checkpoint's own model
+        #: (a stacked part on top of RTN); a bnb/GPTQ model built from it restores by cloning (auditq.weights)
+        self.weights_from_files = bool(getattr(checkpoint, "weights_from_files", False)) and \
+            model is getattr(checkpoint, "_model", None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._checkpoint, name)
