@@ -288,9 +288,39 @@ def quantize_with_gptqmodel(source: Path, out: Path, request: QuantizeRequest, t
         qc = model.quantize_config
         info["act_group_aware"] = bool(getattr(qc, "act_group_aware", False))
         info["engine_log"] = str(log_path)
+        drop_weights(model)
         del model
+    drop_engine_tracebacks()
     shutil.rmtree(Path(workdir).resolve() / "offload", ignore_errors=True)  # a full copy of the layers, on disk
     return info
+
+
+def drop_weights(wrapper) -> None:
+    """Free the quantize-time model's tensors now (moved to the meta device, no storage).
+
+    GPTQModel 7.6's module looper stays reachable from a closure after quantize() returns, and with
+    it the whole model it quantized: without this that copy lives until the next quantization.
+    """
+    inner = getattr(wrapper, "model", None)
+    if isinstance(inner, torch.nn.Module):
+        try:
+            inner.to("meta")
+        except Exception:  # noqa: BLE001 - best effort; the model is saved already
+            pass
+
+
+def drop_engine_tracebacks() -> None:
+    """Let the quantize-time model go: GPTQModel raises one module-level StopForward instance to cut
+    its calibration forward passes short, and that instance keeps the last traceback, whose frames
+    hold the whole model it quantized (a second model alive until the next quantization)."""
+    import sys
+
+    hooked = sys.modules.get("gptqmodel.nn_modules.hooked_linear")
+    stop = getattr(hooked, "STOP_FORWARD_EXCEPTION", None)
+    if isinstance(stop, BaseException):
+        stop.__traceback__ = None
+        stop.__context__ = stop.__cause__ = None
+    release_memory()
 
 
 @contextlib.contextmanager
@@ -485,6 +515,7 @@ class GPTQModelFormat:
     """
 
     method = "gptq"
+    needs_resident = False  # GPTQModel builds its own models: the resident copy is freed first
 
     def _request(self, group_size: int, device: str, seed: int) -> QuantizeRequest:  # pragma: no cover
         raise NotImplementedError
@@ -495,13 +526,18 @@ class GPTQModelFormat:
         if ctx.workdir is None:
             raise MeasurementError(f"{self.name} needs a scratch directory (FormatContext.workdir)")
         require_gptqmodel(ctx.workdir)
+        from auditq.formats.resident import free_resident, structure
+
         device = pick_device(ctx)
-        group_size = self.options.group_size or default_group_size(checkpoint.model)
-        check_group_size(checkpoint.model, group_size, self.name)
+        shapes = structure(checkpoint)  # layer widths only: no weights read
+        group_size = self.options.group_size or default_group_size(shapes)
+        check_group_size(shapes, group_size, self.name)
+        del shapes
         texts, calibration = require_calibration(ctx, checkpoint.tokenizer, self.name)
         start = time.perf_counter()
         source = saved_source(checkpoint, ctx.workdir)
         save_source_s = time.perf_counter() - start
+        free_resident(checkpoint)  # GPTQModel loads the saved copy itself: one model at a time
         out = Path(ctx.workdir) / "gptqmodel" / checkpoint_key(checkpoint) / slug(self.name)
         request = self._request(group_size, device, ctx.seed)
         try:

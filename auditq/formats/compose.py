@@ -38,6 +38,10 @@ class Stack(Format):
         super().__init__(spec)
         self.parts = parts
 
+    @property
+    def needs_resident(self) -> bool:  # type: ignore[override] - the first part decides
+        return getattr(self.parts[0], "needs_resident", True)
+
     @classmethod
     def parse(cls, spec: FormatSpec) -> "Stack":  # built by make_stack
         raise InputError(f"format {spec.raw!r}: build stacks with make_format")

@@ -77,6 +77,7 @@ from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpe
 from auditq.loading import sha256_file
 from auditq.formats.gguf.convert import INSTALL_HINT, UnsupportedModel, cached_f32_conversion, require_gguf
 from auditq.formats.gguf.quantize import QUANT_TYPES, describe_gguf, quantize_gguf, read_metadata, require_llama_cpp
+from auditq.formats.resident import free_resident, structure
 
 __all__ = ["ArtifactMissing", "GGUFArtifact", "GGUFFormat", "UnsupportedModel", "QUANT_TYPES", "INSTALL_HINT"]
 
@@ -156,6 +157,7 @@ class GGUFFormat(Format):
     """``gguf:<type>``: HF → F32 GGUF → llama.cpp quantizer → scored by llama.cpp."""
 
     engine = "llama.cpp"
+    needs_resident = False  # llama.cpp holds its own copy: the resident torch model is freed first
 
     def __init__(self, spec: FormatSpec, quant: str) -> None:
         super().__init__(spec)
@@ -199,6 +201,7 @@ class GGUFFormat(Format):
                 run["note"] = "; ".join(n for n in notes if n)
             if self.has_codes:  # an artifact row standing in for a role records under the artifact's name
                 _record_codes(path, checkpoint, ctx, ctx.extra.get("codes_as") or self.name, role)
+            free_resident(checkpoint)  # one model at a time: llama.cpp's replaces the torch copy
             lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {self.quant.upper()} ({self.name})")
             run["tokenizer_parity_texts"] = n_checked
             self._runs[role] = run
@@ -226,6 +229,7 @@ class GGUFArtifact(ArtifactFormat):
 
     engine = "llama.cpp"
     has_codes = True  # weight-space evidence of the given files (auditq.evidence)
+    needs_resident = False
 
     @classmethod
     def from_path(cls, path: Path | str, role_paths: Mapping[str, Path | str] | None = None, *,
@@ -292,6 +296,7 @@ class GGUFArtifact(ArtifactFormat):
         run = self._describe(path)
         self._check_matches(path, run, checkpoint)
         _record_codes(path, checkpoint, ctx, self.name, role)
+        free_resident(checkpoint)
         lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {run.get('file_type', '?')} ({path.name})")
         run["tokenizer_parity_texts"] = n_checked
         self._runs[role] = run
@@ -337,7 +342,7 @@ class GGUFArtifact(ArtifactFormat):
         expected = {
             "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "n_embd", None),
             "num_hidden_layers": getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None),
-            "vocab": int(checkpoint.model.get_input_embeddings().weight.shape[0]),
+            "vocab": int(structure(checkpoint).get_input_embeddings().weight.shape[0]),
         }
         for key, want in expected.items():
             got = dims.get(key)
