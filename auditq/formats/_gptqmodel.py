@@ -370,21 +370,24 @@ def load_quantized(path: Path, device: str, workdir: Path) -> tuple[torch.nn.Mod
     with engine_env(workdir):
         from gptqmodel import BACKEND, GPTQModel
 
-        if device == "cpu":
+        from auditq.formats.engine_devices import gptqmodel_kernel
+
+        choice = gptqmodel_kernel(method, device, {m.name for m in BACKEND})
+        backend = getattr(BACKEND, choice.backend)
+        info["kernel_choice"] = choice.note
+        if not device.startswith("cuda"):
             if method == "gptq":
                 from gptqmodel.nn_modules.qlinear.torch import TorchLinear as kernel
-                backend = BACKEND.GPTQ_TORCH if hasattr(BACKEND, "GPTQ_TORCH") else BACKEND.TORCH
             else:
                 from gptqmodel.nn_modules.qlinear.torch_awq import (
                     AwqTorchLinear as kernel,
                 )
-                backend = BACKEND.AWQ_TORCH
             with _allow_float32([kernel]):
                 loaded = GPTQModel.load(str(path), device="cpu", backend=backend, dtype=torch.float32)
             dtype = torch.float32
-        else:
+        else:  # CUDA: GPTQModel picks its CUDA kernel (never run on a GPU in auditq's own tests)
             dtype = torch.float16
-            loaded = GPTQModel.load(str(path), device=device, backend=BACKEND.AUTO, dtype=dtype)
+            loaded = GPTQModel.load(str(path), device=device, backend=backend, dtype=dtype)
     model = loaded.model
     model.eval()
     kernels = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})

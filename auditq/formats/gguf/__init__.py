@@ -115,11 +115,21 @@ def _engine_versions() -> dict[str, str]:
     return versions
 
 
+def gguf_offload(ctx: FormatContext) -> tuple[int, str]:
+    """(n_gpu_layers, device note) for llama.cpp: all layers on the GPU on a CUDA audit with a GPU build."""
+    from auditq.backends.llamacpp_lm import _import_llama_cpp
+    from auditq.formats.engine_devices import llama_cpp_offload, llama_cpp_supports_gpu
+
+    device = str((ctx.extra or {}).get("device") or "cpu")
+    return llama_cpp_offload(device, device.startswith("cuda") and llama_cpp_supports_gpu(_import_llama_cpp()))
+
+
 def _open_lm(path: Path, checkpoint, ctx: FormatContext, description: str):
     from auditq.backends.llamacpp_lm import LlamaCppLM, check_tokenizer_parity
 
+    layers, _ = gguf_offload(ctx)
     lm = LlamaCppLM(path, eos_token_id=checkpoint.eos_token_id, n_ctx=int(ctx.extra.get("gguf_n_ctx", 512)),
-                    seed=ctx.seed, n_threads=_threads(ctx), description=description)
+                    seed=ctx.seed, n_threads=_threads(ctx), description=description, n_gpu_layers=layers)
     try:
         n = check_tokenizer_parity(lm, checkpoint.tokenizer, tuple(ctx.extra.get("parity_texts", ()) or ()))
     except BaseException:
@@ -204,6 +214,7 @@ class GGUFFormat(Format):
             free_resident(checkpoint)  # one model at a time: llama.cpp's replaces the torch copy
             lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {self.quant.upper()} ({self.name})")
             run["tokenizer_parity_texts"] = n_checked
+            run["device"] = gguf_offload(ctx)[1]
             self._runs[role] = run
             yield lm
         finally:
@@ -299,6 +310,7 @@ class GGUFArtifact(ArtifactFormat):
         free_resident(checkpoint)
         lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {run.get('file_type', '?')} ({path.name})")
         run["tokenizer_parity_texts"] = n_checked
+        run["device"] = gguf_offload(ctx)[1]
         self._runs[role] = run
         try:
             yield lm
