@@ -18,9 +18,11 @@ import torch
 from auditq.backends.base import LanguageModel, TokenScores
 from auditq.backends.batching import run_batched
 
-#: float elements of one (positions × vocab) chunk of logits (32 MiB in float32: ~260 positions at a
-#: 32k vocabulary, ~55 at 152k; at most three such buffers are alive, auditq.backends.torch_lm.distribution_stats)
-SCORE_CHUNK_ELEMENTS = 1 << 23
+#: float elements of one (positions × vocab) chunk of logits (8 MiB in float32: ~65 positions at a 32k
+#: vocabulary, ~14 at 152k; at most three such buffers are alive, see distribution_stats). Measured on the
+#: 57M Qwen2 shape (bench/bench_scale.py, 64-row batches): 2^21 keeps the MIA probe's peak RSS at the
+#: roofline's (0.97 GiB), 2^23 raised it to 1.7 GiB for ~5% less CPU time.
+SCORE_CHUNK_ELEMENTS = 1 << 21
 #: architectures whose logits are exactly lm_head(base_model(...).last_hidden_state)
 PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox", "gpt2", "olmo", "olmo2",
                               "smollm3"})
