@@ -177,7 +177,7 @@ def check(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
     verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
     seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
-    batch_size: int = typer.Option(16, min=1, help="At most this many sequences per forward pass."),
+    batch_size: int = typer.Option(64, min=1, help="At most this many sequences per forward pass (--max-batch-tokens usually binds first)."),
     max_batch_tokens: int = typer.Option(4096, min=1, help=MAX_BATCH_TOKENS_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("auto", help=DTYPE_HELP),

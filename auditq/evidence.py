@@ -111,16 +111,17 @@ def _load(root: Path, entry: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _full_step(record: Mapping[str, np.ndarray]) -> np.ndarray | None:
+def _full_step(record: Mapping[str, np.ndarray], start: int = 0, stop: int | None = None) -> np.ndarray | None:
+    """The step of every code in rows start:stop (all rows by default), shaped like those codes."""
     step = record.get("step")
     if step is None:
         return None
-    codes = record["codes"]
-    if step.shape == codes.shape:
-        return step
+    codes = record["codes"][start:stop]
+    if step.shape == record["codes"].shape:
+        return step[start:stop]
     if "group_of_col" in record:
-        return step[:, record["group_of_col"]]
-    return np.broadcast_to(step, codes.shape)
+        return step[start:stop][:, record["group_of_col"]]
+    return np.broadcast_to(step, record["codes"].shape)[start:stop].reshape(codes.shape)
 
 
 class WeightFiles:
@@ -149,6 +150,31 @@ class WeightFiles:
         with safe_open(str(file), framework="pt") as reader:
             return reader.get_tensor(name).float().numpy()
 
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        file = self.where.get(name)
+        if file is None:
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as reader:
+            return tuple(reader.get_slice(name).get_shape())
+
+    def rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop of the tensor (first dimension) as float32, read without the rest of it."""
+        from safetensors import safe_open
+
+        with safe_open(str(self.where[name]), framework="pt") as reader:
+            return reader.get_slice(name)[start:stop].float().numpy()
+
+
+#: elements of one block of rows that evidence works on at once (float64 scratch stays ~O(8 MiB))
+EVIDENCE_BLOCK_ELEMENTS = 1 << 20
+
+
+def _row_ranges(rows: int, cols: int) -> list[tuple[int, int]]:
+    step = max(1, EVIDENCE_BLOCK_ELEMENTS // max(1, cols))
+    return [(i, min(rows, i + step)) for i in range(0, rows, step)]
+
 
 @dataclass(frozen=True)
 class TensorEvidence:
@@ -173,15 +199,37 @@ def _tensor_evidence(name: str, base: dict[str, np.ndarray], unl: dict[str, np.n
     scales_identical = None if step_b is None or step_u is None else bool(
         step_b.shape == step_u.shape and np.array_equal(step_b, step_u))
     mean_delta = None
-    full = _full_step(base)
-    if full is not None:
-        full = np.abs(full)  # llama.cpp's Q4_0 stores d = max / -8: a negative scale
-        wb, wu = weights["base"].get(name), weights["unlearned"].get(name)
-        if wb is not None and wu is not None and wb.size == b.size and wu.size == b.size:
-            delta = np.abs(wu.reshape(b.shape).astype(np.float64) - wb.reshape(b.shape))
-            ok = full > 0
-            mean_delta = float((delta[ok] / full[ok]).mean()) if ok.any() else None
+    if base.get("step") is not None:
+        mean_delta = _mean_delta_steps(name, base, b.shape, weights)
     return TensorEvidence(name, int(b.size), equal, mean_delta, scales_identical)
+
+
+def _mean_delta_steps(name: str, base: dict[str, np.ndarray], shape: tuple[int, ...],
+                      weights: Mapping[str, WeightFiles]) -> float | None:
+    """mean |w_unlearned − w_base| / |step| over codes with a non-zero step, a block of rows at a time.
+
+    Rows of the codes are rows of the HF tensor when its first dimension matches; otherwise the two
+    tensors are read whole (a reshaped tensor: rare, and small).
+    """
+    shape_b, shape_u = weights["base"].shape(name), weights["unlearned"].shape(name)
+    size = int(np.prod(shape))
+    if shape_b is None or shape_u is None or int(np.prod(shape_b)) != size or int(np.prod(shape_u)) != size:
+        return None
+    by_rows = len(shape) == 2 and shape_b[0] == shape[0] == shape_u[0]
+    ranges = _row_ranges(shape[0], shape[1]) if by_rows else [(0, shape[0])]
+    total, count = 0.0, 0
+    for start, stop in ranges:
+        full = np.abs(_full_step(base, start, stop))  # llama.cpp's Q4_0 stores d = max / -8: a negative scale
+        if by_rows:
+            wb, wu = weights["base"].rows(name, start, stop), weights["unlearned"].rows(name, start, stop)
+        else:
+            wb, wu = weights["base"].get(name), weights["unlearned"].get(name)
+        block = full.shape
+        delta = np.abs(wu.reshape(block).astype(np.float64) - wb.reshape(block))
+        ok = full > 0
+        total += float((delta[ok] / full[ok]).sum())
+        count += int(ok.sum())
+    return total / count if count else None
 
 
 def _changed_unquantized(covered: set[str], weights: Mapping[str, WeightFiles]) -> list[str]:
@@ -190,8 +238,18 @@ def _changed_unquantized(covered: set[str], weights: Mapping[str, WeightFiles]) 
     for name in weights["base"].names():
         if name in covered:
             continue
-        wb, wu = weights["base"].get(name), weights["unlearned"].get(name)
-        if wu is None or wb.shape != wu.shape or not np.array_equal(wb, wu):
+        shape_b, shape_u = weights["base"].shape(name), weights["unlearned"].shape(name)
+        if shape_u is None or shape_b != shape_u:
+            changed.append(name)
+            continue
+        rows = shape_b[0] if shape_b else 1
+        cols = int(np.prod(shape_b[1:])) if len(shape_b) > 1 else 1
+        if not shape_b:  # a scalar: no rows to slice
+            same = np.array_equal(weights["base"].get(name), weights["unlearned"].get(name))
+        else:
+            same = all(np.array_equal(weights["base"].rows(name, a, z), weights["unlearned"].rows(name, a, z))
+                       for a, z in _row_ranges(rows, cols))
+        if not same:
             changed.append(name)
     return changed
 

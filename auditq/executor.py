@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 from auditq.errors import InputError
 from auditq.formats import FormatContext
 from auditq.loading import Checkpoint
+from auditq.memory import release_free_memory
 from auditq.plan import AuditPlan, Lookup, Step
 from auditq.probes import ProbeOutput, ProbeSettings
 from auditq.suite import Suite
@@ -30,7 +31,7 @@ def execute(plan: AuditPlan, checkpoints: Mapping[str, Checkpoint], ctx: FormatC
     for role in plan.roles():
         checkpoint = checkpoints[role]
         try:
-            for step in plan.steps_for(role):
+            for step in resident_first(plan.steps_for(role)):
                 if step.deferred and lookup is not None:
                     with timer("cache"):
                         found = dict(lookup(step.format, role, step.to_measure))
@@ -41,7 +42,14 @@ def execute(plan: AuditPlan, checkpoints: Mapping[str, Checkpoint], ctx: FormatC
         finally:
             with timer("release"):
                 checkpoint.release()  # the next checkpoint is loaded into the memory this one held
+                release_free_memory()
     return runs
+
+
+def resident_first(steps) -> list[Step]:
+    """The role's steps, formats that compute on the resident copy first (stable), then the engines
+    that free it to build a model of their own (auditq.formats.resident): no reload in between."""
+    return sorted(steps, key=lambda step: not getattr(step.format, "needs_resident", True))
 
 
 def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: Suite, settings: ProbeSettings,
@@ -56,7 +64,7 @@ def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: 
     if not step.to_measure:
         return RunRecord(fmt.name, role, outputs)
     probes = list(step.to_measure)
-    if not checkpoint.loaded:
+    if not checkpoint.loaded and getattr(fmt, "needs_resident", True):  # engines with a model of their own: no
         with timer("load"):
             events.note(f"loading {role} checkpoint {checkpoint.path}")
             checkpoint.model  # noqa: B018 - read the weights now, timed as loading
@@ -72,10 +80,12 @@ def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: 
                 if cache is not None:
                     cache.store(fmt, checkpoint, probe.name, outputs[probe.name])
                 advance(probe.size(suite))
+                release_free_memory()  # the probe's scratch goes back to the OS, not to the next stage's peak
         finally:
             applied.__exit__(None, None, None)
             lm.close()
             del lm, applied
+            release_free_memory()
         if cache is not None:
             cache.store_details(fmt, checkpoint)
     except InputError:

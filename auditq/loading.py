@@ -44,6 +44,8 @@ class Checkpoint:
         self._loader = loader
         #: True while the in-memory weights are exactly what the safetensors files hold (auditq.weights)
         self.weights_from_files = loader is not None
+        #: the dtype the loader casts the weights to (auditq.formats.resident reads it without loading)
+        self.dtype: torch.dtype | None = None
 
     @property
     def model(self) -> torch.nn.Module:
@@ -175,8 +177,10 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
         model.eval()
         return model
 
-    return Checkpoint(path=path, model=None if lazy else load_weights(), tokenizer=tokenizer, config=config,
-                      file_hashes=fingerprint(path), loader=load_weights)
+    checkpoint = Checkpoint(path=path, model=None if lazy else load_weights(), tokenizer=tokenizer, config=config,
+                            file_hashes=fingerprint(path), loader=load_weights)
+    checkpoint.dtype = dtype
+    return checkpoint
 
 
 ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",

@@ -47,7 +47,7 @@ class AuditRequest:
     reference: Path | None = None
     config: AuditConfig = field(default_factory=AuditConfig)
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int = 64
     trust_remote_code: bool = False
     allow_inconclusive: bool = False
     prefix_tokens: int | None = None

@@ -81,6 +81,52 @@ def modified_weights(checkpoint, params: Mapping[str, torch.nn.Parameter]) -> It
         clones.clear()
 
 
+def named_unique_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """name -> parameter, a tied parameter once (by its first name, as named_parameters lists it)."""
+    return dict(model.named_parameters())
+
+
+@contextmanager
+def restored_model(checkpoint, model: torch.nn.Module, values: bool = True) -> Iterator[dict[str, str]]:
+    """Leave `model` (the checkpoint's, or a stacked part's) exactly as found: a fine-tune may change it all.
+
+    Values come back through `modified_weights` (from the safetensors files where they are the
+    truth, else a clone); dtype, device, requires_grad, gradients, buffers and the train/eval flag
+    are put back too, so a fine-tune that casts the model to float32 and unfreezes it leaves no
+    trace. `values=False` (LoRA: the base weights never change) restores only the flags.
+    """
+    params = named_unique_parameters(model)
+    flags = [(p, p.dtype, p.device, p.requires_grad) for p in params.values()]
+    buffers = [(module, name, buf.detach().clone()) for module in model.modules()
+               for name, buf in module.named_buffers(recurse=False) if buf is not None] if values else []
+    training = model.training
+    with modified_weights(checkpoint, params if values else {}) as how:
+        try:
+            yield how
+        finally:  # runs before modified_weights copies the values back: the dtype must be right by then
+            with torch.no_grad():
+                for param, dtype, device, grad in flags:
+                    if param.dtype != dtype or param.device != device:
+                        param.data = torch.empty(param.shape, dtype=dtype, device=device)
+                    param.grad = None
+                    param.requires_grad_(grad)
+                for module, name, saved in buffers:
+                    current = getattr(module, name, None)
+                    if isinstance(current, torch.Tensor) and current.dtype == saved.dtype and current.shape == saved.shape:
+                        current.copy_(saved)
+                    else:
+                        module._buffers[name] = saved
+            model.train(training)
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 _HEADERS: dict[Path, dict] = {}
 
 

@@ -149,7 +149,7 @@ def child_audit(args) -> dict:
     request = AuditRequest(base=Path(paths["base"]), unlearned=Path(paths["unlearned"]), retrain=Path(paths["retrain"]),
                            suite=bundled_suite_dir(), formats=tuple(args.formats.split(",")), config=AuditConfig(),
                            compute=ComputeRequest(device=args.device, dtype=args.dtype, device_map=args.device_map),
-                           max_batch_tokens=args.max_batch_tokens, batch_size=16)
+                           max_batch_tokens=args.max_batch_tokens)  # batch size: auditq check's default
     start = time.perf_counter()
     outcome = run_audit(request, Say())
     return {"audit_s": time.perf_counter() - start, "stages": outcome.timings, "verdict": outcome.report.verdict,
@@ -172,8 +172,9 @@ def child_roofline(args) -> dict:
                         Path(paths["base"]))
     suite = load_suite(bundled_suite_dir())
     texts = [r.text for s in ("forget", "retain", "holdout") for r in suite.split(s).texts]
+    # every QA pair of the suite, holdout included (the audit asks the holdout questions too)
     texts += [suite.settings.qa_template.format(question=q.question) + " " + q.answer
-              for s in ("forget", "retain") for q in suite.split(s).qa]
+              for s in ("forget", "retain", "holdout") for q in suite.split(s).qa]
     tokenizer = AutoTokenizer.from_pretrained(paths["base"])
     seqs = sorted((tokenizer(t)["input_ids"] for t in texts), key=len, reverse=True)
     n_formats = len(args.formats.split(","))

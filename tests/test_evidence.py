@@ -82,8 +82,10 @@ def test_moves_inside_the_int4_cell_are_bit_identical_at_rtn4_but_not_at_rtn8(ba
     assert set(rtn4["per_tensor"]) >= {"lm_head.weight", "model.layers.0.self_attn.q_proj.weight"}
 
 
-def test_known_number_of_changed_codes(base_and_suite):
+@pytest.mark.parametrize("block", [1 << 20, 200])  # whole tensors, and blocks of a few rows (as for a real lm_head)
+def test_known_number_of_changed_codes(base_and_suite, block, monkeypatch):
     """Exactly k codes of one tensor move by one step: share = 1 - k/N and mean |Δw| = k/N steps."""
+    monkeypatch.setattr("auditq.evidence.EVIDENCE_BLOCK_ELEMENTS", block)
     root, base, suite = base_and_suite
     target, k = "model.layers.1.mlp.down_proj.weight", 37
 
@@ -98,7 +100,7 @@ def test_known_number_of_changed_codes(base_and_suite):
         flat[chosen] += step[chosen]
         return flat.reshape(w.shape).to(w.dtype)
 
-    unlearned = _variant(base, root / "bumped", bump)
+    unlearned = _variant(base, root / f"bumped-{block}", bump)
     evidence = _audit(base, unlearned, suite, ("fp", "rtn4"))["rtn4"].weight_evidence
     n = evidence["codes_compared"]
     assert evidence["codes_equal_share"] == pytest.approx(1 - k / n, abs=1e-12)

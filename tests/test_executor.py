@@ -21,11 +21,13 @@ from auditq.probes import PROBES
 
 
 def _live_models() -> int:
-    """Whole causal LMs alive now (their inner decoder, also a PreTrainedModel, is not counted twice)."""
+    """Whole causal LMs alive now that hold weights (their inner decoder, also a PreTrainedModel, is not
+    counted twice; a shell whose tensors were moved to the meta device holds no memory and is not counted)."""
     from transformers import PreTrainedModel
 
     gc.collect()
-    return sum(1 for o in gc.get_objects() if isinstance(o, PreTrainedModel) and type(o).__name__.endswith("ForCausalLM"))
+    return sum(1 for o in gc.get_objects() if isinstance(o, PreTrainedModel) and type(o).__name__.endswith("ForCausalLM")
+               and any(not t.is_meta for t in (*o.parameters(), *o.buffers())))
 
 
 class CountingEvents(Events):
@@ -140,3 +142,50 @@ def test_cli_device_and_dtype_flags(trio, monkeypatch, capsys, tmp_path):
     assert code in (0, 1, 3) and "needs ~" in err
     rows = json.loads((out / "report.json").read_text())["formats"]
     assert {(r["details"]["device"], r["details"]["dtype"]) for r in rows} == {("cpu", "bfloat16")}
+
+
+@pytest.mark.slow
+def test_engines_free_the_resident_checkpoint_before_building_their_own(trio, monkeypatch):
+    """bnb, GPTQ and GGUF build a model of their own: the resident torch copy is gone by then.
+
+    Counted when the engine's model is handed to the probes (TorchCausalLM for bnb / GPTQ, the
+    llama.cpp model for GGUF): one live torch model (the engine's) or none (llama.cpp), never the
+    resident one as well. The engine steps run after the in-place formats of each role, and the
+    in-place formats still see the checkpoint's weights (fp and rtn rows measured as usual).
+    """
+    import importlib.util
+
+    missing = [m for m in ("bitsandbytes", "gptqmodel", "llama_cpp", "gguf") if importlib.util.find_spec(m) is None]
+    if missing:  # find_spec, not importorskip: importing gptqmodel here would run its import side effects
+        pytest.skip(f"needs {', '.join(missing)}")
+    from auditq.backends import llamacpp_lm, torch_lm
+
+    seen: list[tuple[str, int]] = []
+    torch_init, llama_init = torch_lm.TorchCausalLM.__init__, llamacpp_lm.LlamaCppLM.__init__
+
+    def counting_torch(self, model, *args, **kwargs):
+        seen.append((kwargs.get("description", ""), _live_models()))
+        torch_init(self, model, *args, **kwargs)
+
+    def counting_llama(self, *args, **kwargs):
+        seen.append(("llama.cpp " + str(kwargs.get("description", "")), _live_models()))
+        llama_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch_lm.TorchCausalLM, "__init__", counting_torch)
+    monkeypatch.setattr(llamacpp_lm.LlamaCppLM, "__init__", counting_llama)
+    before = _live_models()
+    events = CountingEvents()
+    request = AuditRequest(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"],
+                           formats=("bnb:int8", "fp", "gptq4", "gguf:q8_0", "rtn4"),
+                           config=AuditConfig(min_n=1, bootstrap_resamples=50))
+    outcome = run_audit(request, events, created="t")
+    assert not [r for r in outcome.runs if r.error], [r.error for r in outcome.runs if r.error]
+    order = [m.split(": ")[0] for m, _ in events.live if not m.startswith("loading") and m.endswith(": base")]
+    assert order == ["fp", "rtn4", "bnb:int8", "gptq4", "gguf:q8_0"]     # in-place formats first
+    engines = [(d, n - before) for d, n in seen if "bitsandbytes" in d or "Linear" in d or "llama.cpp" in d]
+    assert len(engines) == 6                                              # 2 roles × 3 engines
+    for description, live in engines:
+        assert live == (0 if description.startswith("llama.cpp") else 1), (description, live)
+    assert max(n for _, n in events.live) - before <= 1
+    assert _live_models() == before
+    assert [f.format for f in outcome.report.formats] == list(request.formats)  # the report keeps the asked order

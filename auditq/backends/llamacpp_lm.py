@@ -104,7 +104,7 @@ class LlamaCppLM(LanguageModel):
 
     def __init__(self, model_path: Path | str, eos_token_id: int | None = None, n_ctx: int = 512,
                  seed: int = 0, n_threads: int | None = None, f32_kv_cache: bool = True,
-                 description: str = "llama.cpp") -> None:
+                 description: str = "llama.cpp", n_gpu_layers: int = 0) -> None:
         self._llama_cpp = _import_llama_cpp()
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
@@ -113,6 +113,7 @@ class LlamaCppLM(LanguageModel):
         self.n_threads = n_threads
         self.f32_kv_cache = f32_kv_cache
         self.description = description
+        self.n_gpu_layers = int(n_gpu_layers)  # -1: every layer on the GPU (auditq.formats.engine_devices)
         self.llama = None
         self._open(max(8, int(n_ctx)))
         self.n_ctx_train = int(self.llama._model.n_ctx_train())
@@ -134,7 +135,7 @@ class LlamaCppLM(LanguageModel):
                 self.llama = lc.Llama(
                     model_path=str(self.model_path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
                     logits_all=True, seed=self.seed, n_threads=self.n_threads, n_threads_batch=self.n_threads,
-                    n_gpu_layers=0, verbose=False, **kv,
+                    n_gpu_layers=self.n_gpu_layers, verbose=False, **kv,
                 )
             except (ValueError, RuntimeError) as exc:
                 why = last_problem(log)

@@ -18,8 +18,11 @@ import torch
 from auditq.backends.base import LanguageModel, TokenScores
 from auditq.backends.batching import run_batched
 
-#: float elements of one (rows × positions × vocab) chunk of logits (64 MiB in float32)
-SCORE_CHUNK_ELEMENTS = 1 << 24
+#: float elements of one (positions × vocab) chunk of logits (8 MiB in float32: ~65 positions at a 32k
+#: vocabulary, ~14 at 152k; at most three such buffers are alive, see distribution_stats). Measured on the
+#: 57M Qwen2 shape (bench/bench_scale.py, 64-row batches): 2^21 keeps the MIA probe's peak RSS at the
+#: roofline's (0.97 GiB), 2^23 raised it to 1.7 GiB for ~5% less CPU time.
+SCORE_CHUNK_ELEMENTS = 1 << 21
 #: architectures whose logits are exactly lm_head(base_model(...).last_hidden_state)
 PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "gpt_neox", "gpt2", "olmo", "olmo2",
                               "smollm3"})
@@ -56,14 +59,22 @@ def input_device(model) -> torch.device:
 
 def distribution_stats(logits: torch.Tensor, targets: torch.Tensor, with_distribution: bool
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """log p(target), and the mean and std of log p over the vocabulary, of one chunk of positions."""
+    """log p(target), and the mean and std of log p over the vocabulary, of one chunk of positions.
+
+    Works in place where it can (at most three vocabulary-sized buffers alive); the products are the
+    same elementwise operations as `(p * logp).sum()` and `(p * logp²).sum()`, so the values are too.
+    """
     logp = torch.log_softmax(logits.float(), dim=-1)
+    del logits  # the caller passes the head's output straight in: this frees it
     token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     if not with_distribution:
         return token_logp, None, None
     probs = logp.exp()
-    mean = (probs * logp).sum(-1)
-    second = (probs * logp.square()).sum(-1)
+    weighted = logp.square()
+    weighted.mul_(probs)
+    second = weighted.sum(-1)
+    del weighted
+    mean = probs.mul_(logp).sum(-1)
     del probs, logp
     std = (second - mean.square()).clamp_min(0).sqrt()
     return token_logp, mean, std
@@ -108,35 +119,39 @@ class TorchCausalLM(LanguageModel):
         device = self.device
         core = unwrapped(self.model)
         head = plain_head(core)
+        counts = [max(0, len(seq) - 1) for seq in batch]
         if head is not None:
             hidden = core.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            head_device = head.weight.device
-            vocab = head.weight.shape[0]
-            full_logits = None
+            # only positions that predict a real token go through the head (no padding), a chunk at a time
+            valid = mask[:, 1:].bool()
+            states = hidden[:, :-1][valid.to(hidden.device)]
+            del hidden
+            targets = ids[:, 1:][valid].to(head.weight.device)
+            chunk = max(1, self.chunk_elements // max(1, head.weight.shape[0]))
+            parts = [distribution_stats(head(states[start:start + chunk].to(head.weight.device)),
+                                        targets[start:start + chunk], with_distribution)
+                     for start in range(0, states.shape[0], chunk)]
+            del states
+            flat = [torch.cat([p[i] for p in parts]) if with_distribution or i == 0 else None for i in range(3)]
+            rows = [tuple(t.split(counts) if t is not None else [None] * len(batch)) for t in flat]
+            per_row = list(zip(*rows))
         else:
             full_logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            head_device, vocab = full_logits.device, full_logits.shape[-1]
-        targets = ids[:, 1:].to(head_device)
-        positions = width - 1
-        chunk = max(1, self.chunk_elements // max(1, len(batch) * vocab))
-        parts: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
-        for start in range(0, positions, chunk):
-            stop = min(positions, start + chunk)
-            logits = head(hidden[:, start:stop].to(head_device)) if head is not None else full_logits[:, start:stop]
-            parts.append(distribution_stats(logits, targets[:, start:stop], with_distribution))
-            del logits
-        token_logp = _cat([p[0] for p in parts])
-        mean = _cat([p[1] for p in parts]) if with_distribution else None
-        std = _cat([p[2] for p in parts]) if with_distribution else None
+            targets = ids[:, 1:].to(full_logits.device)
+            positions = width - 1
+            chunk = max(1, self.chunk_elements // max(1, len(batch) * full_logits.shape[-1]))
+            parts = [distribution_stats(full_logits[:, start:start + chunk], targets[:, start:start + chunk],
+                                        with_distribution) for start in range(0, positions, chunk)]
+            del full_logits
+            stacked = [_cat([p[i] for p in parts]) if with_distribution or i == 0 else None for i in range(3)]
+            per_row = [tuple(t[row, :n] if t is not None else None for t in stacked) for row, n in enumerate(counts)]
         out = []
-        for row, seq in enumerate(batch):
-            n = max(0, len(seq) - 1)
-            logp = token_logp[row, :n].double().cpu().numpy()
+        for (logp, mean, std), n in zip(per_row, counts):
             nan = np.full(n, np.nan)
             out.append(TokenScores(
-                logprobs=logp,
-                mean_logp=mean[row, :n].double().cpu().numpy() if mean is not None else nan,
-                std_logp=std[row, :n].double().cpu().numpy() if std is not None else nan.copy(),
+                logprobs=logp.double().cpu().numpy(),
+                mean_logp=mean.double().cpu().numpy() if mean is not None else nan,
+                std_logp=std.double().cpu().numpy() if std is not None else nan.copy(),
             ))
         return out
 

@@ -288,9 +288,39 @@ def quantize_with_gptqmodel(source: Path, out: Path, request: QuantizeRequest, t
         qc = model.quantize_config
         info["act_group_aware"] = bool(getattr(qc, "act_group_aware", False))
         info["engine_log"] = str(log_path)
+        drop_weights(model)
         del model
+    drop_engine_tracebacks()
     shutil.rmtree(Path(workdir).resolve() / "offload", ignore_errors=True)  # a full copy of the layers, on disk
     return info
+
+
+def drop_weights(wrapper) -> None:
+    """Free the quantize-time model's tensors now (moved to the meta device, no storage).
+
+    GPTQModel 7.6's module looper stays reachable from a closure after quantize() returns, and with
+    it the whole model it quantized: without this that copy lives until the next quantization.
+    """
+    inner = getattr(wrapper, "model", None)
+    if isinstance(inner, torch.nn.Module):
+        try:
+            inner.to("meta")
+        except Exception:  # noqa: BLE001 - best effort; the model is saved already
+            pass
+
+
+def drop_engine_tracebacks() -> None:
+    """Let the quantize-time model go: GPTQModel raises one module-level StopForward instance to cut
+    its calibration forward passes short, and that instance keeps the last traceback, whose frames
+    hold the whole model it quantized (a second model alive until the next quantization)."""
+    import sys
+
+    hooked = sys.modules.get("gptqmodel.nn_modules.hooked_linear")
+    stop = getattr(hooked, "STOP_FORWARD_EXCEPTION", None)
+    if isinstance(stop, BaseException):
+        stop.__traceback__ = None
+        stop.__context__ = stop.__cause__ = None
+    release_memory()
 
 
 @contextlib.contextmanager
@@ -340,21 +370,24 @@ def load_quantized(path: Path, device: str, workdir: Path) -> tuple[torch.nn.Mod
     with engine_env(workdir):
         from gptqmodel import BACKEND, GPTQModel
 
-        if device == "cpu":
+        from auditq.formats.engine_devices import gptqmodel_kernel
+
+        choice = gptqmodel_kernel(method, device, {m.name for m in BACKEND})
+        backend = getattr(BACKEND, choice.backend)
+        info["kernel_choice"] = choice.note
+        if not device.startswith("cuda"):
             if method == "gptq":
                 from gptqmodel.nn_modules.qlinear.torch import TorchLinear as kernel
-                backend = BACKEND.GPTQ_TORCH if hasattr(BACKEND, "GPTQ_TORCH") else BACKEND.TORCH
             else:
                 from gptqmodel.nn_modules.qlinear.torch_awq import (
                     AwqTorchLinear as kernel,
                 )
-                backend = BACKEND.AWQ_TORCH
             with _allow_float32([kernel]):
                 loaded = GPTQModel.load(str(path), device="cpu", backend=backend, dtype=torch.float32)
             dtype = torch.float32
-        else:
+        else:  # CUDA: GPTQModel picks its CUDA kernel (never run on a GPU in auditq's own tests)
             dtype = torch.float16
-            loaded = GPTQModel.load(str(path), device=device, backend=BACKEND.AUTO, dtype=dtype)
+            loaded = GPTQModel.load(str(path), device=device, backend=backend, dtype=dtype)
     model = loaded.model
     model.eval()
     kernels = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "qweight")})
@@ -485,6 +518,7 @@ class GPTQModelFormat:
     """
 
     method = "gptq"
+    needs_resident = False  # GPTQModel builds its own models: the resident copy is freed first
 
     def _request(self, group_size: int, device: str, seed: int) -> QuantizeRequest:  # pragma: no cover
         raise NotImplementedError
@@ -495,13 +529,18 @@ class GPTQModelFormat:
         if ctx.workdir is None:
             raise MeasurementError(f"{self.name} needs a scratch directory (FormatContext.workdir)")
         require_gptqmodel(ctx.workdir)
+        from auditq.formats.resident import free_resident, structure
+
         device = pick_device(ctx)
-        group_size = self.options.group_size or default_group_size(checkpoint.model)
-        check_group_size(checkpoint.model, group_size, self.name)
+        shapes = structure(checkpoint)  # layer widths only: no weights read
+        group_size = self.options.group_size or default_group_size(shapes)
+        check_group_size(shapes, group_size, self.name)
+        del shapes
         texts, calibration = require_calibration(ctx, checkpoint.tokenizer, self.name)
         start = time.perf_counter()
         source = saved_source(checkpoint, ctx.workdir)
         save_source_s = time.perf_counter() - start
+        free_resident(checkpoint)  # GPTQModel loads the saved copy itself: one model at a time
         out = Path(ctx.workdir) / "gptqmodel" / checkpoint_key(checkpoint) / slug(self.name)
         request = self._request(group_size, device, ctx.seed)
         try:

@@ -83,6 +83,11 @@ class Format(ABC):
         """Engine, version and anything measured about the produced artefact (tensor types ...)."""
         return {"engine": self.engine}
 
+    #: False for engines that build a model of their own (bnb, GPTQ/AWQ, GGUF): the executor does not
+    #: load the checkpoint for them, runs them after the in-place formats, and they free it before
+    #: building theirs (auditq.formats.resident)
+    needs_resident: bool = True
+
     @property
     def stackable(self) -> bool:
         """True for transformations of the in-memory torch model (fp8, prune, relearn): they can be stacked

@@ -79,6 +79,7 @@ class BitsAndBytesFormat(Format):
 
     engine = "bitsandbytes"
     has_codes = True
+    needs_resident = False  # loads its own quantized model: the resident copy is freed first
 
     def __init__(self, spec: FormatSpec, options: BnbOptions) -> None:
         super().__init__(spec, options)
@@ -105,9 +106,12 @@ class BitsAndBytesFormat(Format):
         role = role_of(checkpoint, ctx)
         if ctx.workdir is None:
             raise MeasurementError(f"{self.name} needs a scratch directory (FormatContext.workdir)")
+        from auditq.formats.resident import compute_dtype, free_resident
+
         device = pick_device(ctx)
-        dtype = next(checkpoint.model.parameters()).dtype
-        source = saved_source(checkpoint, ctx.workdir)
+        dtype = compute_dtype(checkpoint)
+        source = saved_source(checkpoint, ctx.workdir)  # reads the weights only if not saved yet
+        free_resident(checkpoint)  # one model at a time: the quantized one replaces it (reloaded when needed)
         quiet = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
         for name in _QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)

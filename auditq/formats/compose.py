@@ -23,6 +23,10 @@ class ModelView:
     def __init__(self, checkpoint, model) -> None:
         self._checkpoint = checkpoint
         self.model = model
+        #: the checkpoint's files are the truth for this model only if it is the checkpoint's own model
+        #: (a stacked part on top of RTN); a bnb/GPTQ model built from it restores by cloning (auditq.weights)
+        self.weights_from_files = bool(getattr(checkpoint, "weights_from_files", False)) and \
+            model is getattr(checkpoint, "_model", None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._checkpoint, name)
@@ -34,6 +38,10 @@ class Stack(Format):
     def __init__(self, spec: FormatSpec, parts: list[Format]) -> None:
         super().__init__(spec)
         self.parts = parts
+
+    @property
+    def needs_resident(self) -> bool:  # type: ignore[override] - the first part decides
+        return getattr(self.parts[0], "needs_resident", True)
 
     @classmethod
     def parse(cls, spec: FormatSpec) -> "Stack":  # built by auditq.formats.build_format

@@ -25,7 +25,7 @@ import torch
 from auditq.backends.torch_lm import TorchCausalLM
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import FP8Options
-from auditq.formats.restore import preserved
+from auditq.weights import modified_weights
 from auditq.formats.rtn import quantizable_weights
 
 E4M3_MAX = 448.0
@@ -85,7 +85,7 @@ class FP8WeightOnly(Format):
         model = checkpoint.model
         targets = quantizable_weights(model, include_embeddings=False, include_head=True)
         self._count = len(targets)
-        with preserved(model, targets.values()):
+        with modified_weights(checkpoint, targets):  # originals come back from the safetensors files
             with torch.no_grad():
                 for param in targets.values():
                     param.copy_(fp8_fake_quantize(param, self.block))

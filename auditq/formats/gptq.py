@@ -105,6 +105,7 @@ class QuantizedArtifact(ArtifactFormat):
     """A GPTQ or AWQ checkpoint directory produced outside auditq, scored as one more row."""
 
     engine = "gptqmodel"
+    needs_resident = False
 
     def __init__(self, spec: FormatSpec, role_paths: Mapping[str, Path], default_role: str = "unlearned",
                  dequantize: bool = False) -> None:
@@ -173,6 +174,9 @@ class QuantizedArtifact(ArtifactFormat):
                                   f"(given: {', '.join(self.roles)})")
         self._check_matches(path, checkpoint)
         device = pick_device(ctx)
+        from auditq.formats.resident import free_resident
+
+        free_resident(checkpoint)  # the given checkpoint is loaded instead: one model at a time
         try:
             if self.dequantize:
                 model, info = dequantized_model(path, ctx.workdir, device)

@@ -25,7 +25,7 @@ from auditq.backends.torch_lm import TorchCausalLM
 from auditq.errors import MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import PruneOptions
-from auditq.formats.restore import model_device, preserved
+from auditq.weights import model_device, modified_weights
 
 MAX_CALIBRATION_TOKENS = 2048
 
@@ -134,7 +134,7 @@ class Pruning(Format):
         linears = prunable_linears(model)
         if not linears:
             raise MeasurementError(f"{self.name}: the model has no nn.Linear weights to prune")
-        with preserved(model, [m.weight for m in linears.values()]):
+        with modified_weights(checkpoint, {f"{name}.weight": m.weight for name, m in linears.items()}):
             self._prune(model, linears, checkpoint, ctx)
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
                                 batch_size=ctx.batch_size, description=f"torch pruned {self.name}")

@@ -1,7 +1,7 @@
 """Relearning attacks as a transformation: ``relearn:<retain|generic|forget>[:steps=N][:lr=X][:lora=R]``.
 
 A short, seeded, deterministic fine-tune of the model, applied identically to BASE, UNLEARNED
-and RETRAIN (same data, same order, same seed), measured, then undone (auditq.formats.restore):
+and RETRAIN (same data, same order, same seed), measured, then undone (auditq.weights.restored_model):
 the in-memory full-precision copy is exactly as before. Data: auditq.formats.relearn_data.
 
 Recipe: causal-LM NLL on every token of each training text (BOS + text, as the probes tokenize
@@ -29,7 +29,7 @@ from auditq.errors import BackendUnavailable, MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import RelearnOptions
 from auditq.formats.relearn_data import scored_view, training_texts, view_note
-from auditq.formats.restore import model_device, model_dtype, preserved
+from auditq.weights import model_device, model_dtype, restored_model
 
 MAX_TOKENS = 512
 #: below this many parameters the "auto" learning rate is the tiny-model one (same cut as remediate's demo preset)
@@ -162,7 +162,7 @@ class Relearning(Format):
         n_params = sum(p.numel() for p in model.parameters())
         lr = pick_lr(self.options, n_params)
         # a full fine-tune moves every weight; LoRA moves none (only requires_grad / modules change)
-        with preserved(model, values=not self.options.lora):
+        with restored_model(checkpoint, model, values=not self.options.lora):
             if self.options.lora:
                 trained, losses = self._lora(model, sequences, checkpoint.pad_token_id, lr, ctx.seed)
             else:

@@ -72,8 +72,8 @@ def rtn_quantize(weight: torch.Tensor, bits: int, group_size: int | None = None)
     return from_groups(dequantized, weight.shape, pad).to(weight.device)
 
 
-#: float64 elements RTN works on at once (a 32k × 4096 head would otherwise need GBs of float64 scratch)
-RTN_CHUNK_ELEMENTS = 1 << 22
+#: float64 elements RTN works on at once (8 MiB: a 32k × 4096 head would otherwise need GBs of float64 scratch)
+RTN_CHUNK_ELEMENTS = 1 << 20
 
 
 def codes_changed_by_cast(stored: torch.Tensor, cast: torch.Tensor, bits: int, group_size: int | None) -> int:
@@ -81,20 +81,44 @@ def codes_changed_by_cast(stored: torch.Tensor, cast: torch.Tensor, bits: int, g
 
     Rounding a float32 checkpoint to bfloat16 moves a rare element across a cell boundary (or
     moves a group's max, hence Δ): that element's code then differs from the float32 model's.
+    Computed a block of rows at a time (float64 scratch of RTN_CHUNK_ELEMENTS, not of the tensor).
     """
-    a, _ = to_groups(stored.detach().double().cpu(), group_size)
-    b, _ = to_groups(cast.detach().double().cpu(), group_size)
-    return int((rtn_codes(a, bits)[0] != rtn_codes(b, bits)[0]).sum())
+    changed = 0
+    for start, stop in _row_blocks(stored):
+        a, _ = to_groups(stored[start:stop].detach().double().cpu(), group_size)
+        b, _ = to_groups(cast[start:stop].detach().double().cpu(), group_size)
+        changed += int((rtn_codes(a, bits)[0] != rtn_codes(b, bits)[0]).sum())
+    return changed
+
+
+def _row_blocks(weight: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, stop) row ranges of about RTN_CHUNK_ELEMENTS elements (groups never span rows)."""
+    rows = weight.shape[0]
+    step = max(1, RTN_CHUNK_ELEMENTS // max(1, weight.shape[1] if weight.dim() > 1 else 1))
+    return [(i, min(rows, i + step)) for i in range(0, rows, step)]
 
 
 def rtn_codes_and_steps(weight: torch.Tensor, bits: int, group_size: int | None):
-    """(codes (rows, cols) int8, step (rows, n_groups) float32, group of each column): for auditq.evidence."""
+    """(codes (rows, cols) int8, step (rows, n_groups) float32, group of each column): for auditq.evidence.
+
+    A block of rows at a time, so the float64 scratch stays RTN_CHUNK_ELEMENTS whatever the tensor.
+    """
+    import numpy as np
+
     rows, cols = weight.shape
-    grouped, pad = to_groups(weight.detach().double(), group_size)
-    codes, delta = rtn_codes(grouped, bits)
     size = cols if group_size is None else group_size
-    codes = from_groups(codes, weight.shape, pad).to(torch.int8 if bits <= 8 else torch.int16)
-    return codes.numpy(), delta.reshape(rows, -1).float().numpy(), (torch.arange(cols) // size).numpy()
+    code_type = torch.int8 if bits <= 8 else torch.int16
+    codes_out, steps_out = [], []
+    for start, stop in _row_blocks(weight):
+        block = weight[start:stop]
+        grouped, pad = to_groups(block.detach().double(), group_size)
+        codes, delta = rtn_codes(grouped, bits)
+        codes_out.append(from_groups(codes, block.shape, pad).to(code_type).numpy())
+        steps_out.append(delta.reshape(stop - start, -1).float().numpy())
+        del grouped, codes, delta
+    codes_np = codes_out[0] if len(codes_out) == 1 else np.concatenate(codes_out)
+    steps_np = steps_out[0] if len(steps_out) == 1 else np.concatenate(steps_out)
+    return codes_np, steps_np, (torch.arange(cols) // size).numpy()
 
 
 def quantizable_weights(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> dict[str, torch.nn.Parameter]:

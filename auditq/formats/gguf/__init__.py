@@ -78,6 +78,7 @@ from auditq.formats.options import GGUFOptions
 from auditq.loading import sha256_file
 from auditq.formats.gguf.convert import INSTALL_HINT, UnsupportedModel, cached_f32_conversion, require_gguf
 from auditq.formats.gguf.quantize import QUANT_TYPES, describe_gguf, quantize_gguf, read_metadata, require_llama_cpp
+from auditq.formats.resident import free_resident, structure
 
 __all__ = ["ArtifactMissing", "GGUFArtifact", "GGUFFormat", "UnsupportedModel", "QUANT_TYPES", "INSTALL_HINT"]
 
@@ -115,11 +116,21 @@ def _engine_versions() -> dict[str, str]:
     return versions
 
 
+def gguf_offload(ctx: FormatContext) -> tuple[int, str]:
+    """(n_gpu_layers, device note) for llama.cpp: all layers on the GPU on a CUDA audit with a GPU build."""
+    from auditq.backends.llamacpp_lm import _import_llama_cpp
+    from auditq.formats.engine_devices import llama_cpp_offload, llama_cpp_supports_gpu
+
+    device = str((ctx.extra or {}).get("device") or "cpu")
+    return llama_cpp_offload(device, device.startswith("cuda") and llama_cpp_supports_gpu(_import_llama_cpp()))
+
+
 def _open_lm(path: Path, checkpoint, ctx: FormatContext, description: str):
     from auditq.backends.llamacpp_lm import LlamaCppLM, check_tokenizer_parity
 
+    layers, _ = gguf_offload(ctx)
     lm = LlamaCppLM(path, eos_token_id=checkpoint.eos_token_id, n_ctx=int(ctx.extra.get("gguf_n_ctx", 512)),
-                    seed=ctx.seed, n_threads=_threads(ctx), description=description)
+                    seed=ctx.seed, n_threads=_threads(ctx), description=description, n_gpu_layers=layers)
     try:
         n = check_tokenizer_parity(lm, checkpoint.tokenizer, tuple(ctx.extra.get("parity_texts", ()) or ()))
     except BaseException:
@@ -157,6 +168,7 @@ class GGUFFormat(Format):
     """``gguf:<type>``: HF → F32 GGUF → llama.cpp quantizer → scored by llama.cpp."""
 
     engine = "llama.cpp"
+    needs_resident = False  # llama.cpp holds its own copy: the resident torch model is freed first
 
     def __init__(self, spec: FormatSpec, options: GGUFOptions) -> None:
         super().__init__(spec, options)
@@ -190,8 +202,10 @@ class GGUFFormat(Format):
                 run["note"] = "; ".join(n for n in notes if n)
             if self.has_codes:  # an artifact row standing in for a role records under the artifact's name
                 _record_codes(path, checkpoint, ctx, ctx.extra.get("codes_as") or self.name, role)
+            free_resident(checkpoint)  # one model at a time: llama.cpp's replaces the torch copy
             lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {self.quant.upper()} ({self.name})")
             run["tokenizer_parity_texts"] = n_checked
+            run["device"] = gguf_offload(ctx)[1]
             self._runs[role] = run
             yield lm
         finally:
@@ -217,6 +231,7 @@ class GGUFArtifact(ArtifactFormat):
 
     engine = "llama.cpp"
     has_codes = True  # weight-space evidence of the given files (auditq.evidence)
+    needs_resident = False
 
     @classmethod
     def from_path(cls, path: Path | str, role_paths: Mapping[str, Path | str] | None = None, *,
@@ -283,8 +298,10 @@ class GGUFArtifact(ArtifactFormat):
         run = self._describe(path)
         self._check_matches(path, run, checkpoint)
         _record_codes(path, checkpoint, ctx, self.name, role)
+        free_resident(checkpoint)
         lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {run.get('file_type', '?')} ({path.name})")
         run["tokenizer_parity_texts"] = n_checked
+        run["device"] = gguf_offload(ctx)[1]
         self._runs[role] = run
         try:
             yield lm
@@ -328,7 +345,7 @@ class GGUFArtifact(ArtifactFormat):
         expected = {
             "hidden_size": getattr(config, "hidden_size", None) or getattr(config, "n_embd", None),
             "num_hidden_layers": getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None),
-            "vocab": int(checkpoint.model.get_input_embeddings().weight.shape[0]),
+            "vocab": int(structure(checkpoint).get_input_embeddings().weight.shape[0]),
         }
         for key, want in expected.items():
             got = dims.get(key)

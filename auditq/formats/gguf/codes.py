@@ -30,8 +30,27 @@ def unpermute_rope(weights: np.ndarray, n_head: int) -> np.ndarray:
             .reshape(weights.shape))
 
 
+_LAYOUTS: dict[str, dict[str, tuple[str, str, int]]] = {}
+
+
 def hf_layout(checkpoint) -> dict[str, tuple[str, str, int]]:
-    """GGUF tensor name -> (HF name, transform, n_head) for the resident checkpoint (as convert.py names them)."""
+    """GGUF tensor name -> (HF name, transform, n_head) for the checkpoint (as convert.py names them).
+
+    Kept per checkpoint (by its file hashes): a later gguf format of the same checkpoint, run after
+    the resident copy was freed (auditq.formats.resident), does not reload the weights for names.
+    """
+    from auditq.formats.gguf.convert import checkpoint_key
+
+    key = checkpoint_key(checkpoint) if getattr(checkpoint, "file_hashes", None) else None
+    if key is not None and key in _LAYOUTS:
+        return _LAYOUTS[key]
+    mapping = _hf_layout(checkpoint)
+    if key is not None:
+        _LAYOUTS[key] = mapping
+    return mapping
+
+
+def _hf_layout(checkpoint) -> dict[str, tuple[str, str, int]]:
     import gguf
 
     from auditq.formats.gguf.convert import model_info
