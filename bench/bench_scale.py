@@ -12,7 +12,10 @@ uses only the first few thousand). Then, each in its own fresh process:
   every format, the bundled 60-record suite, no result cache);
 - the roofline: the same imports, each checkpoint loaded once (one resident at a time) and one batched
   forward pass (batches of 8 sorted by length, logits + log-softmax) over every text and QA pair of
-  the suite, once per format: the least work any audit of those tokens can do.
+  the suite, once per format: the least work any audit of those tokens can do;
+- the roofline + generated tokens (skip with --no-roofline-generation): the roofline's work plus one
+  parallel forward over the sequences the audit's greedy generation ends with (VerbMem prompts + their new
+  tokens, KnowMem prompts + `answer_tokens`), since the audit must also produce those tokens' logits.
 
 Prints whole-process wall time, per-stage seconds, tokens/s and peak memory (CPU max RSS; on CUDA
 also peak allocated), and the targets: wall ≤ 1.3 × roofline, peak ≤ roofline + 0.3 × one model.
@@ -177,9 +180,10 @@ def child_roofline(args) -> dict:
               for s in ("forget", "retain", "holdout") for q in suite.split(s).qa]
     tokenizer = AutoTokenizer.from_pretrained(paths["base"])
     seqs = sorted((tokenizer(t)["input_ids"] for t in texts), key=len, reverse=True)
+    generated = _generation_sequences(suite, tokenizer)
     n_formats = len(args.formats.split(","))
-    stages = {"load": 0.0, "forward": 0.0}
-    tokens = 0
+    stages = {"load": 0.0, "forward": 0.0, "forward_generated": 0.0}
+    tokens = generated_tokens = 0
     for role in ("base", "unlearned", "retrain"):
         start = time.perf_counter()
         model = AutoModelForCausalLM.from_pretrained(paths[role], dtype=placement.dtype,
@@ -191,24 +195,63 @@ def child_roofline(args) -> dict:
         start = time.perf_counter()
         with torch.inference_mode():
             for _ in range(n_formats):
-                for i in range(0, len(seqs), 8):
-                    batch = seqs[i:i + 8]
-                    width = len(batch[0])
-                    ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-                    mask = torch.zeros_like(ids)
-                    for row, s in enumerate(batch):
-                        ids[row, :len(s)] = torch.tensor(s)
-                        mask[row, :len(s)] = 1
-                    logits = model(input_ids=ids.to(placement.device), attention_mask=mask.to(placement.device)).logits
-                    torch.log_softmax(logits.float(), dim=-1)
-                    tokens += int(mask.sum())
-                    del logits
+                tokens += _forward_all(model, seqs, tokenizer.pad_token_id, placement.device)
         stages["forward"] += time.perf_counter() - start
+        if args.child == "roofline-gen":
+            start = time.perf_counter()
+            with torch.inference_mode():
+                for _ in range(n_formats):
+                    generated_tokens += _forward_all(model, generated, tokenizer.pad_token_id, placement.device)
+            stages["forward_generated"] += time.perf_counter() - start
         del model
         import gc
 
         gc.collect()
-    return {"stages": stages, "tokens": tokens, **_peak()}
+    return {"stages": stages, "tokens": tokens, "generated_tokens": generated_tokens, **_peak()}
+
+
+def _forward_all(model, seqs, pad_id: int, device) -> int:
+    """One batched forward + log-softmax over `seqs` (batches of 8, longest first); returns the real tokens."""
+    import torch
+
+    tokens = 0
+    for i in range(0, len(seqs), 8):
+        batch = seqs[i:i + 8]
+        width = len(batch[0])
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, s in enumerate(batch):
+            ids[row, :len(s)] = torch.tensor(s)
+            mask[row, :len(s)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        torch.log_softmax(logits.float(), dim=-1)
+        tokens += int(mask.sum())
+        del logits
+    return tokens
+
+
+def _generation_sequences(suite, tokenizer) -> list[list[int]]:
+    """The sequences the audit's greedy generation ends with (prompt + every new token), as one forward.
+
+    VerbMem: each forget/holdout text's first `prefix_tokens` tokens + `max_new_tokens` (capped by what the
+    text has left, as the probe's reference is); KnowMem: each question's prompt + `answer_tokens` (random
+    models never stop early). Forwarding them in parallel is the least work that yields those tokens' logits:
+    real generation needs one step per new token. Filler id 0 stands in for the generated tokens.
+    """
+    settings = suite.settings
+    out = []
+    for split in ("forget", "holdout"):
+        for record in suite.split(split).texts:
+            ids = tokenizer(record.text)["input_ids"]
+            if len(ids) <= settings.prefix_tokens:
+                continue
+            new = min(settings.max_new_tokens, len(ids) - settings.prefix_tokens)
+            out.append(ids[:settings.prefix_tokens] + [0] * new)
+    for split in ("forget", "retain", "holdout"):
+        for record in suite.split(split).qa:
+            ids = tokenizer(settings.qa_template.format(question=record.question))["input_ids"]
+            out.append(ids + [0] * settings.answer_tokens)
+    return sorted(out, key=len, reverse=True)
 
 
 def _start_child(mode: str, args, paths: dict):
@@ -243,8 +286,10 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep the trio here (default: a temp dir, removed)")
     parser.add_argument("--parallel", action="store_true",
                         help="run the roofline and the audit at the same time (a shared, loaded machine)")
+    parser.add_argument("--no-roofline-generation", dest="roofline_generation", action="store_false",
+                        help="skip the second roofline process (suite + the tokens the audit generates)")
     parser.add_argument("--estimate-only", action="store_true", help="print parameters and the memory estimate only")
-    parser.add_argument("--child", choices=["audit", "roofline"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["audit", "roofline", "roofline-gen"], help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -276,6 +321,7 @@ def main() -> None:
         else:
             roof = _finish_child(_start_child("roofline", args, paths))
             audit = _finish_child(_start_child("audit", args, paths))
+        gen_roof = _finish_child(_start_child("roofline-gen", args, paths)) if args.roofline_generation else None
         load_after = os.getloadavg()
     finally:
         if args.workdir is None:
@@ -304,6 +350,13 @@ def main() -> None:
     ratio = audit["wall_s"] / roof["wall_s"]
     limit = roof["max_rss_gib"] + 0.3 * one_model
     print(f"target wall ≤ 1.3 × roofline: {ratio:.2f}× ({'met' if ratio <= 1.3 else 'NOT met'})")
+    if gen_roof:
+        gen = gen_roof["stages"]["forward_generated"]
+        print(f"roofline + generated tokens (a third process: the roofline's work plus one parallel forward over "
+              f"the {gen_roof['generated_tokens']} tokens the audit generates, {gen:.1f} s): wall "
+              f"{gen_roof['wall_s']:.1f} s, CPU {gen_roof['cpu_s']:.1f} s, peak RSS {gen_roof['max_rss_gib']:.2f} GiB; "
+              f"audit {audit['wall_s'] / gen_roof['wall_s']:.2f}× its wall, "
+              f"{audit['cpu_s'] / max(gen_roof['cpu_s'], 1e-9):.2f}× its CPU seconds")
     print(f"target peak RSS ≤ roofline + 0.3 × one model = {limit:.2f} GiB: {audit['max_rss_gib']:.2f} GiB "
           f"({'met' if audit['max_rss_gib'] <= limit else 'NOT met'})")
 
