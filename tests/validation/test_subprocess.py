@@ -71,9 +71,14 @@ def test_installed_cli_refuses_with_one_line(world, tmp_path, kind, extra, expec
 ])
 def test_refusal_imports_neither_torch_nor_transformers(world, tmp_path, kind, extra, expected):
     unlearned, suite = _broken(world, tmp_path, kind)
+    _refused_before_heavy_imports(["check", str(world["base"]), str(unlearned), "--suite", str(suite), *extra],
+                                  tmp_path, expected)
+
+
+def _refused_before_heavy_imports(argv: list[str], tmp_path, expected: str) -> None:
+    """The installed entry point refuses `argv` with exit 2 and one line holding `expected`, torch unimported."""
     code = ("import sys\nfrom auditq.entry import main\n"
-            f"sys.argv = ['auditq', 'check', {str(world['base'])!r}, {str(unlearned)!r}, '--suite', {str(suite)!r}, "
-            f"*{extra!r}]\n"
+            f"sys.argv = ['auditq', *{argv!r}]\n"
             "try:\n    main()\nfinally:\n"
             "    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stdout)\n")
     proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
@@ -169,15 +174,8 @@ def test_remediate_refusal_imports_neither_torch_nor_transformers(world, tmp_pat
     unlearned, suite = _broken(world, tmp_path, kind)
     names = {"BASE": str(world["base"]), "UNLEARNED": str(unlearned)}
     extra = [names.get(e, e) for e in extra]
-    code = ("import sys\nfrom auditq.entry import main\n"
-            f"sys.argv = ['auditq', 'remediate', {str(world['base'])!r}, '--suite', {str(suite)!r}, *{extra!r}]\n"
-            "try:\n    main()\nfinally:\n"
-            "    print('HEAVY', sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stdout)\n")
-    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert "HEAVY []" in proc.stdout
-    assert len(proc.stderr.strip().splitlines()) == 1 and expected.replace("UNLEARNED", str(unlearned)) in proc.stderr
+    _refused_before_heavy_imports(["remediate", str(world["base"]), "--suite", str(suite), *extra], tmp_path,
+                                  expected.replace("UNLEARNED", str(unlearned)))
 
 
 _EARLY = """
