@@ -183,24 +183,18 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
     return checkpoint
 
 
-ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
-               "num_attention_heads", "num_key_value_heads", "vocab_size")
-
-
 def check_configs_compatible(base: Path, other: Path, role: str) -> None:
     """Compare config.json architecture fields before any weights are loaded (fail fast, exit 2)."""
-    a_cfg = json.loads((base / "config.json").read_text(encoding="utf-8"))
-    b_cfg = json.loads((other / "config.json").read_text(encoding="utf-8"))
-    if a_cfg.get("architectures") != b_cfg.get("architectures"):
-        raise InputError(f"base and {role} checkpoints differ in architectures: "
-                         f"{a_cfg.get('architectures')} vs {b_cfg.get('architectures')}")
-    for name in ARCH_FIELDS:
-        if a_cfg.get(name) != b_cfg.get(name):
-            raise InputError(f"base and {role} checkpoints differ in {name}: {a_cfg.get(name)} vs {b_cfg.get(name)}")
+    from auditq.validate_checkpoint import check_compatible_configs
+
+    check_compatible_configs(json.loads((base / "config.json").read_text(encoding="utf-8")),
+                             json.loads((other / "config.json").read_text(encoding="utf-8")), role)
 
 
 def check_compatible(base: Checkpoint, other: Checkpoint, role: str) -> None:
     """Refuse (exit 2) when two loaded checkpoints differ in architecture, sizes or tokenizer vocabulary."""
+    from auditq.validate_checkpoint import ARCH_FIELDS
+
     for name in ARCH_FIELDS:
         a, b = getattr(base.config, name, None), getattr(other.config, name, None)
         if a != b:
