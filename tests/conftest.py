@@ -18,6 +18,16 @@ os.environ["AUDITQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="auditq-test-cache-")
 
 
 @pytest.fixture(scope="session")
+def one_thread():
+    """Torch on one thread for in-process model tests (small-matrix work on a shared 2-core machine is
+    slower with more); restored at the end of the session."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
 def demo_models():
     from auditq.demo.build import build_demo
 

@@ -19,14 +19,6 @@ TEXTS = [f"The quick brown fox number {i} jumps over the lazy dog in Warsaw." fo
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
 def base_and_suite(tmp_path_factory, one_thread):
     root = tmp_path_factory.mktemp("evidence")
     base = build_llama_checkpoint(root / "base", hidden=64, intermediate=128, seed=0)

@@ -1,13 +1,12 @@
 """Fixtures for the GGUF tests: tiny REAL Hugging Face checkpoints built once per session.
 
 The builders live in gguf_helpers.py; see there for sizes. Torch runs on one thread here
-(small-matrix work on a shared 2-core machine is much slower with more).
+(`one_thread` in tests/conftest.py: small-matrix work on a shared 2-core machine is much slower with more).
 """
 
 from __future__ import annotations
 
 import pytest
-import torch
 
 try:  # tests/formats may or may not become a package
     from .gguf_helpers import (PARITY_TEXTS, build_gpt2_checkpoint, build_llama_checkpoint,
@@ -18,27 +17,19 @@ except ImportError:
 
 
 @pytest.fixture(scope="session")
-def gguf_one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="session")
-def gguf_llama(tmp_path_factory, gguf_one_thread):
+def gguf_llama(tmp_path_factory, one_thread):
     """Llama, hidden 128 / intermediate 384 / 2 layers, 4 query and 2 key-value heads, BOS added."""
     return load(build_llama_checkpoint(tmp_path_factory.mktemp("gguf-llama") / "ckpt"))
 
 
 @pytest.fixture(scope="session")
-def gguf_qwen2(tmp_path_factory, gguf_one_thread):
+def gguf_qwen2(tmp_path_factory, one_thread):
     """Qwen2, hidden 256 / intermediate 512 (K-quant friendly), q/k/v biases, tied output, no BOS."""
     return load(build_qwen2_checkpoint(tmp_path_factory.mktemp("gguf-qwen2") / "ckpt"))
 
 
 @pytest.fixture(scope="session")
-def gguf_gpt2(tmp_path_factory, gguf_one_thread):
+def gguf_gpt2(tmp_path_factory, one_thread):
     return load(build_gpt2_checkpoint(tmp_path_factory.mktemp("gguf-gpt2") / "ckpt"))
 
 

@@ -64,7 +64,7 @@ def test_f32_gguf_matches_torch(fixture, request, gguf_ctx):
     assert info["tokenizer_parity_texts"] == len(PARITY_TEXTS)
 
 
-def test_mistral_uses_the_llama_architecture(tmp_path, gguf_one_thread, gguf_ctx):
+def test_mistral_uses_the_llama_architecture(tmp_path, one_thread, gguf_ctx):
     ckpt = load(build_llama_checkpoint(tmp_path / "mistral", mistral=True, seed=5, heads=8, kv_heads=2))
     assert ckpt.config.model_type == "mistral"
     fmt = make_format("gguf:f32")
@@ -83,7 +83,7 @@ def test_gpt2_converts_and_llama_cpp_gelu_is_documented(gguf_gpt2, gguf_ctx):
     assert "GELU" in fmt.details()["note"]
 
 
-def test_llama3_rope_scaling_writes_rope_freqs(tmp_path, gguf_one_thread, gguf_ctx):
+def test_llama3_rope_scaling_writes_rope_freqs(tmp_path, one_thread, gguf_ctx):
     rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
     ckpt = load(build_llama_checkpoint(tmp_path / "l3", rope_parameters=rope, tied=True, seed=3))

@@ -38,14 +38,6 @@ except ImportError:
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(scope="module")
 def memorised(one_thread):
     return load(memorised_llama(), role="base")
 
