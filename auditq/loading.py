@@ -154,13 +154,22 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
     except Exception as exc:  # noqa: BLE001 - config and tokenizer files are user input: any failure is exit 2
         raise fail(exc) from None
 
+    def from_files(load_dtype: torch.dtype):
+        return AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype=load_dtype, use_safetensors=True,
+            trust_remote_code=trust_remote_code, local_files_only=True, output_loading_info=True,
+            **({"device_map": device_map} if device_map else {}),
+        )
+
     def load_weights() -> torch.nn.Module:
+        from auditq.load_upcast import streamed_load_dtype, upcast_from_files
+
+        first = streamed_load_dtype(path, dtype, device, device_map)  # bf16 -> float32 without a second copy
         try:
-            model, info = AutoModelForCausalLM.from_pretrained(
-                path, config=config, dtype=dtype, use_safetensors=True,
-                trust_remote_code=trust_remote_code, local_files_only=True, output_loading_info=True,
-                **({"device_map": device_map} if device_map else {}),
-            )
+            model, info = from_files(first or dtype)
+            if first is not None and not upcast_from_files(model, path, dtype):
+                del model
+                model, info = from_files(dtype)
         except (OSError, ValueError, KeyError) as exc:
             raise fail(exc) from None
         except RuntimeError as exc:  # transformers' "For details look at the above report!" (its report is silenced)

@@ -2,7 +2,7 @@
 
 Formats that rewrite weights in place (RTN, pruning, fp8, a relearning step) used to clone every
 tensor first: a second copy of the model. Here the original values are re-read from the
-checkpoint's safetensors files (memory-mapped, one tensor at a time) and copied into the
+checkpoint's safetensors files (one tensor at a time, plain reads) and copied into the
 parameters, cast to their dtype exactly as `from_pretrained` cast them at load time. A tensor
 the files do not hold under its parameter name (renamed on load, or a model not built from a
 directory) is cloned before the change instead, so restoring is always exact.
@@ -43,19 +43,27 @@ def tensor_files(checkpoint_dir: Path | None) -> dict[str, Path]:
 
 
 def restore_from_files(params: Mapping[str, torch.nn.Parameter], files: Mapping[str, Path]) -> None:
-    """Copy each named tensor from its safetensors file into the parameter (memory-mapped, one at a time)."""
-    from safetensors import safe_open
+    """Copy each named tensor from its safetensors file into the parameter, one at a time.
+
+    Read with plain file reads (auditq.safetensors_read), not a memory map, so the restore never
+    adds the file's pages to the process's memory.
+    """
+    from auditq.safetensors_read import TensorReader
 
     by_file: dict[Path, list[str]] = {}
     for name in params:
         by_file.setdefault(files[name], []).append(name)
     with torch.no_grad():
         for file, names in by_file.items():
-            with safe_open(str(file), framework="pt", device="cpu") as reader:
-                for name in names:
-                    stored = reader.get_tensor(name)
-                    params[name].copy_(stored.to(params[name].dtype))  # cast on CPU, as loading did
-                    del stored
+            with TensorReader(file) as reader:
+                for name in names:  # cast on the CPU as loading did, a chunk at a time into the parameter
+                    if params[name].device.type == "cpu":
+                        reader.read_into(name, params[name].data)
+                    else:
+                        stored = torch.empty(params[name].shape, dtype=params[name].dtype)
+                        reader.read_into(name, stored)
+                        params[name].copy_(stored)
+                        del stored
 
 
 @contextmanager

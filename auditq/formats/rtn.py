@@ -178,7 +178,9 @@ class RoundToNearest(Format):
                     if recorder is not None:
                         recorder.add(name, *rtn_codes_and_steps(param.cpu(), self.options.bits,
                                                                  self.options.group_size))
-                    param.copy_(rtn_quantize(param, self.options.bits, self.options.group_size))
+                    for start, stop in _row_blocks(param):  # in place: no second copy of a 7B lm_head
+                        param[start:stop].copy_(rtn_quantize(param[start:stop], self.options.bits,
+                                                             self.options.group_size))
             dtype = str(next(iter(targets.values())).dtype).replace("torch.", "") if targets else "?"
             self._compute = {"compute_dtype": dtype, "dequantize": f"integer codes × scale in {dtype}", **restore}
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
@@ -207,17 +209,20 @@ def _dtype_rounding(checkpoint, targets: dict[str, torch.nn.Parameter], options:
     files = tensor_files(getattr(checkpoint, "path", None)) if getattr(checkpoint, "weights_from_files", False) else {}
     if not files:
         return {}
-    from safetensors import safe_open
+    from auditq.safetensors_read import TORCH_DTYPES, TensorReader
 
     changed = total = 0
     stored_dtype = None
     for name, param in targets.items():
         if name not in files:
             continue
-        with safe_open(str(files[name]), framework="pt", device="cpu") as reader:
-            stored = reader.get_tensor(name)
-        if stored.dtype == param.dtype or stored.shape != param.shape:
-            return {}
+        with TensorReader(files[name]) as reader:  # plain reads: the file's pages stay out of this process
+            entry = reader.entries[name]
+            dtype = TORCH_DTYPES.get(entry.dtype)
+            if dtype is None or dtype == param.dtype or tuple(entry.shape) != tuple(param.shape):
+                return {}
+            stored = torch.empty(entry.shape, dtype=dtype)
+            reader.read_into(name, stored)
         stored_dtype = stored.dtype
         changed += codes_changed_by_cast(stored, param, options.bits, options.group_size)
         total += stored.numel()
