@@ -24,8 +24,9 @@ from typing import Any
 
 import torch
 
-from auditq.formats._gptqmodel import GPTQModelFormat, QuantizeRequest
 from auditq.formats.base import Format, FormatSpec
+from auditq.formats.gptqmodel_format import GPTQModelFormat
+from auditq.formats.gptqmodel_quantize import QuantizeRequest
 from auditq.formats.options import GPTQOptions
 
 __all__ = ["AWQFormat"]

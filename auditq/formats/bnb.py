@@ -29,16 +29,10 @@ from typing import Any
 import torch
 
 from auditq.errors import BackendUnavailable, MeasurementError
-from auditq.formats._gptqmodel import (
-    BNB_INSTALL_HINT,
-    first_line,
-    package_version,
-    pick_device,
-    release_memory,
-    role_of,
-    saved_source,
-)
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.gptqmodel_env import BNB_INSTALL_HINT, package_version, pick_device, release_memory, role_of
+from auditq.formats.gptqmodel_format import first_line
+from auditq.formats.gptqmodel_quantize import saved_source
 from auditq.formats.options import BnbOptions
 
 __all__ = ["BitsAndBytesFormat"]

@@ -53,20 +53,11 @@ from typing import Any
 import torch
 
 from auditq.errors import BackendUnavailable, InputError, MeasurementError
-from auditq.formats._gptqmodel import (
-    GPTQ_INSTALL_HINT,
-    ArtifactMissing,
-    GPTQModelFormat,
-    QuantizeRequest,
-    dequantized_model,
-    first_line,
-    load_quantized,
-    package_version,
-    pick_device,
-    quant_method,
-    scoring,
-)
 from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
+from auditq.formats.gptqmodel_env import GPTQ_INSTALL_HINT, ArtifactMissing, package_version, pick_device
+from auditq.formats.gptqmodel_format import GPTQModelFormat, first_line, scoring
+from auditq.formats.gptqmodel_load import dequantized_model, load_quantized, quant_method
+from auditq.formats.gptqmodel_quantize import QuantizeRequest
 from auditq.formats.options import GPTQOptions
 
 __all__ = ["GPTQ_INSTALL_HINT", "ArtifactMissing", "GPTQFormat", "GPTQOptions", "QuantizedArtifact"]

@@ -214,7 +214,7 @@ class Relearning(Format):
             "applied_to": "base, unlearned and retrain alike (same data, order and seed)",
         }
         if o.lora:
-            from auditq.formats._gptqmodel import package_version
+            from auditq.formats.gptqmodel_env import package_version
 
             info["peft_version"] = package_version("peft")
         if self._runs:

@@ -12,9 +12,9 @@ if importlib.util.find_spec("gptqmodel") is None:  # not importorskip: importing
 import torch
 
 from auditq.formats import make_format
-from auditq.formats._gptqmodel import dequantized_model, load_quantized
 from auditq.formats.base import FormatContext
 from auditq.formats.gptq import QuantizedArtifact
+from auditq.formats.gptqmodel_load import dequantized_model, load_quantized
 
 try:
     from .gguf_helpers import load

@@ -133,7 +133,7 @@ def test_gguf_codes_in_hf_layout_reconstruct_the_weights(pair, tmp_path):
 def test_gptq_codes_match_gptqmodels_dequantized_weights(pair, tmp_path):
     """(code − zero) × scale equals GPTQModel's own dequantization, for one constant zero per tensor."""
     from auditq.formats import make_format
-    from auditq.formats._gptqmodel import dequantized_model
+    from auditq.formats.gptqmodel_load import dequantized_model
 
     checkpoint = load(pair["base"], role="base")
     ctx = FormatContext(workdir=tmp_path, seed=0, calibration_texts=tuple(TEXTS * 4),

@@ -15,9 +15,10 @@ import torch
 
 from auditq.errors import InputError, MeasurementError
 from auditq.formats import make_format
-from auditq.formats._gptqmodel import ArtifactMissing, dequantized_model
 from auditq.formats.base import FormatContext
 from auditq.formats.gptq import QuantizedArtifact
+from auditq.formats.gptqmodel_env import ArtifactMissing
+from auditq.formats.gptqmodel_load import dequantized_model
 
 try:
     from .gguf_helpers import load

@@ -15,11 +15,13 @@ import torch
 
 from auditq.errors import BackendUnavailable, InputError, MeasurementError
 from auditq.formats import make_format
-from auditq.formats._gptqmodel import default_group_size, engine_env, quant_method
 from auditq.formats.awq import AWQFormat
 from auditq.formats.base import FormatContext
 from auditq.formats.bnb import BitsAndBytesFormat
 from auditq.formats.gptq import GPTQFormat, QuantizedArtifact
+from auditq.formats.gptqmodel_calibration import default_group_size
+from auditq.formats.gptqmodel_env import engine_env
+from auditq.formats.gptqmodel_load import quant_method
 
 
 def test_gptq_specs():
