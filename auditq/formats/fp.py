@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.base import Format, FormatContext
 
 
 class FullPrecision(Format):

@@ -67,7 +67,6 @@ further roles (``"base"``, ``"retrain"``: the pipeline's role names) to their fi
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
