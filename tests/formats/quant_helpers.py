@@ -23,10 +23,7 @@ from pathlib import Path
 
 import torch
 
-try:
-    from .gguf_helpers import train_tokenizer
-except ImportError:
-    from gguf_helpers import train_tokenizer  # type: ignore
+from gguf_helpers import train_tokenizer
 
 SUITE = Path(__file__).resolve().parents[2] / "probes" / "demo"
 N_MEMORISED = 16

@@ -16,22 +16,13 @@ from auditq.formats.base import FormatContext
 from auditq.formats.gptq import QuantizedArtifact
 from auditq.formats.gptqmodel_load import dequantized_model, load_quantized
 
-try:
-    from .gguf_helpers import load
-    from .quant_helpers import (
-        calibration_texts,
-        memorised_llama,
-        memorised_texts,
-        token_logprobs,
-    )
-except ImportError:
-    from gguf_helpers import load  # type: ignore
-    from quant_helpers import (  # type: ignore
-        calibration_texts,
-        memorised_llama,
-        memorised_texts,
-        token_logprobs,
-    )
+from gguf_helpers import load
+from quant_helpers import (
+    calibration_texts,
+    memorised_llama,
+    memorised_texts,
+    token_logprobs,
+)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,8 @@ import torch
 from auditq.formats import make_format
 from auditq.formats.base import FormatContext
 
-try:
-    from .gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
-    from .quant_helpers import token_logprobs
-except ImportError:
-    from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load  # type: ignore
-    from quant_helpers import token_logprobs  # type: ignore
+from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
+from quant_helpers import token_logprobs
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,7 @@ from auditq.evidence import IDENTICAL_NOTE, CodeRecorder, codes_dir
 from auditq.formats.base import FormatContext
 from auditq.pipeline import AuditRequest, run_audit
 
-try:
-    from .gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
-except ImportError:
-    from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load  # type: ignore
+from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_suite import write_suite  # noqa: E402

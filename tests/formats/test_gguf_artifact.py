@@ -14,10 +14,7 @@ from auditq.formats.gguf import ArtifactMissing, GGUFArtifact  # noqa: E402
 from auditq.formats.gguf.convert import convert_to_gguf  # noqa: E402
 from auditq.formats.gguf.quantize import quantize_gguf  # noqa: E402
 
-try:
-    from .gguf_helpers import PARITY_TEXTS
-except ImportError:
-    from gguf_helpers import PARITY_TEXTS  # type: ignore
+from gguf_helpers import PARITY_TEXTS
 
 pytestmark = pytest.mark.gguf
 

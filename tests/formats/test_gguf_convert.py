@@ -17,10 +17,7 @@ from auditq.formats import make_format  # noqa: E402
 from auditq.formats.gguf import convert as convert_mod  # noqa: E402
 from auditq.formats.gguf.convert import UnsupportedModel, convert_to_gguf  # noqa: E402
 
-try:
-    from .gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
-except ImportError:
-    from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load  # type: ignore
+from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
 
 pytestmark = pytest.mark.gguf
 

@@ -12,10 +12,7 @@ from auditq.errors import InputError  # noqa: E402
 from auditq.formats import make_format  # noqa: E402
 from auditq.formats.gguf.quantize import QUANT_TYPES, fallback_note, read_tensors  # noqa: E402
 
-try:
-    from .gguf_helpers import PARITY_TEXTS
-except ImportError:
-    from gguf_helpers import PARITY_TEXTS  # type: ignore
+from gguf_helpers import PARITY_TEXTS
 
 pytestmark = pytest.mark.gguf
 

@@ -17,10 +17,7 @@ import pytest
 if importlib.util.find_spec("gptqmodel") is None:
     pytest.skip("needs gptqmodel (pip install 'auditq[gptq]')", allow_module_level=True)
 
-try:
-    from .gguf_helpers import build_llama_checkpoint
-except ImportError:
-    from gguf_helpers import build_llama_checkpoint  # type: ignore
+from gguf_helpers import build_llama_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_suite import write_suite  # noqa: E402
