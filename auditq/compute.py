@@ -3,7 +3,8 @@
 Rules (`auto`): CUDA when torch sees one, else the CPU. On CUDA the checkpoint's own dtype; on the
 CPU float32 unless one model would not fit in the available memory, then bfloat16 (said in one
 line). Only one model is resident at a time (auditq.executor), so the estimate is for one model:
-~1.3 × its bytes in the compute dtype + a fixed working allowance. An audit that cannot fit is
+~1.3 × its bytes in the compute dtype + a fixed working allowance, plus on the CPU what the process's
+imports hold. An audit that cannot fit is
 refused before any weights are read (exit 2), naming the flag that would help.
 """
 
@@ -28,6 +29,10 @@ GIB = 1 << 30
 MODEL_FACTOR = 1.3
 #: activations, logits chunks, KV cache and the tokenizer, on top of the model
 WORKING_BYTES = GIB // 2
+#: what the process holds before a model is loaded, on the CPU only (torch, transformers, scipy, sklearn,
+#: rouge-score and auditq: 0.51 GiB RSS measured with `auditq check`'s imports, 2026-12-02); the estimate
+#: left it out and came out 0.14 GiB (57M shape) to 0.4 GiB (0.5B shape) below the measured peak
+CPU_IMPORT_BYTES = 11 * GIB // 20
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,11 @@ def cuda_available_bytes(device: str, device_map: str | None) -> int:
     return int(torch.cuda.mem_get_info(torch.device(device))[0])
 
 
-def needed_bytes(n_params: int, dtype: torch.dtype) -> int:
-    return int(MODEL_FACTOR * n_params * torch.empty((), dtype=dtype).element_size()) + WORKING_BYTES
+def needed_bytes(n_params: int, dtype: torch.dtype, device: str = "cpu") -> int:
+    """Peak bytes of an audit with one model resident: the model with slack, working memory, and on
+    the CPU the process's own imports (on a GPU they live in host memory, not in the device's)."""
+    imports = CPU_IMPORT_BYTES if device == "cpu" else 0
+    return int(MODEL_FACTOR * n_params * torch.empty((), dtype=dtype).element_size()) + WORKING_BYTES + imports
 
 
 def resolve(request: ComputeRequest, checkpoint_dir: Path, available: int | None = None) -> Placement:
@@ -169,17 +177,17 @@ def resolve(request: ComputeRequest, checkpoint_dir: Path, available: int | None
         dtype = DTYPES[dtype_name]
     elif device == "cpu":
         dtype = torch.float32
-        if available is not None and needed_bytes(n_params, dtype) > available \
-                and needed_bytes(n_params, torch.bfloat16) <= available:
+        if available is not None and needed_bytes(n_params, dtype, device) > available \
+                and needed_bytes(n_params, torch.bfloat16, device) <= available:
             dtype = torch.bfloat16
-            note = (f"--dtype auto: float32 would need ~{needed_bytes(n_params, torch.float32) / GIB:.1f} GiB, "
+            note = (f"--dtype auto: float32 would need ~{needed_bytes(n_params, torch.float32, device) / GIB:.1f} GiB, "
                     f"{available / GIB:.1f} GiB available: computing in bfloat16 on the CPU")
-        elif available is not None and needed_bytes(n_params, dtype) > available:
+        elif available is not None and needed_bytes(n_params, dtype, device) > available:
             dtype = torch.bfloat16
     else:
         dtype = stored_dtype(checkpoint_dir)
     placement = Placement(device=device, dtype=dtype, device_map=device_map,
-                          needs_bytes=needed_bytes(n_params, dtype), available_bytes=available, note=note)
+                          needs_bytes=needed_bytes(n_params, dtype, device), available_bytes=available, note=note)
     if available is not None and placement.needs_bytes > available:
         raise InputError(placement.estimate_line().replace("memory: ", "cannot fit: ") + "; " +
                          _hint(placement))

@@ -359,6 +359,10 @@ def main() -> None:
               f"{audit['cpu_s'] / max(gen_roof['cpu_s'], 1e-9):.2f}× its CPU seconds")
     print(f"target peak RSS ≤ roofline + 0.3 × one model = {limit:.2f} GiB: {audit['max_rss_gib']:.2f} GiB "
           f"({'met' if audit['max_rss_gib'] <= limit else 'NOT met'})")
+    if audit.get("device") == "cpu":
+        estimate = needed_bytes(n, torch.bfloat16 if dtype_bytes == 2 else torch.float32, "cpu") / GIB
+        print(f"auditq's printed estimate ~{estimate:.2f} GiB vs the audit's peak RSS {audit['max_rss_gib']:.2f} GiB "
+              f"({'an over-estimate: refusals err on the safe side' if estimate >= audit['max_rss_gib'] else 'an UNDER-estimate'})")
 
 
 if __name__ == "__main__":

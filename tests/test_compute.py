@@ -68,3 +68,12 @@ def test_cuda_requests_without_a_gpu_are_refused(ckpt):
     with pytest.raises(InputError, match="device-map"):
         resolve(ComputeRequest(device="cpu", device_map="auto"), ckpt, available=64 * GIB)
     assert resolve(ComputeRequest(), ckpt, available=64 * GIB).device == "cpu"   # auto without CUDA
+
+
+def test_the_cpu_estimate_counts_the_processes_own_imports():
+    """On the CPU the audit process's imports share the memory the model needs; on a GPU they do not."""
+    from auditq.compute import CPU_IMPORT_BYTES
+
+    n = 1_000_000
+    assert needed_bytes(n, torch.float32, "cpu") - needed_bytes(n, torch.float32, "cuda:0") == CPU_IMPORT_BYTES
+    assert needed_bytes(n, torch.float32, "cpu") > needed_bytes(n, torch.bfloat16, "cpu")
