@@ -101,10 +101,12 @@ class TorchCausalLM(LanguageModel):
     # ------------------------------------------------------------------ scoring
 
     def score(self, sequences: list[list[int]]) -> list[TokenScores]:
-        return run_batched(sequences, self.batch_size, self.max_batch_tokens, lambda b: self._score_batch(b, True))
+        return run_batched(sequences, self.batch_size, self.max_batch_tokens,
+                           lambda b: _trimmed(self._score_batch(b, True)))
 
     def score_logprobs(self, sequences: list[list[int]]) -> list[TokenScores]:
-        return run_batched(sequences, self.batch_size, self.max_batch_tokens, lambda b: self._score_batch(b, False))
+        return run_batched(sequences, self.batch_size, self.max_batch_tokens,
+                           lambda b: _trimmed(self._score_batch(b, False)))
 
     @torch.inference_mode()
     def _score_batch(self, batch: list[list[int]], with_distribution: bool) -> list[TokenScores]:
@@ -162,7 +164,7 @@ class TorchCausalLM(LanguageModel):
         stops = frozenset(int(t) for t in stop_token_ids)
         # a row's final width (prompt + new tokens) is what the KV cache holds
         return run_batched(prompts, self.batch_size, self.max_batch_tokens,
-                           lambda b: self._generate_batch(b, max_new_tokens, stops),
+                           lambda b: _trimmed(self._generate_batch(b, max_new_tokens, stops)),
                            lengths=[len(p) + max_new_tokens for p in prompts])
 
     @torch.inference_mode()
@@ -225,3 +227,16 @@ def _accepts(model, name: str) -> bool:
 
 def _cat(parts: list) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _trimmed(results: list) -> list:
+    """A batch's results, after its freed scratch went back to the OS (auditq.memory).
+
+    glibc reuses freed vocabulary-sized chunks badly once small long-lived results sit between
+    them: without this the heap grew batch after batch (a standalone MIA pass on the 57M shape
+    went from 0.74 to 1.75 GiB). One trim per batch costs nothing next to the batch.
+    """
+    from auditq.memory import release_free_memory
+
+    release_free_memory()
+    return results
