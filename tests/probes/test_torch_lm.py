@@ -55,6 +55,18 @@ def test_chunked_scores_equal_unchunked_and_the_reference(tiny):
             np.testing.assert_allclose(got_a, want, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 30])
+def test_the_model_logits_path_equals_the_reference(tiny, monkeypatch, chunk):
+    """Architectures without a plain head score the model's own logits: same values, any chunk size."""
+    import auditq.backends.torch_lm as torch_lm
+
+    monkeypatch.setattr(torch_lm, "plain_head", lambda model: None)
+    seqs = _sequences(tiny)
+    for seq, got in zip(seqs, _lm(tiny, chunk_elements=chunk * len(tiny.tokenizer)).score(seqs)):
+        for value, want in zip((got.logprobs, got.mean_logp, got.std_logp), _reference(tiny, seq)):
+            np.testing.assert_allclose(value, want, atol=1e-4, rtol=0)
+
+
 def test_logprob_only_scoring_matches_full_scoring(tiny):
     seqs = _sequences(tiny)
     full, light = _lm(tiny).score(seqs), _lm(tiny).score_logprobs(seqs)
