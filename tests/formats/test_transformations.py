@@ -212,8 +212,10 @@ def test_relearning_is_deterministic_and_leaves_the_fp_copy_untouched(tiny, tmp_
     assert changed or "lora" in spec  # a full fine-tune moved the weights; LoRA adds its own
     if "lora" in spec:
         assert any("lora_" in k for k in weights_a)
-    assert not all(torch.equal(torch.tensor(scores_a), torch.tensor(s)) for s in
-                   [_relearned_run(ckpt, suite, tmp_path, spec, seed=4)[2]])
+    # another seed trains on another order: the weights differ (on this tiny model the scores may agree to
+    # the last float32 bit, so the weights are what is compared)
+    weights_c = _relearned_run(ckpt, suite, tmp_path, spec, seed=4)[1]
+    assert not all(torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
     assert _untouched(ckpt.model, before, grads, names)
 
 
