@@ -18,12 +18,9 @@ import torch
 
 from auditq.compute_flags import ComputeRequest, parse_device, parse_device_map, parse_dtype  # noqa: F401
 from auditq.errors import InputError
+from auditq.safetensors_read import TORCH_DTYPES
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-_SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64,
-                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-                       "U8": torch.uint8, "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn,
-                       "F8_E5M2": torch.float8_e5m2}
 GIB = 1 << 30
 #: resident bytes per model byte (the model, one tensor being rewritten, allocator slack)
 MODEL_FACTOR = 1.3
@@ -88,7 +85,7 @@ def checkpoint_tensors(path: Path) -> dict[str, tuple[torch.dtype | None, int]]:
             numel = 1
             for dim in meta["shape"]:
                 numel *= int(dim)
-            out[name] = (_SAFETENSORS_DTYPES.get(meta["dtype"]), numel)
+            out[name] = (TORCH_DTYPES.get(meta["dtype"]), numel)
     return out
 
 

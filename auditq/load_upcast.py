@@ -4,8 +4,8 @@
 the float32 parameters, so at the end of loading the process holds the float32 model plus every
 page of the file (measured on the 0.5B Qwen2 shape: peak RSS 3.17 GiB for a 2.28 GiB steady
 state). Here the model is first loaded in the stored dtype, which transformers leaves backed by
-the mapping without reading it, and each parameter is then replaced by a float32 tensor filled from the file a chunk at a time
-(auditq.safetensors_read): the peak is the float32 model plus 16 MiB.
+the mapping without reading it, and each parameter is then replaced by a float32 tensor filled
+from the file a chunk at a time (auditq.safetensors_read): the peak is the float32 model plus 16 MiB.
 
 The result is exactly what `from_pretrained(dtype=float32)` gives: bf16 and fp16 widen to float32
 exactly, and a model whose buffers were built in the narrower dtype (their values would differ)

@@ -259,7 +259,6 @@ def _accepts(model, name: str) -> bool:
         return False
 
 
-
 def _trimmed(results: list) -> list:
     """A batch's results, after its freed scratch went back to the OS (auditq.memory).
 
