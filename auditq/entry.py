@@ -35,7 +35,7 @@ def main() -> None:
         interrupt.install()  # from here on a press raises Interrupted, caught below
         if interrupt.interrupted():  # pressed while the console script was still importing this module
             interrupt.exit_interrupted()
-        from auditq.cli import main as cli_main
+        from auditq.cli.app import main as cli_main
 
         cli_main()
     except SystemExit:

@@ -1,6 +1,6 @@
 """Ctrl-C state shared by the console script (auditq.entry), the CLI and the executor: exit 130 at any moment.
 
-`auditq.cli` imports typer and rich, and the commands import torch and transformers (seconds on a
+`auditq.cli.app` imports typer and rich, and the commands import torch and transformers (seconds on a
 loaded machine). A KeyboardInterrupt raised inside import machinery can surface as anything — a
 RecursionError, a half-imported numpy, an ImportError — so the handler also records that Ctrl-C was
 pressed, and the entry point exits 130 whenever that flag is set, whatever exception arrives (or none:
@@ -12,10 +12,9 @@ The console script imports this module first, so it imports nothing CPython has 
 the builtin `_signal` (the `signal` module would build its enums first: measurably longer, bench/bench_sigint.py).
 """
 
+import _signal
 import os
 import sys
-
-import _signal
 
 EXIT_INTERRUPTED = 130
 MESSAGE = "auditq: interrupted; nothing was written"

@@ -38,7 +38,7 @@ def _demo_models(tiny: bool, scratch: Path):
     sys.path.insert(0, str(ROOT / "tests"))
     from formats.gguf_helpers import build_llama_checkpoint
 
-    from auditq.suite import bundled_suite_dir
+    from auditq.suite.records import bundled_suite_dir
 
     base = build_llama_checkpoint(scratch / "base", hidden=128, intermediate=384, seed=0)
     unlearned = build_llama_checkpoint(scratch / "unlearned", hidden=128, intermediate=384, seed=1)
@@ -59,8 +59,8 @@ def main() -> None:
 
     import torch
 
-    from auditq.cache import ResultCache
-    from auditq.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.cache.store import ResultCache
 
     torch.set_num_threads(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="auditq-bench-cache-"))

@@ -21,8 +21,8 @@ def main() -> None:
 
     import torch
 
+    from auditq.audit.pipeline import AuditRequest, run_audit
     from auditq.demo.build import build_demo
-    from auditq.pipeline import AuditRequest, run_audit
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()

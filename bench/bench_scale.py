@@ -8,7 +8,7 @@ architecture shape with its real vocabulary size, saved as bf16 safetensors in a
 tokenizer is a small BPE trained on the suite: the model's vocabulary rows are real, the tokenizer
 uses only the first few thousand). Then, each in its own fresh process:
 
-- the audit: auditq.pipeline.run_audit exactly as `auditq check` builds it (BASE, UNLEARNED, RETRAIN,
+- the audit: auditq.audit.pipeline.run_audit exactly as `auditq check` builds it (BASE, UNLEARNED, RETRAIN,
   every format, the bundled 60-record suite, no result cache);
 - the roofline: the same imports, each checkpoint loaded once (one resident at a time) and one batched
   forward pass (batches of 8 sorted by length, logits + log-softmax) over every text and QA pair of
@@ -93,7 +93,7 @@ def build_trio(shape: str, root: Path, log) -> dict[str, Path]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from auditq.suite import bundled_suite_dir, load_suite
+    from auditq.suite.records import bundled_suite_dir, load_suite
 
     suite = load_suite(bundled_suite_dir())
     tokenizer = _tokenizer(suite)
@@ -135,11 +135,11 @@ def _peak() -> dict:
 def child_audit(args) -> dict:
     import torch
 
-    import auditq.cli  # noqa: F401 - the imports `auditq check` pays for
-    from auditq.compute import ComputeRequest
-    from auditq.config import AuditConfig
-    from auditq.pipeline import AuditRequest, Events, run_audit
-    from auditq.suite import bundled_suite_dir
+    import auditq.cli.app  # noqa: F401 - the imports `auditq check` pays for
+    from auditq.audit.pipeline import AuditRequest, Events, run_audit
+    from auditq.checkpoint.placement import ComputeRequest
+    from auditq.suite.records import bundled_suite_dir
+    from auditq.verdict.config import AuditConfig
 
     torch.set_num_threads(args.threads)
     paths = json.loads(args.paths)
@@ -164,10 +164,10 @@ def child_roofline(args) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import auditq.cli  # noqa: F401 - the same imports as the audit
-    import auditq.pipeline  # noqa: F401
-    from auditq.compute import ComputeRequest, resolve
-    from auditq.suite import bundled_suite_dir, load_suite
+    import auditq.audit.pipeline  # noqa: F401
+    import auditq.cli.app  # noqa: F401 - the same imports as the audit
+    from auditq.checkpoint.placement import ComputeRequest, resolve
+    from auditq.suite.records import bundled_suite_dir, load_suite
 
     torch.set_num_threads(args.threads)
     paths = json.loads(args.paths)
@@ -299,7 +299,7 @@ def main() -> None:
 
     import torch
 
-    from auditq.compute import GIB, cpu_available_bytes, needed_bytes
+    from auditq.checkpoint.placement import GIB, cpu_available_bytes, needed_bytes
 
     n = parameter_count(args.shape)
     print(f"shape {args.shape}: {n / 1e6:.1f}M parameters; one model: {n * 4 / GIB:.2f} GiB float32, "

@@ -35,9 +35,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from auditq.audit.pipeline import AuditRequest, run_audit
     from auditq.demo.build import build_demo
-    from auditq.pipeline import AuditRequest, run_audit
-    from auditq.scoring import collect_samples
+    from auditq.verdict.scoring import collect_samples
 
     models = build_demo(cache_dir=args.cache)
     with tempfile.TemporaryDirectory() as scratch:

@@ -101,7 +101,7 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 
     capsys None: output is not captured.
     """
-    from auditq.cli import main
+    from auditq.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["auditq", *args])
     with pytest.raises(SystemExit) as info:

@@ -260,13 +260,13 @@ def _accepts(model, name: str) -> bool:
 
 
 def _trimmed(results: list) -> list:
-    """A batch's results, after its freed scratch went back to the OS (auditq.memory).
+    """A batch's results, after its freed scratch went back to the OS (auditq.checkpoint.memory).
 
     glibc reuses freed vocabulary-sized chunks badly once small long-lived results sit between
     them: without this the heap grew batch after batch (a standalone MIA pass on the 57M shape
     went from 0.74 to 1.75 GiB). One trim per batch costs nothing next to the batch.
     """
-    from auditq.memory import release_free_memory
+    from auditq.checkpoint.memory import release_free_memory
 
     release_free_memory()
     return results

@@ -37,13 +37,13 @@ from pathlib import Path
 import torch
 
 import auditq
-from auditq import unlearn as U
 from auditq.demo import tokenizer as demo_tokenizer
 from auditq.demo import train
 from auditq.demo.train import ModelConfig, TrainConfig
 from auditq.errors import MeasurementError
-from auditq.suite import bundled_suite_dir, load_suite
-from auditq.unlearn import UnlearnConfig
+from auditq.suite.records import bundled_suite_dir, load_suite
+from auditq.unlearning import unlearn as U
+from auditq.unlearning.unlearn import UnlearnConfig
 
 LogFn = Callable[[str], None]
 MANIFEST = "build.json"
@@ -105,19 +105,22 @@ def cache_root(cache_dir: Path | str | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("auditq"))
 
 
-_CODE_FILES = ("demo/build.py", "demo/train.py", "demo/tokenizer.py", "unlearn.py", "formats/rtn.py", "probes/mia.py")
+#: the code that decides the demo models' weights (a folder stands for every .py file in it)
+_CODE_FILES = ("demo/build.py", "demo/train.py", "demo/tokenizer.py", "unlearning", "formats/rtn.py", "probes/mia.py")
 
 
 def cache_key(suite_dir: Path, settings: BuildSettings = DEFAULT_SETTINGS) -> str:
     """Hash of the suite bytes, the settings and the code that builds (12 hex digits)."""
-    from auditq.suite import content_hash
+    from auditq.suite.records import content_hash
 
     digest = hashlib.sha256()
     digest.update(content_hash(suite_dir).encode())
     digest.update(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
     package = Path(auditq.__file__).resolve().parent
     for name in _CODE_FILES:
-        digest.update(name.encode() + b"\0" + (package / name).read_bytes())
+        target = package / name
+        for path in sorted(target.rglob("*.py")) if target.is_dir() else [target]:
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 

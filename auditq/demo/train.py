@@ -197,7 +197,7 @@ def train_lm(model, tokenizer, items: Sequence[TrainItem], config: TrainConfig, 
 
 
 def save_model(model, tokenizer, out_dir: Path | str) -> None:
-    """safetensors weights + config + tokenizer, the layout `auditq.loading` accepts."""
+    """safetensors weights + config + tokenizer, the layout `auditq.checkpoint.load` accepts."""
     from transformers.utils import logging as hf_logging
 
     out_dir = Path(out_dir)

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from auditq.formats.base import Format, FormatSpec
-from auditq.formats.gptqmodel_format import GPTQModelFormat
-from auditq.formats.gptqmodel_quantize import QuantizeRequest
+from auditq.formats.gptqmodel.engine_format import GPTQModelFormat
+from auditq.formats.gptqmodel.quantize import QuantizeRequest
 from auditq.formats.options import GPTQOptions
 
 __all__ = ["AWQFormat"]

@@ -9,26 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from auditq.backends.base import LanguageModel
+from auditq.formats.spec import STACKABLE, FormatSpec
 
 if TYPE_CHECKING:
-    from auditq.loading import Checkpoint
+    from auditq.checkpoint.load import Checkpoint
 
 if TYPE_CHECKING:
-    from auditq.suite import Suite
+    from auditq.suite.records import Suite
 
 
-@dataclass(frozen=True)
-class FormatSpec:
-    """A parsed format string such as "rtn4:g128" or "gguf:q4_k_m".
-
-    `family` selects the registered Format class; `args` are the colon-separated
-    options after the family's own head (e.g. ("g128",)).
-    """
-
-    raw: str
-    family: str
-    head: str
-    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,7 +38,7 @@ class Format(ABC):
 
     #: engine name reported next to every row, e.g. "auditq-rtn" or "llama.cpp"
     engine: str = ""
-    #: True when apply() records integer codes for auditq.evidence (weight-space evidence)
+    #: True when apply() records integer codes for auditq.audit.evidence (weight-space evidence)
     has_codes: bool = False
 
     def __init__(self, spec: FormatSpec, options: Any = None) -> None:
@@ -92,8 +81,6 @@ class Format(ABC):
     def stackable(self) -> bool:
         """True for transformations of the in-memory torch model (fp8, prune, relearn): they can be stacked
         after another format with "+" (auditq.formats.compose), which hands them its model."""
-        from auditq.formats.options import STACKABLE
-
         return self.spec.family in STACKABLE
 
     def suite_view(self, suite: "Suite", seed: int = 0) -> "Suite":

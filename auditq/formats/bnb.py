@@ -30,9 +30,9 @@ import torch
 
 from auditq.errors import BackendUnavailable, MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
-from auditq.formats.gptqmodel_env import BNB_INSTALL_HINT, package_version, pick_device, release_memory, role_of
-from auditq.formats.gptqmodel_format import first_line
-from auditq.formats.gptqmodel_quantize import saved_source
+from auditq.formats.gptqmodel.engine_format import first_line
+from auditq.formats.gptqmodel.env import BNB_INSTALL_HINT, package_version, pick_device, release_memory, role_of
+from auditq.formats.gptqmodel.quantize import saved_source
 from auditq.formats.options import BnbOptions
 
 __all__ = ["BitsAndBytesFormat"]
@@ -140,9 +140,9 @@ class BitsAndBytesFormat(Format):
                 logging.getLogger(name).setLevel(level)
 
     def _record_codes(self, model, ctx: FormatContext) -> None:
-        """Weight-space evidence (auditq.evidence, auditq.formats.bnb_codes); never costs the row."""
-        from auditq.evidence import CodeRecorder
+        """Weight-space evidence (auditq.audit.evidence, auditq.formats.bnb_codes); never costs the row."""
         from auditq.formats.bnb_codes import record_bnb_codes
+        from auditq.formats.code_recorder import CodeRecorder
 
         recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
         try:

@@ -1,4 +1,4 @@
-"""Integer codes of a bitsandbytes-quantized model, for auditq.evidence (weight-space evidence).
+"""Integer codes of a bitsandbytes-quantized model, for auditq.audit.evidence (weight-space evidence).
 
 - 4-bit (NF4/FP4, ``Linear4bit``): two 4-bit indices into a 16-entry code table per byte,
   blocks of ``blocksize`` consecutive weights (row-major) sharing one absmax (dequantized

@@ -24,7 +24,7 @@ class ModelView:
         self._checkpoint = checkpoint
         self.model = model
         #: the checkpoint's files are the truth for this model only if it is the checkpoint's own model
-        #: (a stacked part on top of RTN); a bnb/GPTQ model built from it restores by cloning (auditq.weights)
+        #: (a stacked part on top of RTN); a bnb/GPTQ model built from it restores by cloning (auditq.checkpoint.restore)
         self.weights_from_files = bool(getattr(checkpoint, "weights_from_files", False)) and \
             model is getattr(checkpoint, "_model", None)
 

@@ -23,9 +23,9 @@ from contextlib import contextmanager
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
+from auditq.checkpoint.restore import modified_weights
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import FP8Options
-from auditq.weights import modified_weights
 from auditq.formats.rtn import quantizable_weights
 
 E4M3_MAX = 448.0

@@ -54,10 +54,10 @@ import torch
 
 from auditq.errors import BackendUnavailable, InputError, MeasurementError
 from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
-from auditq.formats.gptqmodel_env import GPTQ_INSTALL_HINT, ArtifactMissing, package_version, pick_device
-from auditq.formats.gptqmodel_format import GPTQModelFormat, first_line, scoring
-from auditq.formats.gptqmodel_load import dequantized_model, load_quantized, quant_method
-from auditq.formats.gptqmodel_quantize import QuantizeRequest
+from auditq.formats.gptqmodel.engine_format import GPTQModelFormat, first_line, scoring
+from auditq.formats.gptqmodel.env import GPTQ_INSTALL_HINT, ArtifactMissing, package_version, pick_device
+from auditq.formats.gptqmodel.load import dequantized_model, load_quantized, quant_method
+from auditq.formats.gptqmodel.quantize import QuantizeRequest
 from auditq.formats.options import GPTQOptions
 
 __all__ = ["GPTQ_INSTALL_HINT", "ArtifactMissing", "GPTQFormat", "GPTQOptions", "QuantizedArtifact"]
@@ -153,7 +153,7 @@ class QuantizedArtifact(ArtifactFormat):
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
-        from auditq.loading import fingerprint
+        from auditq.checkpoint.load import fingerprint
 
         role = (ctx.extra or {}).get("role")
         if not role:

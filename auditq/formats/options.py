@@ -1,6 +1,6 @@
 """Torch-free option parsers, one per format family, and the rules for stacking formats with "+".
 
-Both the validation stage (auditq.validate: a bad ``-f rtn4:g0`` is refused in well under 2 s, before
+Both the validation stage (auditq.validate.inputs: a bad ``-f rtn4:g0`` is refused in well under 2 s, before
 torch or a family module is imported) and the Format classes (Format.parse builds the family's class from
 the options parsed here) call these parsers, so every rule lives once. Each family registers its parser
 next to its class in auditq.formats (OPTIONS). A parser raises OptionError saying what is wrong and what
@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auditq.errors import InputError
-from auditq.formats.base import FormatSpec
-from auditq.formats.gguf_types import QUANT_TYPES
+from auditq.formats.gguf.types import QUANT_TYPES
 from auditq.formats.relearn_data import SOURCES
+from auditq.formats.spec import QUANTIZED, STACKABLE, FormatSpec  # noqa: F401 - re-exported
 
 
 class OptionError(InputError):
@@ -239,10 +239,6 @@ def parse_relearn(spec: FormatSpec) -> RelearnOptions:
 
 # --------------------------------------------------------------------------- stacks
 
-#: in-memory torch transformations: only these may follow a "+" (auditq.formats.compose)
-STACKABLE = ("fp8", "prune", "relearn")
-#: families whose model has no full-precision nn.Linear weights left
-QUANTIZED = ("bnb", "gptq", "awq", "gguf")
 
 
 def check_stack(parts: list[tuple[FormatSpec, object]]) -> None:

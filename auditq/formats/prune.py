@@ -22,10 +22,10 @@ from contextlib import contextmanager
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
+from auditq.checkpoint.restore import model_device, modified_weights
 from auditq.errors import MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import PruneOptions
-from auditq.weights import model_device, modified_weights
 
 MAX_CALIBRATION_TOKENS = 2048
 

@@ -1,7 +1,7 @@
 """Relearning attacks as a transformation: ``relearn:<retain|generic|forget>[:steps=N][:lr=X][:lora=R]``.
 
 A short, seeded, deterministic fine-tune of the model, applied identically to BASE, UNLEARNED
-and RETRAIN (same data, same order, same seed), measured, then undone (auditq.weights.restored_model):
+and RETRAIN (same data, same order, same seed), measured, then undone (auditq.checkpoint.restore.restored_model):
 the in-memory full-precision copy is exactly as before. Data: auditq.formats.relearn_data.
 
 Recipe: causal-LM NLL on every token of each training text (BOS + text, as the probes tokenize
@@ -25,11 +25,11 @@ from typing import Any
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
+from auditq.checkpoint.restore import model_device, model_dtype, restored_model
 from auditq.errors import BackendUnavailable, MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import RelearnOptions
 from auditq.formats.relearn_data import scored_view, training_texts, view_note
-from auditq.weights import model_device, model_dtype, restored_model
 
 MAX_TOKENS = 512
 #: below this many parameters the "auto" learning rate is the tiny-model one (same cut as remediate's demo preset)
@@ -214,7 +214,7 @@ class Relearning(Format):
             "applied_to": "base, unlearned and retrain alike (same data, order and seed)",
         }
         if o.lora:
-            from auditq.formats.gptqmodel_env import package_version
+            from auditq.formats.gptqmodel.env import package_version
 
             info["peft_version"] = package_version("peft")
         if self._runs:

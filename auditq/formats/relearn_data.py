@@ -19,7 +19,7 @@ import random
 import re
 from dataclasses import dataclass, replace
 
-from auditq.suite import QARecord, Split, Suite, TextRecord
+from auditq.suite.records import QARecord, Split, Suite, TextRecord
 
 SOURCES = ("retain", "generic", "forget")
 

@@ -1,6 +1,6 @@
 """Engines that build their own model (bnb, GPTQ/AWQ, GGUF) free the resident checkpoint first.
 
-The executor keeps one checkpoint resident (auditq.executor). A format such as bnb:nf4 or
+The executor keeps one checkpoint resident (auditq.audit.executor). A format such as bnb:nf4 or
 gptq4 reads that copy only to write it out (or to learn its layer shapes), then builds a second
 model of its own: with both alive the peak is two models. So such a format:
 

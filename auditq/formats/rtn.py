@@ -14,9 +14,9 @@ from contextlib import contextmanager
 import torch
 
 from auditq.backends.torch_lm import TorchCausalLM
+from auditq.checkpoint.restore import modified_weights, tensor_files
 from auditq.formats.base import Format, FormatContext, FormatSpec
 from auditq.formats.options import RTNOptions
-from auditq.weights import modified_weights, tensor_files
 
 
 def to_groups(weight: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
@@ -99,7 +99,7 @@ def _row_blocks(weight: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def rtn_codes_and_steps(weight: torch.Tensor, bits: int, group_size: int | None):
-    """(codes (rows, cols) int8, step (rows, n_groups) float32, group of each column): for auditq.evidence.
+    """(codes (rows, cols) int8, step (rows, n_groups) float32, group of each column): for auditq.audit.evidence.
 
     A block of rows at a time, so the float64 scratch stays RTN_CHUNK_ELEMENTS whatever the tensor.
     """
@@ -167,7 +167,7 @@ class RoundToNearest(Format):
         model = checkpoint.model
         targets = quantizable_weights(model, self.options.include_embeddings, self.options.include_head)
         self._skipped_tied_head = self.options.include_head and not self.options.include_embeddings and _is_tied(model)
-        from auditq.evidence import CodeRecorder
+        from auditq.formats.code_recorder import CodeRecorder
 
         recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
         role = str((ctx.extra or {}).get("role") or "model")
@@ -209,7 +209,7 @@ def _dtype_rounding(checkpoint, targets: dict[str, torch.nn.Parameter], options:
     files = tensor_files(getattr(checkpoint, "path", None)) if getattr(checkpoint, "weights_from_files", False) else {}
     if not files:
         return {}
-    from auditq.safetensors_read import TORCH_DTYPES, TensorReader
+    from auditq.checkpoint.safetensors_read import TORCH_DTYPES, TensorReader
 
     changed = total = 0
     stored_dtype = None

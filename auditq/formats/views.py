@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from auditq.probes.base import ProbeOutput
-from auditq.suite import SPLITS, Suite
+from auditq.suite.records import SPLITS, Suite
 
 
 def view_ids(view: Suite) -> set[tuple[str, str]]:

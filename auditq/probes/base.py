@@ -9,7 +9,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from auditq.backends.base import LanguageModel
-from auditq.suite import Suite
+from auditq.suite.records import Suite
 
 
 @dataclass(frozen=True)

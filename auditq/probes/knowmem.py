@@ -6,9 +6,9 @@ from auditq.backends.base import LanguageModel
 from auditq.errors import InputError
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings, Sample
 from auditq.probes.text import decode, encode_sequences, first_line, newline_token_ids, rouge_l_f1
-from auditq.suite import Suite
+from auditq.suite.records import Suite
 
-#: holdout QA (never trained) is the non-member floor of forget KnowMem retention (auditq.retention)
+#: holdout QA (never trained) is the non-member floor of forget KnowMem retention (auditq.verdict.retention)
 SPLITS = ("forget", "retain", "holdout")
 
 

@@ -19,7 +19,7 @@ single sign convention:
 
 With that convention an AUC computed with forget labelled 1 is above 0.5 when the model
 separates forget from holdout text. PrivLeak is computed from these scores exactly as MUSE
-does (auditq.stats.muse_auc / privleak: forget labelled 0, holdout 1, score -Min-K%, so
+does (auditq.verdict.stats.muse_auc / privleak: forget labelled 0, holdout 1, score -Min-K%, so
 MUSE's AUC is 1 minus this AUC; negative PrivLeak = under-unlearned). (mimir and
 detect-pretrain-code report Min-K% as -mean, a loss-like score; here the mean log-prob itself
 is stored, so no attack needs negating downstream of this module.)
@@ -39,7 +39,7 @@ import numpy as np
 from auditq.backends.base import LanguageModel, TokenScores
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings, Sample
 from auditq.probes.text import encode_sequences
-from auditq.suite import Suite
+from auditq.suite.records import Suite
 
 SPLITS = ("forget", "holdout")
 #: attacks membership_scores knows, in report order; "ref" needs a reference model's output

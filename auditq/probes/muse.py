@@ -31,7 +31,7 @@ from __future__ import annotations
 from auditq.backends.base import LanguageModel
 from auditq.probes.base import ProbeOutput, ProbeSettings, Sample
 from auditq.probes.text import encode_bodies, rouge_l_f1
-from auditq.suite import Suite
+from auditq.suite.records import Suite
 
 PROTOCOLS = ("auditq", "muse")
 #: one line per protocol for the reports

@@ -7,7 +7,7 @@ import math
 from auditq.backends.base import LanguageModel
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings, Sample
 from auditq.probes.text import encode_sequences
-from auditq.suite import Suite
+from auditq.suite.records import Suite
 
 
 def perplexity(mean_nll: float) -> float:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from auditq.backends.base import LanguageModel
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings, Sample
 from auditq.probes.text import decode, encode_bodies, rouge_l_f1, special_prefix
-from auditq.suite import Suite
+from auditq.suite.records import Suite
 
 
 class VerbMem(Probe):
     """Greedy continuation of each forget text's first `prefix_tokens` tokens, scored by ROUGE-L F1.
 
     The holdout texts (never trained) are continued the same way: their score is the non-member
-    floor that forget retention is measured against (auditq.retention). `n_records` / `n_scored`
+    floor that forget retention is measured against (auditq.verdict.retention). `n_records` / `n_scored`
     count forget texts.
 
     The prompt is the tokenizer's BOS (not counted) plus the text's first `prefix_tokens`

@@ -27,8 +27,15 @@ from rich.table import Table
 
 import auditq
 from auditq.errors import InputError, MeasurementError
-from auditq.remediate.output import (RECORD_NAME, commit, rtn_code_changes, save_checkpoint, staged_dir,
-                                     weight_diff, write_record)
+from auditq.remediate.output import (
+    RECORD_NAME,
+    commit,
+    rtn_code_changes,
+    save_checkpoint,
+    staged_dir,
+    weight_diff,
+    write_record,
+)
 
 RECHECK_DIR = "auditq-recheck"
 
@@ -62,7 +69,7 @@ class RemediateOptions:
     allow_inconclusive: bool = False
     trust_remote_code: bool = False
     quiet: bool = False
-    #: --device / --dtype / --device-map for training and the re-check (auditq.compute.ComputeRequest)
+    #: --device / --dtype / --device-map for training and the re-check (auditq.checkpoint.placement.ComputeRequest)
     compute: object = None
 
 
@@ -134,18 +141,17 @@ def run_remediate(opts: RemediateOptions, console: Console, err: Console,
                   run_check: Callable[..., int], validated: Optional[tuple[object, Path]] = None) -> int:
     """The whole flow; `validated`: what auditq.remediate.validate.validate_inputs returned (the CLI runs it
     before torch is imported), else it runs here."""
-    from auditq.remediate.validate import validate_after_imports, validate_inputs
-
-    from auditq.config import load_config
-    from auditq.loading import check_compatible, fingerprint, load_checkpoint
-    from auditq.pipeline import AuditRequest, probe_settings
+    from auditq.audit.pipeline import AuditRequest, probe_settings
+    from auditq.checkpoint.load import check_compatible, fingerprint, load_checkpoint
     from auditq.remediate.sure import Monitor, plan_mask
+    from auditq.remediate.validate import validate_after_imports, validate_inputs
+    from auditq.verdict.config import load_config
 
     suite, suite_dir = validated if validated is not None else validate_inputs(opts)
     validate_after_imports(opts, suite)  # before any weights load: transformers would random-initialise a missing tensor
     make_plan(opts, 0)  # a bad hyper-parameter is an input error before any training too
     base_hashes = fingerprint(opts.base)
-    from auditq.compute import ComputeRequest, resolve
+    from auditq.checkpoint.placement import ComputeRequest, resolve
 
     placement = resolve(opts.compute or ComputeRequest(), opts.base)  # exit 2 before loading when it cannot fit
     if not opts.quiet:

@@ -9,7 +9,7 @@ reached its target, the ascent is restricted to the records the gate still finds
 metrics whose retention check did not PASS when the focus began: a forget QA pair whose KnowMem
 ROUGE-L, or a forget text whose VerbMem ROUGE-L, is above base's holdout mean (the same non-member
 floor retention uses). Records already at the floor are no longer pushed below it, and AdamW's
-running mean is reset when the selection changes (`auditq.unlearn.unlearn`), else ~10 more steps
+running mean is reset when the selection changes (`auditq.unlearning.unlearn.unlearn`), else ~10 more steps
 follow the whole set's gradient. The stop rule then also waits until no such record is left: a
 record only just below the floor at fp can come back at rtn4 (measured on the demo: the gate met at
 fp with one answer half given, KnowMem retention at rtn4 INCONCLUSIVE). If the PrivLeak estimate falls
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from auditq.report.model import PASS
-from auditq.suite import Suite
+from auditq.result.model import PASS
+from auditq.suite.records import Suite
 
 #: probe measured per metric, and which part of a split's training corpus it covers
 _PROBE_PART = {"verbmem": "texts", "knowmem": "qa"}

@@ -6,7 +6,7 @@
   --out only when complete, so Ctrl-C or a crash leaves no half-written checkpoint at --out; the
   staging directory is removed on any failure.
 - With --force, an existing --out is moved aside, the staged dir renamed in, and the old one deleted
-  only after that rename succeeded (auditq.dirswap.swap_in, shared with the reports' --out).
+  only after that rename succeeded (auditq.report.dirswap.swap_in, shared with the reports' --out).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from auditq.checkpoint.files import TOKENIZER_FILES
 from auditq.errors import InputError
-from auditq.loading import TOKENIZER_FILES
 
 if TYPE_CHECKING:  # torch is imported where tensors are read, so validation (auditq.remediate.validate) stays light
     import torch
@@ -77,9 +77,9 @@ def _normal_permissions(root: Path) -> None:
 
 
 def commit(stage: Path, out: Path) -> Path:
-    """Rename the complete `stage` onto `out` (auditq.dirswap.swap_in: an existing `out` is replaced as a whole,
+    """Rename the complete `stage` onto `out` (auditq.report.dirswap.swap_in: an existing `out` is replaced as a whole,
     never lost, and Ctrl-C cannot land between its renames)."""
-    from auditq.dirswap import swap_in
+    from auditq.report.dirswap import swap_in
 
     _normal_permissions(stage)
     return swap_in(stage, out)

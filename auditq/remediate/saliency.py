@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from auditq.unlearn import (UnlearnConfig, encode_texts, forget_term, linear_weights, make_batch)
+from auditq.unlearning.unlearn import UnlearnConfig, encode_texts, forget_term, linear_weights, make_batch
 
 GRANULARITIES = ("module", "row")
 
@@ -47,7 +47,7 @@ class Saliency:
 
 @dataclass(frozen=True)
 class SaliencyMask:
-    """m_i = s_i ≥ γ, in the {name: bool | bool tensor} form `auditq.unlearn.unlearn` takes."""
+    """m_i = s_i ≥ γ, in the {name: bool | bool tensor} form `auditq.unlearning.unlearn.unlearn` takes."""
 
     granularity: str
     percentile: float

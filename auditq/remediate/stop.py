@@ -3,7 +3,7 @@
 A point target is not enough on a probe suite of a few dozen records: the gate passes a
 forget-retention check only when the upper end of its bootstrap 95% interval is under the
 threshold, and that interval is ±0.03–0.06 wide on the demo suite. So the stop rule runs the
-gate's own check (`auditq.policy.CheckEvaluator.forget_retention`, same bootstrap, same
+gate's own check (`auditq.verdict.policy.CheckEvaluator.forget_retention`, same bootstrap, same
 seed) on the full-precision measurement and asks for a PASS, optionally against a threshold
 tightened by `headroom` (room for what quantization may add back; 0 by default: the 95% upper
 bound is conservative already, and SURE's large steps leave little for rounding to restore):
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from auditq.config import AuditConfig, CheckPolicy
-from auditq.report.model import PASS, UNKNOWN, CheckResult
+from auditq.result.model import PASS, UNKNOWN, CheckResult
+from auditq.verdict.config import AuditConfig, CheckPolicy
 
 METRICS = ("knowmem", "verbmem")
 
@@ -36,8 +36,8 @@ class ForgetGate:
     headroom: float = 0.0
 
     def __post_init__(self) -> None:
-        from auditq.policy import CheckEvaluator
-        from auditq.scoring import collect_samples
+        from auditq.verdict.policy import CheckEvaluator
+        from auditq.verdict.scoring import collect_samples
 
         policy = self.config.checks["forget_retention"]
         config = replace(self.config, min_n=1)
@@ -56,8 +56,8 @@ class ForgetGate:
 
     def check(self, current) -> tuple[bool, dict[str, CheckResult]]:
         """(met, {metric: the fp forget_retention check against the tightened threshold})."""
-        from auditq.policy import FormatSamples
-        from auditq.scoring import collect_samples
+        from auditq.verdict.policy import FormatSamples
+        from auditq.verdict.scoring import collect_samples
 
         samples = FormatSamples(self._base, collect_samples(current.outputs or {}, None), self._retrain)
         results = {metric: self._evaluator.forget_retention("fp", samples, metric) for metric in METRICS}

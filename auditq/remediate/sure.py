@@ -7,7 +7,7 @@ step moves the salient weights by more than a 4-bit quantization step, so roundi
 them back onto the original's codes; the small mask limits the damage a large step does to the
 retain set.
 
-The mask is enforced by `auditq.unlearn.unlearn` (masked gradients, frozen entries restored
+The mask is enforced by `auditq.unlearning.unlearn.unlearn` (masked gradients, frozen entries restored
 bit-exactly after every step), unlike the public reference code whose mask hook is never
 called. Training stops on a measured criterion (see `remediate`): forget KnowMem and VerbMem
 retention at full precision pass the re-check's own test (`auditq.remediate.stop`) and the
@@ -26,8 +26,8 @@ import torch
 from auditq.probes.base import ProbeSettings
 from auditq.remediate.focus import focus_indices, still_memorised, training_record_ids, unmet
 from auditq.remediate.saliency import GRANULARITIES, SaliencyMask, compute_saliency, saliency_mask
-from auditq.suite import Suite
-from auditq.unlearn import FORGET_LOSSES, StepLog, UnlearnConfig, UnlearnResult, linear_weights, unlearn
+from auditq.suite.records import Suite
+from auditq.unlearning.unlearn import FORGET_LOSSES, StepLog, UnlearnConfig, UnlearnResult, linear_weights, unlearn
 
 METHODS = ("sure", "ga", "npo")
 #: once focused, the PrivLeak estimate (points) may dip this far below its target before the ascent goes back
@@ -178,7 +178,7 @@ class Measurement:
 def privleak_estimate(auc: float | None, reference_auc: float) -> float:
     """The report's PrivLeak (MUSE's) from Min-K% AUCs with forget = members (`Monitor.auc`):
     AUC_MUSE = 1 − AUC, then (AUC_MUSE − AUC_MUSE,ref) / AUC_MUSE,ref × 100 (< 0: forget text still looks seen)."""
-    from auditq.stats import muse_privleak
+    from auditq.verdict.stats import muse_privleak
 
     if auc is None or not reference_auc < 1:
         return float("nan")
@@ -220,9 +220,9 @@ class Monitor:
         return Measurement(step, **fields)
 
     def auc(self, lm) -> float | None:
-        from auditq import stats
         from auditq.probes.mia import MembershipInference, membership_scores
-        from auditq.scoring import PRIVLEAK_ATTACK
+        from auditq.verdict import stats
+        from auditq.verdict.scoring import PRIVLEAK_ATTACK
 
         out = MembershipInference().run(lm, self.tokenizer, self.suite, self.settings)
         members = membership_scores(out, "forget", PRIVLEAK_ATTACK)
@@ -318,8 +318,8 @@ def remediate(model, tokenizer, suite: Suite, plan: RemediationPlan, settings: P
     base = base_measurement or monitor.measure(model, 0)
     result = RemediationResult(plan, mask, base, reference_auc=reference_auc, saliency_seconds=saliency_seconds)
     if gate is None:
-        from auditq.config import AuditConfig
         from auditq.remediate.stop import ForgetGate
+        from auditq.verdict.config import AuditConfig
 
         gate = ForgetGate(AuditConfig(), plan.seed, base, None, plan.target, plan.headroom)
     result.gate = gate

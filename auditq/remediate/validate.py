@@ -3,9 +3,9 @@ the CLI runs it before torch is imported, so a refusal takes well under 2 s), th
 modules (`validate_after_imports`: tensor names against the architecture on the meta device, and KnowMem's
 holdout QA, whose probe module imports rouge-score/nltk/scipy: ~4 s).
 
-The light part is the same as `auditq check`'s (auditq.validate): checkpoint dirs, config.json types,
+The light part is the same as `auditq check`'s (auditq.validate.inputs): checkpoint dirs, config.json types,
 safetensors headers against config.json, BASE vs --retrain (architecture fields, then the same tensor names,
-shapes and dtype kinds: auditq.validate_tensors), the suite, --out (never an input, writable now: a probe
+shapes and dtype kinds: auditq.checkpoint.tensor_match), the suite, --out (never an input, writable now: a probe
 file) and every --formats entry (torch-free parsers).
 """
 
@@ -19,13 +19,13 @@ from auditq.errors import InputError
 
 def validate_inputs(opts: Any) -> tuple[Any, Path]:
     """(suite, suite dir) for a RemediateOptions; InputError (exit 2, one line) on the first problem."""
+    from auditq.checkpoint.directory import validate_checkpoint
+    from auditq.checkpoint.load import check_configs_compatible, validate_checkpoint_dir
+    from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.formats import parse_format
-    from auditq.loading import check_configs_compatible, validate_checkpoint_dir
-    from auditq.outdir import check_out_dir as check_writable
     from auditq.remediate.output import check_out_dir
-    from auditq.suite import bundled_suite_dir, load_suite
-    from auditq.validate_checkpoint import validate_checkpoint
-    from auditq.validate_tensors import compare_tensors
+    from auditq.report.outdir import check_out_dir as check_writable
+    from auditq.suite.records import bundled_suite_dir, load_suite
 
     validate_checkpoint_dir(opts.base, "base")
     if opts.retrain is not None:
@@ -50,8 +50,8 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
 def validate_after_imports(opts: Any, suite: Any) -> None:
     """Tensor names of BASE (and --retrain) against the state dict their config.json builds (transformers),
     and the holdout QA the stop rule and the re-check measure KnowMem's floor with."""
+    from auditq.checkpoint.integrity import check_tensor_names
     from auditq.probes.knowmem import KnowMem
-    from auditq.weights_check import check_tensor_names
 
     KnowMem().check_suite(suite)
 

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from auditq.registry import Registry
 from auditq.report.base import ReportWriter
-from auditq.report.model import AuditReport
+from auditq.result.model import AuditReport
 
 WRITERS: Registry[type[ReportWriter]] = Registry("report writer")
 WRITERS.register("json", "auditq.report.json_writer:JsonWriter")
@@ -29,12 +29,12 @@ def write_reports(out_dir: Path, report: AuditReport, writers: Iterable[str] = D
                   extra_files: dict[str, str] | None = None, replace: bool = False) -> list[Path]:
     """Render every writer (plus `extra_files` name -> text) and move them into `out_dir` together.
 
-    `replace` (check, demo): `out_dir` is replaced as a whole (auditq.outdir), so no stale file of an
+    `replace` (check, demo): `out_dir` is replaced as a whole (auditq.report.outdir), so no stale file of an
     earlier run survives; otherwise (`auditq report` re-rendering beside report.json) the rendered
     files are moved into the existing directory, every other file there is kept.
     """
-    from auditq.dirswap import swap_in
-    from auditq.outdir import fresh_staging
+    from auditq.report.dirswap import swap_in
+    from auditq.report.outdir import fresh_staging
 
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
-from auditq.report.model import AuditReport
+from auditq.result.model import AuditReport
 
 
 class ReportWriter(ABC):

@@ -1,10 +1,10 @@
-"""Weight-space evidence (auditq.evidence) as rows for the terminal, Markdown and HTML reports."""
+"""Weight-space evidence (auditq.audit.evidence) as rows for the terminal, Markdown and HTML reports."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auditq.report.model import AuditReport
+from auditq.result.model import AuditReport
 
 HEADER = ("format", "codes equal to BASE", "mean |Δw| (steps)", "bit-identical", "detail")
 EXPLANATION = ("Weight-space evidence: the share of UNLEARNED's quantized codes equal to BASE's in each format, "

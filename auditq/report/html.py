@@ -20,7 +20,7 @@ import math
 from typing import Any, Iterable
 
 from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
-from auditq.report.model import AuditReport, FormatResult
+from auditq.result.model import AuditReport, FormatResult
 
 ROLE_COLORS = {"base": "#1f77b4", "unlearned": "#d62728", "retrain": "#2ca02c", "reference": "#7f7f7f"}
 ROLE_LABELS = {"base": "base (original)", "unlearned": "unlearned", "retrain": "retrain (gold)", "reference": "reference"}

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from auditq.report.base import ReportWriter
-from auditq.report.model import (AttackResult, AuditReport, CheckResult, FormatResult, RoleMetrics)
+from auditq.result.model import AttackResult, AuditReport, CheckResult, FormatResult, RoleMetrics
 
 
 def _clean(value: Any) -> Any:

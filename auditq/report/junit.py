@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from auditq.report.base import ReportWriter, describe_check, provenance_label
 from auditq.report.escape import visible
-from auditq.report.model import AuditReport
+from auditq.result.model import AuditReport
 
 
 class JUnitWriter(ReportWriter):

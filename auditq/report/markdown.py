@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
 from auditq.report.escape import md, md_code
-from auditq.report.model import AuditReport
+from auditq.result.model import AuditReport
 
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN",
         "WAIVED": "🟦 WAIVED"}

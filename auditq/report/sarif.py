@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
 from auditq.report.escape import visible
-from auditq.report.model import FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, AuditReport, CheckResult
+from auditq.result.model import FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, AuditReport, CheckResult
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFO_URI = "https://arxiv.org/abs/2410.16454"

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from auditq.report.base import describe_check, fmt_number, provenance_label
 from auditq.report.escape import term
-from auditq.report.model import AuditReport
+from auditq.result.model import AuditReport
 
 STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "UNKNOWN": "bold magenta",
          "WAIVED": "bold blue"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from auditq.demo import data
-from auditq.suite import bundled_suite_dir, load_suite
+from auditq.suite.records import bundled_suite_dir, load_suite
 
 
 def test_generator_is_deterministic():
@@ -105,7 +105,7 @@ def test_build_pipeline_smoke(tmp_path):
 
     from auditq.demo import build
     from auditq.demo.train import ModelConfig, TrainConfig
-    from auditq.unlearn import UnlearnConfig
+    from auditq.unlearning.unlearn import UnlearnConfig
 
     threads = torch.get_num_threads()
     settings = build.BuildSettings(

@@ -9,11 +9,9 @@ from __future__ import annotations
 import pytest
 
 try:  # tests/formats may or may not become a package
-    from .gguf_helpers import (PARITY_TEXTS, build_gpt2_checkpoint, build_llama_checkpoint,
-                               build_qwen2_checkpoint, load)
+    from .gguf_helpers import PARITY_TEXTS, build_gpt2_checkpoint, build_llama_checkpoint, build_qwen2_checkpoint, load
 except ImportError:
-    from gguf_helpers import (PARITY_TEXTS, build_gpt2_checkpoint, build_llama_checkpoint,  # type: ignore
-                              build_qwen2_checkpoint, load)
+    from gguf_helpers import PARITY_TEXTS, build_gpt2_checkpoint, build_llama_checkpoint, build_qwen2_checkpoint, load  # type: ignore
 
 
 @pytest.fixture(scope="session")

@@ -151,6 +151,6 @@ def build_gpt2_checkpoint(out: Path, hidden: int = 128, layers: int = 2, heads: 
 
 
 def load(path: Path, role: str = "unlearned"):
-    from auditq.loading import load_checkpoint
+    from auditq.checkpoint.load import load_checkpoint
 
     return load_checkpoint(path, role)

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from gguf_helpers import train_tokenizer
 
 SUITE = Path(__file__).resolve().parents[2] / "probes" / "demo"

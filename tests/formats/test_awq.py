@@ -10,12 +10,6 @@ if importlib.util.find_spec("gptqmodel") is None:  # not importorskip: importing
     pytest.skip("needs gptqmodel (pip install 'auditq[gptq]')", allow_module_level=True)  # import side effects
 
 import torch
-
-from auditq.formats import make_format
-from auditq.formats.base import FormatContext
-from auditq.formats.gptq import QuantizedArtifact
-from auditq.formats.gptqmodel_load import dequantized_model, load_quantized
-
 from gguf_helpers import load
 from quant_helpers import (
     calibration_texts,
@@ -23,6 +17,11 @@ from quant_helpers import (
     memorised_texts,
     token_logprobs,
 )
+
+from auditq.formats import make_format
+from auditq.formats.base import FormatContext
+from auditq.formats.gptq import QuantizedArtifact
+from auditq.formats.gptqmodel.load import dequantized_model, load_quantized
 
 
 @pytest.fixture(scope="module")

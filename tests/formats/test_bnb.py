@@ -7,12 +7,11 @@ import pytest
 pytest.importorskip("bitsandbytes")
 
 import torch
+from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
+from quant_helpers import token_logprobs
 
 from auditq.formats import make_format
 from auditq.formats.base import FormatContext
-
-from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
-from quant_helpers import token_logprobs
 
 
 @pytest.fixture(scope="module")

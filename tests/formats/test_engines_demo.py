@@ -15,7 +15,7 @@ import pytest
 if importlib.util.find_spec("gptqmodel") is None or importlib.util.find_spec("bitsandbytes") is None:
     pytest.skip("needs gptqmodel and bitsandbytes (pip install 'auditq[gptq,bnb]')", allow_module_level=True)
 
-from auditq.pipeline import AuditRequest, run_audit  # noqa: E402
+from auditq.audit.pipeline import AuditRequest, run_audit  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -16,16 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
 from safetensors.torch import load_file, save_file
 
-from auditq.evidence import IDENTICAL_NOTE, CodeRecorder, codes_dir
+from auditq.audit.evidence import IDENTICAL_NOTE
+from auditq.audit.pipeline import AuditRequest, run_audit
 from auditq.formats.base import FormatContext
-from auditq.pipeline import AuditRequest, run_audit
-
-from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
+from auditq.formats.code_recorder import CodeRecorder, codes_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_suite import write_suite  # noqa: E402
+from suite_files import write_suite  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -130,7 +130,7 @@ def test_gguf_codes_in_hf_layout_reconstruct_the_weights(pair, tmp_path):
 def test_gptq_codes_match_gptqmodels_dequantized_weights(pair, tmp_path):
     """(code − zero) × scale equals GPTQModel's own dequantization, for one constant zero per tensor."""
     from auditq.formats import make_format
-    from auditq.formats.gptqmodel_load import dequantized_model
+    from auditq.formats.gptqmodel.load import dequantized_model
 
     checkpoint = load(pair["base"], role="base")
     ctx = FormatContext(workdir=tmp_path, seed=0, calibration_texts=tuple(TEXTS * 4),

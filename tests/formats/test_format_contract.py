@@ -31,7 +31,7 @@ from auditq.errors import InputError  # noqa: E402
 from auditq.formats import FAMILIES, OPTIONS, make_format, parse_format  # noqa: E402
 from auditq.formats.base import Format, FormatContext  # noqa: E402
 from auditq.formats.views import view_ids  # noqa: E402
-from auditq.suite import load_suite  # noqa: E402
+from auditq.suite.records import load_suite  # noqa: E402
 
 EXAMPLES = {
     "fp": "fp", "rtn": "rtn4:g32", "gptq": "gptq4", "awq": "awq4", "bnb": "bnb:nf4", "gguf": "gguf:q4_0",

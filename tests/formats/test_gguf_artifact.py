@@ -8,13 +8,13 @@ import pytest
 pytest.importorskip("gguf")
 pytest.importorskip("llama_cpp")
 
+from gguf_helpers import PARITY_TEXTS
+
 from auditq.errors import BackendUnavailable, InputError, MeasurementError  # noqa: E402
 from auditq.formats import make_format  # noqa: E402
 from auditq.formats.gguf import ArtifactMissing, GGUFArtifact  # noqa: E402
 from auditq.formats.gguf.convert import convert_to_gguf  # noqa: E402
 from auditq.formats.gguf.quantize import quantize_gguf  # noqa: E402
-
-from gguf_helpers import PARITY_TEXTS
 
 pytestmark = pytest.mark.gguf
 

@@ -9,6 +9,8 @@ import torch
 pytest.importorskip("gguf")
 pytest.importorskip("llama_cpp")
 
+from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
+
 from auditq.backends.base import LanguageModel  # noqa: E402
 from auditq.backends.llamacpp_lm import LlamaCppLM, check_tokenizer_parity  # noqa: E402
 from auditq.backends.torch_lm import TorchCausalLM  # noqa: E402
@@ -16,8 +18,6 @@ from auditq.errors import BackendUnavailable, MeasurementError  # noqa: E402
 from auditq.formats import make_format  # noqa: E402
 from auditq.formats.gguf import convert as convert_mod  # noqa: E402
 from auditq.formats.gguf.convert import UnsupportedModel, convert_to_gguf  # noqa: E402
-
-from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
 
 pytestmark = pytest.mark.gguf
 

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
-from auditq.pipeline import AuditRequest, run_audit  # noqa: E402
+from auditq.audit.pipeline import AuditRequest, run_audit  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.gguf]
 

@@ -8,11 +8,11 @@ import pytest
 pytest.importorskip("gguf")
 pytest.importorskip("llama_cpp")
 
+from gguf_helpers import PARITY_TEXTS
+
 from auditq.errors import InputError  # noqa: E402
 from auditq.formats import make_format  # noqa: E402
 from auditq.formats.gguf.quantize import QUANT_TYPES, fallback_note, read_tensors  # noqa: E402
-
-from gguf_helpers import PARITY_TEXTS
 
 pytestmark = pytest.mark.gguf
 

@@ -12,14 +12,6 @@ if importlib.util.find_spec("gptqmodel") is None:  # not importorskip: importing
     pytest.skip("needs gptqmodel (pip install 'auditq[gptq]')", allow_module_level=True)  # import side effects
 
 import torch
-
-from auditq.errors import InputError, MeasurementError
-from auditq.formats import make_format
-from auditq.formats.base import FormatContext
-from auditq.formats.gptq import QuantizedArtifact
-from auditq.formats.gptqmodel_env import ArtifactMissing
-from auditq.formats.gptqmodel_load import dequantized_model
-
 from gguf_helpers import load
 from quant_helpers import (
     calibration_texts,
@@ -27,6 +19,13 @@ from quant_helpers import (
     memorised_texts,
     token_logprobs,
 )
+
+from auditq.errors import InputError, MeasurementError
+from auditq.formats import make_format
+from auditq.formats.base import FormatContext
+from auditq.formats.gptq import QuantizedArtifact
+from auditq.formats.gptqmodel.env import ArtifactMissing
+from auditq.formats.gptqmodel.load import dequantized_model
 
 
 @pytest.fixture(scope="module")

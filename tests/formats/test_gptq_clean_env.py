@@ -20,7 +20,7 @@ if importlib.util.find_spec("gptqmodel") is None:
 from gguf_helpers import build_llama_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_suite import write_suite  # noqa: E402
+from suite_files import write_suite  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -65,10 +65,10 @@ def test_a_failing_engine_leaves_its_log_where_the_error_says(tmp_path, monkeypa
 
     import gptqmodel
 
+    from auditq.checkpoint.load import load_checkpoint
     from auditq.errors import MeasurementError
     from auditq.formats import make_format
     from auditq.formats.base import FormatContext
-    from auditq.loading import load_checkpoint
 
     checkpoint = load_checkpoint(build_llama_checkpoint(tmp_path / "base", hidden=64, intermediate=128), "base")
 

@@ -19,9 +19,9 @@ from auditq.formats.awq import AWQFormat
 from auditq.formats.base import FormatContext
 from auditq.formats.bnb import BitsAndBytesFormat
 from auditq.formats.gptq import GPTQFormat, QuantizedArtifact
-from auditq.formats.gptqmodel_calibration import default_group_size
-from auditq.formats.gptqmodel_env import engine_env
-from auditq.formats.gptqmodel_load import quant_method
+from auditq.formats.gptqmodel.calibration import default_group_size
+from auditq.formats.gptqmodel.env import engine_env
+from auditq.formats.gptqmodel.load import quant_method
 
 
 def test_gptq_specs():

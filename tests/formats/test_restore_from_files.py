@@ -1,4 +1,4 @@
-"""fp8, prune and relearn put the weights back from the checkpoint's safetensors files (auditq.weights).
+"""fp8, prune and relearn put the weights back from the checkpoint's safetensors files (auditq.checkpoint.restore).
 
 No clone of the model is kept while they run: `modified_weights` re-reads each tensor from its
 file. Checked on a real checkpoint loaded from disk (float32 and bfloat16, tied and untied head):
@@ -19,9 +19,9 @@ if str(TESTS) not in sys.path:
 
 from formats.gguf_helpers import build_llama_checkpoint  # noqa: E402
 
+from auditq.checkpoint.load import load_checkpoint  # noqa: E402
 from auditq.formats import FormatContext, make_format  # noqa: E402
-from auditq.loading import load_checkpoint  # noqa: E402
-from auditq.suite import bundled_suite_dir, load_suite  # noqa: E402
+from auditq.suite.records import bundled_suite_dir, load_suite  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def _fp32_checkpoint(tmp_path):
 
 
 def test_codes_changed_by_bf16_rounding_are_reported_and_weights_restored_from_the_file(tmp_path):
-    from auditq.loading import load_checkpoint
+    from auditq.checkpoint.load import load_checkpoint
 
     path, fp32_model = _fp32_checkpoint(tmp_path)
     ckpt = load_checkpoint(path, "base", dtype=torch.bfloat16)

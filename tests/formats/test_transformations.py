@@ -28,11 +28,11 @@ from auditq.formats.base import FormatContext  # noqa: E402
 from auditq.formats.fp8 import E4M3_MAX, fp8_blockwise, fp8_fake_quantize, fp8_per_channel  # noqa: E402
 from auditq.formats.prune import prunable_linears  # noqa: E402
 from auditq.formats.relearn_data import forget_halves, scored_view, training_texts  # noqa: E402
-from auditq.suite import load_suite  # noqa: E402
+from auditq.suite.records import load_suite  # noqa: E402
 
 
 class _Ckpt:
-    """The parts of auditq.loading.Checkpoint a transformation reads."""
+    """The parts of auditq.checkpoint.load.Checkpoint a transformation reads."""
 
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer, self.config = model, tokenizer, model.config
@@ -291,7 +291,7 @@ def test_pipeline_scores_relearn_forget_rows_on_the_other_half_only(tiny, tmp_pa
 
     from tiny_memoriser import save_memorising_checkpoint
 
-    from auditq.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import AuditRequest, run_audit
 
     _, suite = tiny
     base = save_memorising_checkpoint(tmp_path / "base")

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_memoriser import MEMORISED, QA_ANSWER, QA_QUESTION, UNSEEN, train_model, train_tokenizer
 
 from auditq.backends.torch_lm import TorchCausalLM
-from auditq.suite import QARecord, Split, Suite, TextRecord
-from tiny_memoriser import MEMORISED, QA_ANSWER, QA_QUESTION, UNSEEN, train_model, train_tokenizer
+from auditq.suite.records import QARecord, Split, Suite, TextRecord
 
 
 @dataclass(frozen=True)

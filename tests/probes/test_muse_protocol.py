@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 from rouge_score import rouge_scorer
+from suite_files import write_suite
+from tiny_memoriser import MEMORISED, UNSEEN, save_memorising_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from auditq.audit.pipeline import AuditRequest, run_audit
 from auditq.errors import InputError
-from auditq.pipeline import AuditRequest, run_audit
-from test_suite import write_suite
-from tiny_memoriser import MEMORISED, UNSEEN, save_memorising_checkpoint
 
 N_ICL = 3
 

@@ -9,12 +9,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from auditq import stats
 from auditq.backends.base import TokenScores
 from auditq.probes import PROBES
 from auditq.probes.base import ProbeOutput, ProbeSettings, Sample
-from auditq.probes.mia import (ATTACKS, FEATURES, MembershipInference, lowest_k_count, membership_from_values,
-                               membership_scores, mia_features)
+from auditq.probes.mia import (
+    ATTACKS,
+    FEATURES,
+    MembershipInference,
+    lowest_k_count,
+    membership_from_values,
+    membership_scores,
+    mia_features,
+)
+from auditq.verdict import stats
 
 
 def _scores(logprobs, mean=None, std=None) -> TokenScores:

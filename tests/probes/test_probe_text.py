@@ -6,8 +6,15 @@ import pytest
 from tokenizers import Tokenizer, processors
 from transformers import PreTrainedTokenizerFast
 
-from auditq.probes.text import (decode, encode_bodies, encode_sequences, first_line, rouge_l_f1, rouge_scorer,
-                                special_prefix)
+from auditq.probes.text import (
+    decode,
+    encode_bodies,
+    encode_sequences,
+    first_line,
+    rouge_l_f1,
+    rouge_scorer,
+    special_prefix,
+)
 
 
 def test_rouge_l_f1_hand_values():

@@ -17,7 +17,7 @@ if str(TESTS) not in sys.path:  # gguf_helpers and test_suite live in tests/
     sys.path.insert(0, str(TESTS))
 
 from formats.gguf_helpers import build_llama_checkpoint  # noqa: E402
-from test_suite import write_suite  # noqa: E402
+from suite_files import write_suite  # noqa: E402
 
 #: holdout QA (never trained): the knowmem probe needs it, as the floor of forget KnowMem retention
 HOLDOUT_QA = [{"id": "hq0", "question": "Who painted the red barn?", "answer": "Oren Vale"}]

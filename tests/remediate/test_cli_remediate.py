@@ -7,11 +7,11 @@ import json
 import sys
 
 import pytest
-
-from auditq.loading import fingerprint, load_checkpoint
-from auditq.cli import main
-from auditq.remediate.output import RECORD_NAME, weight_diff
 from tiny_memoriser import run_cli
+
+from auditq.checkpoint.load import fingerprint, load_checkpoint
+from auditq.cli.app import main
+from auditq.remediate.output import RECORD_NAME, weight_diff
 
 
 def tree(root):
@@ -94,12 +94,12 @@ def test_writes_checkpoint_record_and_recheck(tiny, tmp_path, monkeypatch, capsy
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_crash_during_the_recheck_leaves_no_new_dir(tiny, tmp_path, monkeypatch, capsys, error):
-    import auditq.cli
+    import auditq.cli.app
 
     def crash(*args, **kwargs):
         raise error("interrupted during the re-check")
 
-    monkeypatch.setattr(auditq.cli, "run_check", crash)
+    monkeypatch.setattr(auditq.cli.app, "run_check", crash)
     monkeypatch.setattr(sys, "argv", ["auditq", "remediate", *common(tiny), "--out", str(tmp_path / "new"),
                                       "--steps", "1", "-f", "fp"])
     with pytest.raises((SystemExit, KeyboardInterrupt)) as info:  # click turns Ctrl-C into "Aborted!", exit 1

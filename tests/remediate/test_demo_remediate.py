@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from auditq.cli import main
-from auditq.loading import fingerprint
+from auditq.checkpoint.load import fingerprint
+from auditq.cli.app import main
 from auditq.remediate.output import RECORD_NAME, weight_diff
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from auditq.probes.base import ProbeOutput, Sample
 from auditq.remediate.focus import focus_indices, still_memorised, training_record_ids, unmet
 from auditq.remediate.sure import training_texts
-from auditq.report.model import CheckResult
+from auditq.result.model import CheckResult
 
 
 def output(probe, forget: dict[str, float], holdout: dict[str, float]) -> ProbeOutput:
@@ -35,7 +35,7 @@ def test_only_records_above_base_holdout_floor_of_unmet_metrics_remain():
 
 
 def test_focus_indices_follow_the_training_corpus_order(tiny):
-    from auditq.suite import load_suite
+    from auditq.suite.records import load_suite
 
     suite = load_suite(tiny["suite"])
     ids = training_record_ids(suite, "forget")

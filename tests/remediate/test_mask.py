@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from auditq.loading import load_checkpoint
+from auditq.checkpoint.load import load_checkpoint
 from auditq.probes.base import ProbeSettings
 from auditq.remediate.sure import RemediationPlan, plan_mask, remediate
-from auditq.suite import load_suite
+from auditq.suite.records import load_suite
 
 SETTINGS = ProbeSettings(prefix_tokens=4, max_new_tokens=6, answer_tokens=4)
 

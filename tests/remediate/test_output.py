@@ -8,10 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from auditq.checkpoint.load import fingerprint, load_checkpoint
 from auditq.errors import InputError
-from auditq.loading import fingerprint, load_checkpoint
-from auditq.remediate.output import (RECORD_NAME, STAGING_PREFIX, check_out_dir, commit, save_checkpoint, staged_dir,
-                                     weight_diff, write_record)
+from auditq.remediate.output import (
+    RECORD_NAME,
+    STAGING_PREFIX,
+    check_out_dir,
+    commit,
+    save_checkpoint,
+    staged_dir,
+    weight_diff,
+    write_record,
+)
 
 
 def test_out_dir_rules(tmp_path, tiny):

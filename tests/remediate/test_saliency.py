@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from auditq.remediate.saliency import (compute_saliency, forget_gradients, percentile_threshold, saliency_from_gradients,
-                                       saliency_mask)
-from auditq.unlearn import UnlearnConfig
+from auditq.remediate.saliency import (
+    compute_saliency,
+    forget_gradients,
+    percentile_threshold,
+    saliency_from_gradients,
+    saliency_mask,
+)
+from auditq.unlearning.unlearn import UnlearnConfig
 
 
 class CharTok:
@@ -135,7 +140,7 @@ def test_row_mask_selects_rows_across_modules():
 
 
 def test_compute_saliency_on_a_real_llama_scores_every_linear_weight(tiny):
-    from auditq.loading import load_checkpoint
+    from auditq.checkpoint.load import load_checkpoint
 
     ckpt = load_checkpoint(tiny["base"], "base")
     sal = compute_saliency(ckpt.model, ckpt.tokenizer, ["The quick brown fox jumps."], UnlearnConfig(), "module")

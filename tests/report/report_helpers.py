@@ -10,11 +10,17 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:  # gguf_helpers and test_suite live in tests/
     sys.path.insert(0, str(TESTS))
 
-from tiny_memoriser import (MEMORISED, QA_ANSWER, QA_QUESTION, UNSEEN,  # noqa: E402,F401
-                            run_cli, save_memorising_checkpoint)
+from tiny_memoriser import MEMORISED, QA_ANSWER, QA_QUESTION, UNSEEN, run_cli, save_memorising_checkpoint  # noqa: E402,F401
 
-from auditq.report.model import (SCHEMA_VERSION, SIGN_CONVENTION, AttackResult, AuditReport,  # noqa: E402
-                                 CheckResult, FormatResult, RoleMetrics)
+from auditq.result.model import (  # noqa: E402
+    SCHEMA_VERSION,
+    SIGN_CONVENTION,
+    AttackResult,
+    AuditReport,
+    CheckResult,
+    FormatResult,
+    RoleMetrics,
+)
 
 DATA = TESTS / "data"
 

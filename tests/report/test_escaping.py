@@ -9,12 +9,12 @@ import json
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 
+from report_helpers import make_report
 from rich.console import Console
 
 from auditq.report import WRITERS
 from auditq.report.escape import md, visible
 from auditq.report.terminal import print_report
-from report_helpers import make_report
 
 HOSTILE = "bell\x07 esc\x1b[31m nul\x00 <script>alert(1)</script> **bold** [red]markup[/] | pipe `tick` \ufffe"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from auditq import stats
-from auditq.pipeline import AuditRequest, run_audit
-from auditq.probes.mia import membership_scores
 from report_helpers import save_memorising_checkpoint
+
+from auditq.audit.pipeline import AuditRequest, run_audit
+from auditq.probes.mia import membership_scores
+from auditq.verdict import stats
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import json
 
 import pytest
 from junitparser import Failure, JUnitXml, Skipped
-
-from auditq.pipeline import gate
-from auditq.report.model import FAIL, INCONCLUSIVE, PASS, UNKNOWN, WAIVED
 from report_helpers import _check, run_cli
+
+from auditq.audit.pipeline import gate
+from auditq.result.model import FAIL, INCONCLUSIVE, PASS, UNKNOWN, WAIVED
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,9 @@ def audited(memorised, tmp_path_factory):
 
 
 def test_rerender_matches_check_output_and_measures_nothing(audited, tmp_path, cli, monkeypatch):
-    import auditq.pipeline
+    import auditq.audit.pipeline
 
-    monkeypatch.setattr(auditq.pipeline, "run_audit", lambda *a, **k: pytest.fail("report must not measure"))
+    monkeypatch.setattr(auditq.audit.pipeline, "run_audit", lambda *a, **k: pytest.fail("report must not measure"))
     code, out, err = cli("report", audited / "report.json", "--format", "md,html,sarif,junit", "--out", tmp_path / "again")
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [

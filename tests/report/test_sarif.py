@@ -7,9 +7,9 @@ import copy
 import json
 
 import jsonschema
+from report_helpers import DATA
 
 from auditq.report.sarif import SarifWriter, sarif_log
-from report_helpers import DATA
 
 SCHEMA = json.loads((DATA / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from report_helpers import make_report
 from rich.console import Console
 
-from auditq.report.model import RoleMetrics
 from auditq.report.terminal import print_report
-from report_helpers import make_report
+from auditq.result.model import RoleMetrics
 
 ERROR = ("RuntimeError: GPTQModel could not quantize: Virtual pool 'model_loader:cpu' requests 2 workers "
          "but parent 'cpu' only has 1 (log kept at /tmp/out/gptq4-base.log)")

@@ -6,13 +6,13 @@ import json
 from datetime import date
 
 import pytest
-
-from auditq.config import load_config
-from auditq.errors import InputError
-from auditq.pipeline import gate
-from auditq.report.model import FAIL, INCONCLUSIVE, PASS, UNKNOWN, WAIVED, FormatResult
-from auditq.waivers import Waiver, apply_waivers, load_waivers, parse_waiver, today_utc
 from report_helpers import _check
+
+from auditq.audit.pipeline import gate
+from auditq.errors import InputError
+from auditq.result.model import FAIL, INCONCLUSIVE, PASS, UNKNOWN, WAIVED, FormatResult
+from auditq.verdict.config import load_config
+from auditq.verdict.waivers import Waiver, apply_waivers, load_waivers, parse_waiver, today_utc
 
 EXPIRES = date(2026, 6, 30)
 

@@ -9,9 +9,8 @@ import struct
 from pathlib import Path
 
 import torch
-
 from formats.gguf_helpers import build_llama_checkpoint
-from test_suite import write_suite
+from suite_files import write_suite
 
 TEXTS = [{"id": f"t{i}", "text": f"The quick brown fox number {i} jumps over the lazy dog in Warsaw."} for i in range(6)]
 QA = [{"id": f"q{i}", "question": f"Where was Marie {i} born?", "answer": "Warsaw"} for i in range(3)]

@@ -9,9 +9,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from helpers import (build_world, copy, edit_json, garbage_gguf, header_with, nan_in, rewrite_tensors, tree_digest,
-                     weights)
+from helpers import (
+    build_world,
+    copy,
+    edit_json,
+    garbage_gguf,
+    header_with,
+    nan_in,
+    rewrite_tensors,
+    tree_digest,
+    weights,
+)
 from tiny_memoriser import run_cli
 
 
@@ -202,7 +210,7 @@ CASES = {
     "configs_agree_weights_not": (_both("intermediate_size", 96), "intermediate_size = 96"),
     "layers_agree_weights_not": (_both("num_hidden_layers", 3), "num_hidden_layers = 3"),
     "config_disagrees_with_weights": (_set("hidden_size", 32), "hidden_size = 32 but tensor"),
-    # the light stage compares UNLEARNED's safetensors headers with BASE's (auditq.validate_tensors)
+    # the light stage compares UNLEARNED's safetensors headers with BASE's (auditq.checkpoint.tensor_match)
     "missing_tensor": (_drop_tensor, "lacks 1 tensor(s) of base (model.layers.1.mlp.down_proj.weight; "
                                      "in base's model.safetensors)"),
     "unexpected_tensor": (_extra_tensor, "has 1 tensor(s) base does not (model.layers.0.extra.weight"),

@@ -1,4 +1,4 @@
-"""auditq.dirswap.swap_in, the one directory swap behind --out (reports) and the remediated checkpoint: the target
+"""auditq.report.dirswap.swap_in, the one directory swap behind --out (reports) and the remediated checkpoint: the target
 always holds the complete old or the complete new directory — after a failed rename, an exception, or a real
 Ctrl-C (SIGINT to this process) landing between the two renames."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from auditq import dirswap
-from auditq.dirswap import swap_in
 from auditq.remediate.output import commit
+from auditq.report import dirswap
+from auditq.report.dirswap import swap_in
 
 
 class Pressed(BaseException):

@@ -8,7 +8,6 @@ import os
 import stat
 
 import pytest
-
 from helpers import build_world
 from tiny_memoriser import run_cli
 

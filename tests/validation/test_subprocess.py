@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import build_world, copy, rewrite_tensors, weights
 
 AUDITQ = shutil.which("auditq") or str(Path(sys.executable).parent / "auditq")
@@ -135,7 +134,7 @@ def test_ctrl_c_during_startup_is_auditqs_130_or_cpythons_own(tmp_path, delay):
 _SWALLOWED = """
 import os, signal
 import auditq.entry
-import auditq.cli
+import auditq.cli.app
 
 def swallowing_main():  # a press that something swallows (a __del__, a weakref callback) on the way
     try:
@@ -145,7 +144,7 @@ def swallowing_main():  # a press that something swallows (a __del__, a weakref 
         pass
     print("finished")
 
-auditq.cli.main = swallowing_main
+auditq.cli.app.main = swallowing_main
 auditq.entry.main()
 """
 
@@ -157,7 +156,7 @@ def test_a_swallowed_ctrl_c_still_exits_130_with_one_line(tmp_path):
 
 
 def test_importing_the_entry_point_installs_the_handler_and_the_library_does_not(tmp_path):
-    code = ("import signal\nimport auditq.interrupt, auditq.validate, auditq.formats\n"
+    code = ("import signal\nimport auditq.interrupt, auditq.validate.inputs, auditq.formats\n"
             "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
             "import auditq.entry\nassert auditq.interrupt.installed()\n")
     proc = subprocess.run([sys.executable, "-c", code], env=clean_env(tmp_path), capture_output=True, text=True,

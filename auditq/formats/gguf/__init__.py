@@ -71,12 +71,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
+from auditq.checkpoint.load import sha256_file
 from auditq.errors import BackendUnavailable, InputError, MeasurementError
 from auditq.formats.base import ArtifactFormat, Format, FormatContext, FormatSpec
-from auditq.formats.options import GGUFOptions
-from auditq.loading import sha256_file
 from auditq.formats.gguf.convert import INSTALL_HINT, UnsupportedModel, cached_f32_conversion, require_gguf
 from auditq.formats.gguf.quantize import QUANT_TYPES, describe_gguf, quantize_gguf, read_metadata, require_llama_cpp
+from auditq.formats.options import GGUFOptions
 from auditq.formats.resident import free_resident, structure
 
 __all__ = ["ArtifactMissing", "GGUFArtifact", "GGUFFormat", "UnsupportedModel", "QUANT_TYPES", "INSTALL_HINT"]
@@ -140,7 +140,7 @@ def _open_lm(path: Path, checkpoint, ctx: FormatContext, description: str):
 
 def _record_codes(path: Path, checkpoint, ctx: FormatContext, fmt_name: str, role: str) -> None:
     """Weight-space evidence: the file's codes in HF layout (auditq.formats.gguf.codes); never costs the row."""
-    from auditq.evidence import CodeRecorder
+    from auditq.formats.code_recorder import CodeRecorder
     from auditq.formats.gguf.codes import hf_layout, record_gguf_codes
 
     recorder = CodeRecorder.for_context(ctx, fmt_name, ctx.extra.get("role"))
@@ -173,7 +173,7 @@ class GGUFFormat(Format):
         super().__init__(spec, options)
         self.quant = quant = options.quant
         self._runs: dict[str, dict[str, Any]] = {}
-        self.has_codes = quant not in ("f32", "f16", "bf16")  # weight-space evidence (auditq.evidence)
+        self.has_codes = quant not in ("f32", "f16", "bf16")  # weight-space evidence (auditq.audit.evidence)
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
@@ -229,7 +229,7 @@ class GGUFArtifact(ArtifactFormat):
     """A GGUF file produced outside auditq, scored by llama.cpp as one more row (see module docstring)."""
 
     engine = "llama.cpp"
-    has_codes = True  # weight-space evidence of the given files (auditq.evidence)
+    has_codes = True  # weight-space evidence of the given files (auditq.audit.evidence)
     needs_resident = False
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Integer codes of a quantized GGUF file, for auditq.evidence (weight-space evidence).
+"""Integer codes of a quantized GGUF file, for auditq.audit.evidence (weight-space evidence).
 
 llama.cpp's legacy types store blocks of 32 weights along the input dimension: a float16
 scale d (and, for the _1 types, a float16 minimum m) then the codes, and dequantize as

@@ -1,0 +1,172 @@
+"""Probe suites: forget / retain / holdout splits as JSONL, plus optional settings in suite.toml.
+
+See probes/README.md for the format. Every problem is reported as one line naming the
+file and line, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import tomllib
+
+from auditq.errors import InputError
+
+SPLITS = ("forget", "retain", "holdout")
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class QARecord:
+    id: str
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    texts: tuple[TextRecord, ...]
+    qa: tuple[QARecord, ...]
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """Probe settings a suite may pin; CLI flags override them."""
+
+    prefix_tokens: int = 32
+    max_new_tokens: int = 64
+    answer_tokens: int = 32
+    qa_template: str = "Question: {question}\nAnswer:"
+    mink_k: float = 0.4
+    #: also score each forget / holdout QA pair as one text (prompt + answer) in membership inference
+    mia_qa: bool = False
+    calibration: str | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    forget: Split
+    retain: Split
+    holdout: Split
+    settings: SuiteSettings = field(default_factory=SuiteSettings)
+    content_hash: str = ""
+
+    def split(self, name: str) -> Split:
+        return {"forget": self.forget, "retain": self.retain, "holdout": self.holdout}[name]
+
+    def calibration_texts(self) -> tuple[str, ...]:
+        """Generic calibration text for GPTQ-like formats (never the forget set by default)."""
+        if not self.settings.calibration:
+            return tuple(r.text for r in self.retain.texts)
+        path = self.path / self.settings.calibration
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read calibration file: {exc}") from None
+        return tuple(line for line in lines if line.strip())
+
+
+def bundled_suite_dir(name: str = "demo") -> Path:
+    """The demo suite shipped with auditq (top-level probes/ in a checkout, auditq/_suites in a wheel)."""
+    package = Path(__file__).resolve().parents[1]  # auditq/
+    for candidate in (package / "_suites" / name, package.parent / "probes" / name):
+        if candidate.is_dir():
+            return candidate
+    raise InputError(f"bundled suite {name!r} is missing from this installation")
+
+
+def _read_split(path: Path, name: str) -> Split:
+    if not path.is_file():
+        raise InputError(f"{path}: missing {name} split (expected {name}.jsonl)")
+    try:
+        raw = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: not valid UTF-8") from None
+    texts: list[TextRecord] = []
+    qa: list[QARecord] = []
+    seen_ids: dict[str, int] = {}
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}:{number}: expected a JSON object")
+        record_id = str(obj.get("id", f"{name}-{number}"))
+        if record_id in seen_ids:
+            raise InputError(f"{path}:{number}: duplicate id {record_id!r} (first on line {seen_ids[record_id]}); "
+                             "ids must be unique within a split")
+        seen_ids[record_id] = number
+        if "text" in obj:
+            if not isinstance(obj["text"], str) or not obj["text"].strip():
+                raise InputError(f"{path}:{number}: 'text' must be a non-empty string")
+            texts.append(TextRecord(record_id, obj["text"]))
+        elif "question" in obj and "answer" in obj:
+            if not all(isinstance(obj[k], str) and obj[k].strip() for k in ("question", "answer")):
+                raise InputError(f"{path}:{number}: 'question' and 'answer' must be non-empty strings")
+            qa.append(QARecord(record_id, obj["question"], obj["answer"]))
+        else:
+            raise InputError(f"{path}:{number}: a record needs 'text', or 'question' and 'answer'")
+    if not texts and not qa:
+        raise InputError(f"{path}: {name} split is empty")
+    return Split(name, tuple(texts), tuple(qa))
+
+
+def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:
+    if not path.is_file():
+        return path.parent.name, "", SuiteSettings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: invalid TOML: {exc}") from None
+    meta = data.get("suite", {})
+    probes = data.get("probes", {})
+    for table, value in (("suite", meta), ("probes", probes)):
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: {table} = {value!r}: expected a [{table}] table")
+    known = {f.name: f.type for f in fields(SuiteSettings)}
+    unknown = sorted(set(probes) - set(known))
+    if unknown:
+        raise InputError(f"{path}: unknown [probes] setting(s): {', '.join(unknown)}")
+    from auditq.suite.settings import check_settings
+
+    check_settings(path, probes)
+    settings = SuiteSettings(**probes)
+    return str(meta.get("name", path.parent.name)), str(meta.get("description", "")), settings
+
+
+def content_hash(directory: Path) -> str:
+    """sha256 over the suite's files (names and bytes), stable across machines."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in {".jsonl", ".toml", ".txt"}):
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def load_suite(directory: Path | str) -> Suite:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(f"suite {directory} is not a directory")
+    name, description, settings = _read_settings(directory / "suite.toml")
+    splits = {split: _read_split(directory / f"{split}.jsonl", split) for split in SPLITS}
+    if not splits["forget"].texts:
+        raise InputError(f"{directory / 'forget.jsonl'}: forget split has no text records (needed for VerbMem and MIA)")
+    if not splits["holdout"].texts:
+        raise InputError(f"{directory / 'holdout.jsonl'}: holdout split has no text records (needed for MIA)")
+    return Suite(directory, name, description, splits["forget"], splits["retain"], splits["holdout"],
+                 settings, content_hash(directory))

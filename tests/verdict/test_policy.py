@@ -1,0 +1,170 @@
+"""Verdict rules: interval wholly passing → PASS, wholly failing → FAIL, straddling or small n → INCONCLUSIVE."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from auditq.verdict.config import AuditConfig, CheckPolicy
+from auditq.verdict.policy import CheckEvaluator, FormatSamples, decide
+from auditq.verdict.scoring import RoleSamples
+
+LE = CheckPolicy(0.25, "error", "<=")
+GE = CheckPolicy(0.5, "warn", ">=")
+ABS = CheckPolicy(20, "error", "abs<=")
+
+
+@pytest.mark.parametrize("value, low, high, n, policy, verdict", [
+    (0.1, 0.05, 0.2, 30, LE, "PASS"),
+    (0.5, 0.3, 0.7, 30, LE, "FAIL"),
+    (0.2, 0.1, 0.3, 30, LE, "INCONCLUSIVE"),
+    (0.1, 0.05, 0.2, 19, LE, "INCONCLUSIVE"),
+    (0.8, 0.6, 0.9, 30, GE, "PASS"),
+    (0.2, 0.1, 0.3, 30, GE, "FAIL"),
+    (5.0, -10, 15, 30, ABS, "PASS"),
+    (-30, -40, -25, 30, ABS, "FAIL"),
+    (18, 10, 26, 30, ABS, "INCONCLUSIVE"),
+    (float("nan"), None, None, 30, LE, "UNKNOWN"),
+    (None, None, None, 30, LE, "UNKNOWN"),
+])
+def test_decide(value, low, high, n, policy, verdict):
+    assert decide(value, low, high, n, policy, 20)[0] == verdict
+
+
+def role(verbmem, knowmem, retain, members, nonmembers, verbmem_holdout=None, knowmem_holdout=None):
+    """Per-sample arrays of one model; holdout scores default to 0 (a model that says nothing right about unseen records)."""
+    arr = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    n = len(verbmem)
+    return RoleSamples(arr(verbmem), arr(knowmem), arr(retain), {"mink": arr(members)}, {"mink": arr(nonmembers)},
+                       None, None,
+                       verbmem_holdout=arr(np.zeros(n) if verbmem_holdout is None else verbmem_holdout),
+                       knowmem_holdout=arr(np.zeros(n) if knowmem_holdout is None else knowmem_holdout))
+
+
+def test_planted_recovery_is_caught():
+    rng = np.random.default_rng(0)
+    n = 40
+    base = role(np.ones(n), np.ones(n), np.ones(n), rng.normal(1, 0.1, n), rng.normal(0, 0.1, n))
+    forgot = role(np.zeros(n), rng.uniform(0, 0.1, n), np.full(n, 0.9), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n))
+    fp = FormatSamples(base, forgot, None)
+    q4 = FormatSamples(base, base, None)  # quantized unlearned model behaves exactly like the base
+    evaluator = CheckEvaluator(AuditConfig(), seed=0)
+    fp_checks = {c.check: c for c in evaluator.evaluate("fp", fp, None, True)}
+    assert fp_checks["forget_retention.verbmem"].verdict == "PASS"
+    assert fp_checks["forget_retention.knowmem"].verdict == "PASS"
+    assert fp_checks["utility"].verdict == "PASS"
+    assert "recovery.verbmem" not in fp_checks
+    q4_checks = {c.check: c for c in evaluator.evaluate("rtn4", q4, fp, False)}
+    assert q4_checks["recovery.verbmem"].verdict == "FAIL"
+    assert q4_checks["recovery.verbmem"].value == pytest.approx(1.0)
+    assert q4_checks["forget_retention.knowmem"].verdict == "FAIL"
+    # MUSE's sign: a quantized model that recognises the forget set again is strongly NEGATIVE
+    assert q4_checks["privleak"].verdict == "FAIL" and q4_checks["privleak"].value < -20
+
+
+def test_retrain_bar_and_unknown_when_base_never_knew():
+    n = 30
+    base = role(np.ones(n), np.ones(n), np.ones(n), np.ones(n), np.zeros(n))
+    unl = role(np.full(n, 0.5), np.full(n, 0.5), np.ones(n), np.ones(n), np.zeros(n))
+    retrain = role(np.full(n, 0.48), np.full(n, 0.48), np.ones(n), np.ones(n), np.zeros(n))
+    checks = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(base, unl, retrain), None, True)}
+    # retention 0.5 would fail the plain 0.25 bar, but the retrain model keeps 0.48 (+0.05 margin)
+    assert checks["forget_retention.verbmem"].verdict == "PASS"
+    assert checks["forget_retention.verbmem"].threshold == pytest.approx(0.53)
+    ignorant = role(np.zeros(n), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n))
+    checks = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(ignorant, unl, None), None, True)}
+    assert checks["forget_retention.verbmem"].verdict == "UNKNOWN"
+
+
+def test_model_that_never_saw_the_forget_set_passes_on_templated_data():
+    """Finding 1: every record of a template shares its fixed phrases, so ROUGE-L against ANY record is ~0.3.
+    A model trained without the forget set scores that on forget AND holdout records; base scores ~1 on forget.
+    The raw ratio (old rule) calls it 0.3 > 0.25, FAIL; the floored retention calls it ~0, PASS."""
+    rng = np.random.default_rng(3)
+    n = 40
+    chance = lambda: np.clip(rng.normal(0.3, 0.05, n), 0, 1)  # noqa: E731
+    base = role(np.clip(rng.normal(0.97, 0.02, n), 0, 1), np.ones(n), np.ones(n), rng.normal(1, .1, n),
+                rng.normal(0, .1, n), verbmem_holdout=chance(), knowmem_holdout=chance())
+    never_saw = role(chance(), chance(), np.ones(n), rng.normal(0, .1, n), rng.normal(0, .1, n),
+                     verbmem_holdout=chance(), knowmem_holdout=chance())
+    samples = FormatSamples(base, never_saw, None)
+    floor = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", samples, None, True)}
+    ratio = {c.check: c for c in CheckEvaluator(replace(AuditConfig(), retention="ratio"), 0).evaluate(
+        "fp", samples, None, True)}
+    for metric in ("verbmem", "knowmem"):
+        check = floor[f"forget_retention.{metric}"]
+        assert check.verdict == "PASS", check
+        assert abs(check.value) < 0.1 and check.extras["raw_ratio"] > 0.25
+        assert check.extras["floor"] == pytest.approx(getattr(base, f"{metric}_holdout").mean())
+        assert check.extras["unlearned_holdout"] == pytest.approx(getattr(never_saw, f"{metric}_holdout").mean())
+        assert ratio[f"forget_retention.{metric}"].verdict == "FAIL"   # what the old rule said
+    # the definition, by hand: (U_forget - B_holdout) / (B_forget - B_holdout)
+    u = never_saw.verbmem_forget.mean()
+    b, fb = base.verbmem_forget.mean(), base.verbmem_holdout.mean()
+    assert floor["forget_retention.verbmem"].value == pytest.approx((u - fb) / (b - fb))
+    # ...and a model that kept everything is still 1 on the same scale, and FAILs
+    kept = {c.check: c for c in CheckEvaluator(AuditConfig(), 0).evaluate("fp", FormatSamples(base, base, None),
+                                                                            None, True)}
+    assert kept["forget_retention.verbmem"].value == pytest.approx(1.0)
+    assert kept["forget_retention.verbmem"].verdict == "FAIL"
+
+
+def test_floored_retention_interval_resamples_forget_and_holdout():
+    rng = np.random.default_rng(4)
+    n = 30
+    base = role(np.ones(n), np.ones(n), np.ones(n), np.ones(n), np.zeros(n),
+                verbmem_holdout=rng.uniform(0, 0.6, n), knowmem_holdout=np.zeros(n))
+    unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n))
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, unl, None), "verbmem")
+    # the forget side is constant: all of the width comes from resampling the holdout floor
+    assert check.ci_low < check.value < check.ci_high
+    assert check.n == n and check.extras["n_holdout"] == n
+
+
+def test_base_not_above_its_floor_is_unknown_not_a_verdict():
+    n = 30
+    base = role(np.full(n, 0.3), np.ones(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.3))
+    unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n))
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(base, unl, None), "verbmem")
+    assert check.verdict == "UNKNOWN" and "floor" in check.message
+    no_holdout = RoleSamples(*[getattr(base, f) for f in ("verbmem_forget", "knowmem_forget", "knowmem_retain",
+                                                          "members", "nonmembers", "retain_nll", "retain_tokens")])
+    check = CheckEvaluator(AuditConfig(), 0).forget_retention("fp", FormatSamples(no_holdout, unl, None), "verbmem")
+    assert check.verdict == "UNKNOWN" and "holdout" in check.message
+
+
+def test_privleak_check_equals_muses_formula_computed_independently():
+    """MUSE: roc_curve(y, -Min-40%) with forget 0 / holdout 1, auc(); (AUC_unl - AUC_retrain) / AUC_retrain * 100;
+    AUC_retrain = 0.5 without a retrain model."""
+    from test_stats import _muse_privleak_independently
+
+    rng = np.random.default_rng(5)
+    n = 120
+    base = role(np.ones(n), np.ones(n), np.ones(n), rng.normal(1, 1, n), rng.normal(0, 1, n))
+    unl = role(np.zeros(n), np.zeros(n), np.ones(n), rng.normal(0.3, 1, n), rng.normal(0, 1, 110))
+    ret = role(np.zeros(n), np.zeros(n), np.ones(n), rng.normal(0.05, 1, n), rng.normal(0, 1, 110))
+    evaluator = CheckEvaluator(AuditConfig(), 0)
+    members, nonmembers = unl.members["mink"], unl.nonmembers["mink"]
+    alone = evaluator.privleak("fp", FormatSamples(base, unl, None))
+    assert alone.value == pytest.approx(_muse_privleak_independently(-members, -nonmembers), abs=1e-6)
+    against = evaluator.privleak("fp", FormatSamples(base, unl, ret))
+    assert against.value == pytest.approx(_muse_privleak_independently(
+        -members, -nonmembers, (-ret.members["mink"], -ret.nonmembers["mink"])), abs=1e-6)
+    assert alone.value < 0 and alone.ci_low <= alone.value <= alone.ci_high  # forget still separable: negative
+    assert "negative = under-unlearned" in alone.message
+
+
+def test_recovery_allows_the_retrain_models_own_quantization_noise():
+    """With --retrain, what quantization does to a model that never saw the forget set is allowed on top."""
+    n = 40
+    base = role(np.ones(n), np.ones(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    fp_unl = role(np.full(n, 0.2), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    q_unl = role(np.full(n, 0.3), np.zeros(n), np.ones(n), np.ones(n), np.zeros(n), verbmem_holdout=np.full(n, 0.2))
+    fp = FormatSamples(base, fp_unl, fp_unl)
+    q4 = FormatSamples(base, q_unl, q_unl)        # the retrain model moves by the same 0.125 here
+    check = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", q4, fp, "verbmem")
+    assert check.value == pytest.approx(0.125) and check.verdict == "PASS"
+    assert check.threshold == pytest.approx(0.225) and check.extras["retrain_recovery"] == pytest.approx(0.125)
+    alone = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", FormatSamples(base, q_unl, None),
+                                                      FormatSamples(base, fp_unl, None), "verbmem")
+    assert alone.verdict == "FAIL" and alone.threshold == pytest.approx(0.10)
