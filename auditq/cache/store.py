@@ -60,6 +60,12 @@ def results_dir() -> Path:
     return cache_root() / "results"
 
 
+def measuring_files() -> list[Path]:
+    """Every source file of the auditq package, in a stable order: what the cache key's code digest covers."""
+    package = Path(__file__).resolve().parent.parent
+    return sorted(p for p in package.rglob("*.py") if p.is_file() and "__pycache__" not in p.parts)
+
+
 def measuring_code_digest() -> str:
     """sha256 over every source file of the auditq package (path and bytes), computed once per process.
 
@@ -70,10 +76,9 @@ def measuring_code_digest() -> str:
     if _code_digest is None:
         package = Path(__file__).resolve().parent.parent
         digest = hashlib.sha256()
-        for path in sorted(package.rglob("*.py")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
+        for path in measuring_files():
+            digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
         _code_digest = digest.hexdigest()
     return _code_digest
 

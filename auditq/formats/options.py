@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auditq.errors import InputError
-from auditq.formats.gguf.types import QUANT_TYPES
+from auditq.formats.gguf_types import QUANT_TYPES
 from auditq.formats.relearn_data import SOURCES
 from auditq.formats.spec import QUANTIZED, STACKABLE, FormatSpec  # noqa: F401 - re-exported
 

@@ -70,6 +70,18 @@ def _targets(module: str, path: Path, node: ast.AST, known: set[str]) -> list[st
     return [f"{source}.{a.name}" if f"{source}.{a.name}" in known else source for a in node.names]
 
 
+def _with_parents(module: str, target: str, known: set[str]) -> set[str]:
+    """Importing a.b.c runs a/__init__ and a/b/__init__ first: those are imported too, unless `module` is
+    inside them (its own packages are already initialising)."""
+    out = {target}
+    parts = target.split(".")
+    for i in range(2, len(parts)):
+        parent = ".".join(parts[:i])
+        if parent in known and not module.startswith(parent + "."):
+            out.add(parent)
+    return out
+
+
 def import_graph() -> dict[str, set[str]]:
     """module -> the auditq modules it imports anywhere in its body (module level or inside functions)."""
     modules = _modules()
@@ -77,8 +89,8 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        graph[name] = {t for node in ast.walk(tree) for t in _targets(name, path, node, known)
-                       if t in known and t != name}
+        graph[name] = {t for node in ast.walk(tree) for target in _targets(name, path, node, known)
+                       for t in _with_parents(name, target, known) if t in known and t != name}
     return graph
 
 

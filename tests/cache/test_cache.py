@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from auditq.audit.pipeline import AuditRequest, run_audit
 from auditq.cache.store import ResultCache, cache_root, output_from_json, output_to_json
@@ -89,6 +90,20 @@ def test_changed_measuring_code_is_a_miss(random_pair, tmp_path, monkeypatch):
     edited = ResultCache(tmp_path / "results")
     run_audit(_request(random_pair, edited, probes=("mia",)), created="t")
     assert edited.hits == 0 and edited.misses == 2 * len(FORMATS)
+
+
+def test_every_module_an_audit_runs_is_in_the_code_digest(random_pair, tmp_path):
+    """The key's code digest covers every auditq module an audit imports (a module outside it -- the bf16
+    upcast once was -- would let the cache serve numbers measured by older code)."""
+    import sys
+
+    from auditq.cache.store import measuring_files
+
+    run_audit(_request(random_pair, ResultCache(tmp_path / "results")), created="t")
+    covered = {path.resolve() for path in measuring_files()}
+    used = {Path(module.__file__).resolve() for name, module in list(sys.modules.items())
+            if name.split(".")[0] == "auditq" and getattr(module, "__file__", None)}
+    assert len(used) > 30 and used <= covered, sorted(str(p) for p in used - covered)
 
 
 def test_damaged_entry_is_a_miss_and_is_rewritten(random_pair, tmp_path):
