@@ -2,8 +2,11 @@
 
 - `auditq.remediate.saliency`  SURE's saliency ‖Σ ∇ L_forget‖ at θ_o per module (or output row), the
                                percentile threshold γ and the mask m = s ≥ γ
-- `auditq.remediate.sure`      presets, the plan, the full-precision monitor and the masked unlearning run
-                               with its measured stop rule
+- `auditq.remediate.sure`      the masked unlearning run (its parts' public names are importable from it too)
+- `auditq.remediate.plan`      presets, the plan, the texts it trains on
+- `auditq.remediate.monitor`   the full-precision measurements (KnowMem, VerbMem, Min-K% AUC, PrivLeak estimate)
+- `auditq.remediate.records`   Measurement, RemediationResult
+- `auditq.remediate.stop_rule` the measured stop rule and the focus on what is still memorised
 - `auditq.remediate.stop`      the memorisation half of the stop rule: the re-check's own bootstrap test
 - `auditq.remediate.output`    --out checks, staging dir + rename, checkpoint writing, bit-for-bit diffs
 - `auditq.remediate.validate`  the inputs checked before torch is imported (exit 2 in well under 2 s), then

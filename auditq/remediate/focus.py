@@ -9,11 +9,11 @@ reached its target, the ascent is restricted to the records the gate still finds
 metrics whose retention check did not PASS when the focus began: a forget QA pair whose KnowMem
 ROUGE-L, or a forget text whose VerbMem ROUGE-L, is above base's holdout mean (the same non-member
 floor retention uses). Records already at the floor are no longer pushed below it, and AdamW's
-running mean is reset when the selection changes (`auditq.unlearning.unlearn.unlearn`), else ~10 more steps
+running mean is reset when the selection changes (`auditq.unlearning.loop.unlearn`), else ~10 more steps
 follow the whole set's gradient. The stop rule then also waits until no such record is left: a
 record only just below the floor at fp can come back at rtn4 (measured on the demo: the gate met at
 fp with one answer half given, KnowMem retention at rtn4 INCONCLUSIVE). If the PrivLeak estimate falls
-more than `auditq.remediate.sure.FOCUS_HYSTERESIS` points below its target, the full forget set is used
+more than `auditq.remediate.stop_rule.FOCUS_HYSTERESIS` points below its target, the full forget set is used
 again.
 """
 
@@ -29,7 +29,7 @@ _PROBE_PART = {"verbmem": "texts", "knowmem": "qa"}
 
 
 def training_record_ids(suite: Suite, split: str = "forget") -> list[tuple[str, str]]:
-    """(part, record id) of every text `auditq.remediate.sure.training_texts` builds, in the same order."""
+    """(part, record id) of every text `auditq.remediate.plan.training_texts` builds, in the same order."""
     part = suite.split(split)
     return [("texts", r.id) for r in part.texts] + [("qa", r.id) for r in part.qa]
 

@@ -30,7 +30,7 @@ METRICS = ("knowmem", "verbmem")
 class ForgetGate:
     config: AuditConfig
     seed: int
-    base: object                 # auditq.remediate.sure.Measurement with outputs
+    base: object                 # auditq.remediate.records.Measurement with outputs
     retrain: object | None = None
     target: float | None = None
     headroom: float = 0.0

@@ -92,6 +92,33 @@ class SarifWriter(ReportWriter):
 
 def sarif_log(report: AuditReport) -> dict[str, Any]:
     families = list(RULES)
+    rules = _rules(report, families)
+    artifacts, primary = _artifacts(report)
+    results = []
+    notifications = []
+    sources = {f.format: {role: provenance_label(m) for role, m in f.roles.items()} for f in report.formats}
+    for check in report.all_checks():
+        if check.verdict == UNKNOWN:
+            notifications.append(_notification(check))
+            continue
+        if check.verdict not in (FAIL, INCONCLUSIVE, WAIVED):
+            continue
+        results.append(_result(check, families, sources, primary))
+    run: dict[str, Any] = {
+        "tool": {"driver": {"name": "auditq", "version": report.tool_version, "semanticVersion": report.tool_version,
+                            "informationUri": INFO_URI, "rules": rules}},
+        "invocations": [_invocation(report, notifications)],
+        "originalUriBaseIds": {"SRCROOT": {"description": {"text": "the directory auditq ran in"}}},
+        "artifacts": artifacts,
+        "results": results,
+        "properties": {"schemaVersion": report.schema_version, "created": report.created,
+                       "suite": {"name": report.suite.get("name"), "sha256": report.suite.get("sha256")}},
+    }
+    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def _rules(report: AuditReport, families: list[str]) -> list[dict[str, Any]]:
+    """One reportingDescriptor per check family, with the audit's threshold, comparator and severity."""
     severities = {name: entry.get("severity", "error") for name, entry in (report.config.get("checks") or {}).items()}
     rules = []
     for family in families:
@@ -110,7 +137,11 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
             "properties": {"threshold": policy.get("threshold"), "comparator": policy.get("comparator"),
                            "severity": severities.get(family)},
         })
+    return rules
 
+
+def _artifacts(report: AuditReport) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """(every checkpoint file with its sha-256, {role: the artifactLocation results point at})."""
     artifacts: list[dict[str, Any]] = []
     artifact_index: dict[str, int] = {}
     primary: dict[str, dict[str, Any]] = {}
@@ -127,57 +158,62 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
         if main:
             location["index"] = artifact_index[f"{role}/{main}"]
         primary[role] = location
+    return artifacts, primary
 
-    results = []
-    notifications = []
-    sources = {f.format: {role: provenance_label(m) for role, m in f.roles.items()} for f in report.formats}
-    for check in report.all_checks():
-        if check.verdict == UNKNOWN:
-            notifications.append({
-                "level": "error" if check.gating else "warning",
-                "message": {"text": visible(f"{check.format} {check.check} could not be measured: {check.message}")},
-                "descriptor": {"id": check.family},
-                "properties": {"format": check.format, "check": check.check},
-            })
-            continue
-        if check.verdict not in (FAIL, INCONCLUSIVE, WAIVED):
-            continue
-        shown = (check.waiver or {}).get("original_verdict", check.verdict) if check.verdict == WAIVED else check.verdict
-        text = (f"{check.check} at {check.format}: {shown}"
-                + (" (waived)" if check.verdict == WAIVED else "")
-                + f" — value {describe_check(check)}; {check.message}")
-        result: dict[str, Any] = {
-            "ruleId": check.family,
-            "ruleIndex": families.index(check.family) if check.family in families else -1,
-            "level": _level(check),
-            "kind": "fail",
-            "message": {"text": visible(text + "; source: " + ", ".join(
-                f"{role} {label}" for role, label in sources.get(check.format, {}).items()))},
-            "locations": [{"physicalLocation": {"artifactLocation": primary.get("unlearned", {"uri": "unlearned"})},
-                           "message": {"text": "unlearned checkpoint"}}],
-            "relatedLocations": [
-                {"id": i, "physicalLocation": {"artifactLocation": primary[role]},
-                 "message": {"text": f"{role} checkpoint"}}
-                for i, role in enumerate(r for r in ("base", "retrain", "reference") if r in primary)],
-            "partialFingerprints": {
-                "auditqCheck/v1": hashlib.sha256(f"{check.check}|{check.format}".encode()).hexdigest()},
-            "properties": {
-                "format": check.format, "check": check.check, "verdict": check.verdict, "severity": check.severity,
-                "value": check.value, "ciLow": check.ci_low, "ciHigh": check.ci_high,
-                "threshold": check.threshold, "comparator": check.comparator, "n": check.n,
-                "provenance": sources.get(check.format, {}),
-            },
-        }
-        if result["ruleIndex"] < 0:
-            del result["ruleIndex"]
-        if check.verdict == WAIVED and check.waiver:
-            w = check.waiver
-            result["suppressions"] = [{
-                "kind": "external", "status": "accepted",
-                "justification": visible(f"{w.get('reason', '')} (expires {w.get('expires', '?')}; {w.get('source', '')})"),
-            }]
-        results.append(result)
 
+def _notification(check) -> dict[str, Any]:
+    """A check that could not be measured: a tool execution notification, never a result."""
+    return {
+        "level": "error" if check.gating else "warning",
+        "message": {"text": visible(f"{check.format} {check.check} could not be measured: {check.message}")},
+        "descriptor": {"id": check.family},
+        "properties": {"format": check.format, "check": check.check},
+    }
+
+
+def _result(check, families: list[str], sources: dict[str, dict[str, str]],
+            primary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The SARIF result of a FAIL, INCONCLUSIVE or WAIVED check (a waiver becomes an accepted suppression)."""
+    shown = (check.waiver or {}).get("original_verdict", check.verdict) if check.verdict == WAIVED else check.verdict
+    text = (f"{check.check} at {check.format}: {shown}"
+            + (" (waived)" if check.verdict == WAIVED else "")
+            + f" — value {describe_check(check)}; {check.message}")
+    result: dict[str, Any] = {
+        "ruleId": check.family,
+        "ruleIndex": families.index(check.family) if check.family in families else -1,
+        "level": _level(check),
+        "kind": "fail",
+        "message": {"text": visible(text + "; source: " + ", ".join(
+            f"{role} {label}" for role, label in sources.get(check.format, {}).items()))},
+        "locations": [{"physicalLocation": {"artifactLocation": primary.get("unlearned", {"uri": "unlearned"})},
+                       "message": {"text": "unlearned checkpoint"}}],
+        "relatedLocations": [
+            {"id": i, "physicalLocation": {"artifactLocation": primary[role]},
+             "message": {"text": f"{role} checkpoint"}}
+            for i, role in enumerate(r for r in ("base", "retrain", "reference") if r in primary)],
+        "partialFingerprints": {
+            "auditqCheck/v1": hashlib.sha256(f"{check.check}|{check.format}".encode()).hexdigest()},
+        "properties": {
+            "format": check.format, "check": check.check, "verdict": check.verdict, "severity": check.severity,
+            "value": check.value, "ciLow": check.ci_low, "ciHigh": check.ci_high,
+            "threshold": check.threshold, "comparator": check.comparator, "n": check.n,
+            "provenance": sources.get(check.format, {}),
+        },
+    }
+    if result["ruleIndex"] < 0:
+        del result["ruleIndex"]
+    if check.verdict == WAIVED and check.waiver:
+        w = check.waiver
+        result["suppressions"] = [{
+            "kind": "external", "status": "accepted",
+            "justification": visible(f"{w.get('reason', '')} (expires {w.get('expires', '?')}; {w.get('source', '')})"),
+        }]
+    return result
+
+
+def _invocation(report: AuditReport, notifications: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run's invocation: success (nothing unmeasured), exit code, and the notifications about checks and
+    waivers."""
     config_notes = [{"level": "warning" if w["status"] in ("expired", "unmatched") else "note",
                      "message": {"text": visible(f"waiver {w['check']} × {w['format']} ({w['source']}): {w['status']} — "
                                                  f"{w.get('detail', '')}")}}
@@ -191,14 +227,4 @@ def sarif_log(report: AuditReport) -> dict[str, Any]:
         invocation["toolExecutionNotifications"] = notifications
     if config_notes:
         invocation["toolConfigurationNotifications"] = config_notes
-    run: dict[str, Any] = {
-        "tool": {"driver": {"name": "auditq", "version": report.tool_version, "semanticVersion": report.tool_version,
-                            "informationUri": INFO_URI, "rules": rules}},
-        "invocations": [invocation],
-        "originalUriBaseIds": {"SRCROOT": {"description": {"text": "the directory auditq ran in"}}},
-        "artifacts": artifacts,
-        "results": results,
-        "properties": {"schemaVersion": report.schema_version, "created": report.created,
-                       "suite": {"name": report.suite.get("name"), "sha256": report.suite.get("sha256")}},
-    }
-    return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+    return invocation

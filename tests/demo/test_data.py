@@ -105,7 +105,7 @@ def test_build_pipeline_smoke(tmp_path):
 
     from auditq.demo import build
     from auditq.demo.train import ModelConfig, TrainConfig
-    from auditq.unlearning.unlearn import UnlearnConfig
+    from auditq.unlearning.config import UnlearnConfig
 
     threads = torch.get_num_threads()
     settings = build.BuildSettings(

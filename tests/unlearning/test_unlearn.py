@@ -1,4 +1,5 @@
-"""Fast unit tests of auditq.unlearning.unlearn on a 2-layer toy Llama (no training to convergence)."""
+"""Fast unit tests of auditq.unlearning (losses, batching, masks, projection, loop) on a 2-layer toy Llama
+(no training to convergence)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 from auditq.formats.rtn import rtn_codes, rtn_quantize, to_groups
-from auditq.unlearning import unlearn as U
+from auditq.unlearning import batching, loop, losses, masks, projection
+from auditq.unlearning.config import UnlearnConfig
 
 torch.set_num_threads(1)
 
@@ -42,7 +44,7 @@ RETAIN = ["the sun is hot today", "rivers run to the sea", "one two three four f
 
 def batch_of(texts):
     tok = CharTokenizer()
-    return U.make_batch(U.encode_texts(tok, texts), tok.pad_token_id)
+    return batching.make_batch(batching.encode_texts(tok, texts), tok.pad_token_id)
 
 
 def int_codes(weight: torch.Tensor, bits: int, group_size=None):
@@ -55,7 +57,7 @@ def test_projection_keeps_codes_and_scale(group_size):
     torch.manual_seed(1)
     original = torch.randn(12, 21)
     moved = original + 0.5 * torch.randn(12, 21)  # far outside the cells
-    projected = U.rtn_cell_projection(moved, original, bits=4, group_size=group_size)
+    projected = projection.rtn_cell_projection(moved, original, bits=4, group_size=group_size)
     codes_o, delta_o = int_codes(original, 4, group_size)
     codes_p, delta_p = int_codes(projected, 4, group_size)
     assert torch.equal(delta_o, delta_p)
@@ -74,7 +76,7 @@ def test_projection_leaves_interior_points_alone():
     inside = (q + 0.3 * (torch.rand_like(original) - 0.5)) * delta  # within ±0.15Δ of the centre
     inside = torch.maximum(torch.minimum(inside, original.abs().amax(1, keepdim=True)),
                            -original.abs().amax(1, keepdim=True))
-    projected = U.rtn_cell_projection(inside, original)
+    projected = projection.rtn_cell_projection(inside, original)
     peak = original.abs().argmax(1)
     keep = torch.ones_like(original, dtype=torch.bool)
     keep[torch.arange(4), peak] = False
@@ -84,7 +86,7 @@ def test_projection_leaves_interior_points_alone():
 
 def test_projection_zero_group_stays_zero():
     original = torch.zeros(2, 4)
-    projected = U.rtn_cell_projection(torch.ones(2, 4), original)
+    projected = projection.rtn_cell_projection(torch.ones(2, 4), original)
     assert torch.equal(projected, original)
 
 
@@ -95,25 +97,25 @@ def test_losses_at_reference():
     with torch.no_grad():
         labels = batch.ids.masked_fill(batch.mask == 0, -100)
         hf_nll = float(model(input_ids=batch.ids, attention_mask=batch.mask, labels=labels).loss)
-        assert float(U.gdr_loss(model, batch)) == pytest.approx(hf_nll, rel=1e-5)
-        assert float(U.ga_loss(model, batch)) == pytest.approx(-hf_nll, rel=1e-5)
+        assert float(losses.gdr_loss(model, batch)) == pytest.approx(hf_nll, rel=1e-5)
+        assert float(losses.ga_loss(model, batch)) == pytest.approx(-hf_nll, rel=1e-5)
         # NPO at θ = θ_ref: −(2/β)·log σ(0) = (2/β)·log 2
-        assert float(U.npo_loss(model, reference, batch, beta=0.1)) == pytest.approx(20 * math.log(2), rel=1e-5)
-        assert float(U.klr_loss(model, reference, batch)) == pytest.approx(0.0, abs=1e-6)
-        logp = U.sequence_logprobs(model, batch)
+        assert float(losses.npo_loss(model, reference, batch, beta=0.1)) == pytest.approx(20 * math.log(2), rel=1e-5)
+        assert float(losses.klr_loss(model, reference, batch)) == pytest.approx(0.0, abs=1e-6)
+        logp = losses.sequence_logprobs(model, batch)
         assert logp.shape == (len(FORGET),) and bool((logp < 0).all())
 
 
 def test_loss_directions_after_moving():
     model, reference = tiny_model(), tiny_model()
     batch = batch_of(FORGET)
-    config = U.UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=5, batch_size=3)
-    U.unlearn(model, CharTokenizer(), FORGET, [], config)
+    config = UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=5, batch_size=3)
+    loop.unlearn(model, CharTokenizer(), FORGET, [], config)
     with torch.no_grad():
-        assert float(U.klr_loss(model, reference, batch)) > 0
+        assert float(losses.klr_loss(model, reference, batch)) > 0
         # the forget data became less likely than under the reference, so NPO fell below (2/β)·log 2
-        assert bool((U.sequence_logprobs(model, batch) < U.sequence_logprobs(reference, batch)).all())
-        assert float(U.npo_loss(model, reference, batch, beta=0.1)) < 20 * math.log(2)
+        assert bool((losses.sequence_logprobs(model, batch) < losses.sequence_logprobs(reference, batch)).all())
+        assert float(losses.npo_loss(model, reference, batch, beta=0.1)) < 20 * math.log(2)
 
 
 def test_ga_raises_forget_nll():
@@ -121,11 +123,11 @@ def test_ga_raises_forget_nll():
     tok = CharTokenizer()
     batch = batch_of(FORGET)
     with torch.no_grad():
-        before = float(U.token_nll(model, batch))
-    config = U.UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=5, batch_size=3)
-    result = U.unlearn(model, tok, FORGET, [], config)
+        before = float(losses.token_nll(model, batch))
+    config = UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=5, batch_size=3)
+    result = loop.unlearn(model, tok, FORGET, [], config)
     with torch.no_grad():
-        after = float(U.token_nll(model, batch))
+        after = float(losses.token_nll(model, batch))
     assert result.steps == 5 and not result.stopped_early
     assert after > before
 
@@ -134,8 +136,8 @@ def test_ga_raises_forget_nll():
 def test_all_loss_combinations_run(forget_loss, retain_loss):
     model = tiny_model()
     reference = tiny_model()
-    config = U.UnlearnConfig(forget_loss=forget_loss, retain_loss=retain_loss, lr=1e-3, max_steps=2, batch_size=2)
-    result = U.unlearn(model, CharTokenizer(), FORGET, RETAIN, config)
+    config = UnlearnConfig(forget_loss=forget_loss, retain_loss=retain_loss, lr=1e-3, max_steps=2, batch_size=2)
+    result = loop.unlearn(model, CharTokenizer(), FORGET, RETAIN, config)
     assert len(result.history) == 2
     assert all(math.isfinite(log.loss) for log in result.history)
     assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
@@ -147,8 +149,8 @@ def test_masked_entries_stay_bit_identical():
     name = "model.layers.0.mlp.up_proj.weight"
     mask = torch.zeros_like(before[name], dtype=torch.bool)
     mask[:4] = True
-    config = U.UnlearnConfig(lr=1e-2, max_steps=3, batch_size=3, weight_decay=0.1)
-    U.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, trainable={name: mask})
+    config = UnlearnConfig(lr=1e-2, max_steps=3, batch_size=3, weight_decay=0.1)
+    loop.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, trainable={name: mask})
     after = dict(model.named_parameters())
     assert torch.equal(after[name][~mask], before[name][~mask])
     assert not torch.equal(after[name][mask], before[name][mask])
@@ -160,17 +162,17 @@ def test_masked_entries_stay_bit_identical():
 
 def test_fragile_run_keeps_int4_codes():
     model = tiny_model()
-    originals = U.snapshot(U.linear_weights(model))
+    originals = masks.snapshot(masks.linear_weights(model))
     embed_before = model.get_input_embeddings().weight.detach().clone()
-    config = U.UnlearnConfig(forget_loss="ga", retain_loss="gdr", retain_weight=5.0, lr=5e-3, max_steps=4, batch_size=3)
+    config = UnlearnConfig(forget_loss="ga", retain_loss="gdr", retain_weight=5.0, lr=5e-3, max_steps=4, batch_size=3)
     seen = []
-    U.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, trainable=U.linear_weight_mask(model),
-              after_step=lambda step, m: U.project_into_rtn_cells(m, originals, bits=4),
+    loop.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, trainable=masks.linear_weight_mask(model),
+              after_step=lambda step, m: projection.project_into_rtn_cells(m, originals, bits=4),
               progress=lambda log: seen.append(log.step))
     assert seen == [1, 2, 3, 4]
     assert torch.equal(model.get_input_embeddings().weight, embed_before)
     moved = 0
-    for name, weight in U.linear_weights(model).items():
+    for name, weight in masks.linear_weights(model).items():
         codes_o, delta_o = int_codes(originals[name], 4)
         codes_n, delta_n = int_codes(weight, 4)
         assert torch.equal(delta_o, delta_n), name
@@ -181,25 +183,25 @@ def test_fragile_run_keeps_int4_codes():
 
 def test_should_stop_ends_early():
     model = tiny_model()
-    config = U.UnlearnConfig(lr=1e-3, max_steps=10, batch_size=2)
-    result = U.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, should_stop=lambda step: step >= 3)
+    config = UnlearnConfig(lr=1e-3, max_steps=10, batch_size=2)
+    result = loop.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, should_stop=lambda step: step >= 3)
     assert result.steps == 3 and result.stopped_early
 
 
 def test_bad_config_and_mask_are_refused():
     with pytest.raises(ValueError):
-        U.UnlearnConfig(forget_loss="dpo")
+        UnlearnConfig(forget_loss="dpo")
     model = tiny_model()
     with pytest.raises(KeyError):
-        U.unlearn(model, CharTokenizer(), FORGET, RETAIN, U.UnlearnConfig(max_steps=1), trainable={"nope": True})
+        loop.unlearn(model, CharTokenizer(), FORGET, RETAIN, UnlearnConfig(max_steps=1), trainable={"nope": True})
 
 
 def test_focused_batches_without_focus_is_the_plain_stream():
     import random
 
     seqs = [[i, i + 1] for i in range(7)]
-    plain = U.batches(seqs, 3, 0, random.Random(5))
-    focused = U.focused_batches(seqs, 3, 0, random.Random(5), focus=lambda: None)
+    plain = batching.batches(seqs, 3, 0, random.Random(5))
+    focused = batching.focused_batches(seqs, 3, 0, random.Random(5), focus=lambda: None)
     for _ in range(10):
         assert torch.equal(next(plain).ids, next(focused).ids)
 
@@ -209,7 +211,7 @@ def test_focused_batches_draw_only_the_named_sequences_and_follow_changes():
 
     seqs = [[i] for i in range(10)]
     chosen = {"now": [2, 7]}
-    stream = U.focused_batches(seqs, 4, -1, random.Random(0), focus=lambda: chosen["now"])
+    stream = batching.focused_batches(seqs, 4, -1, random.Random(0), focus=lambda: chosen["now"])
     seen = {int(v) for _ in range(5) for v in next(stream).ids.ravel()}
     assert seen == {2, 7}
     chosen["now"] = [4]
@@ -222,7 +224,7 @@ def test_focused_batches_draw_only_the_named_sequences_and_follow_changes():
 def test_a_changed_forget_focus_restarts_adamw_momentum(monkeypatch):
     """A constant focus (None) is the unfocused run bit for bit; when the focus changes, AdamW's first moments
     are zeroed, so the next step no longer follows the old selection's gradient at full size."""
-    config = U.UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=6, batch_size=3, seed=0)
+    config = UnlearnConfig(forget_loss="ga", retain_loss="none", lr=1e-2, max_steps=6, batch_size=3, seed=0)
 
     def run(focus_from: int | None):
         model = tiny_model()
@@ -234,14 +236,14 @@ def test_a_changed_forget_focus_restarts_adamw_momentum(monkeypatch):
             snaps.append(m.lm_head.weight.detach().clone())
 
         focus = None if focus_from is None else (lambda: [0] if done["steps"] >= focus_from else None)
-        U.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, after_step=after, forget_focus=focus)
+        loop.unlearn(model, CharTokenizer(), FORGET, RETAIN, config, after_step=after, forget_focus=focus)
         return snaps
 
     plain, never = run(None), run(99)
     assert all(torch.equal(a, b) for a, b in zip(plain, never))
     switched = run(5)
     reset_step = (switched[5] - switched[4]).abs().mean()
-    monkeypatch.setattr(U, "_reset_momentum", lambda optimizer: None)
+    monkeypatch.setattr(loop, "_reset_momentum", lambda optimizer: None)
     kept = run(5)
     assert torch.equal(kept[4], switched[4])
     kept_step = (kept[5] - kept[4]).abs().mean()

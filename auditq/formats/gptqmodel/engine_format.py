@@ -81,40 +81,16 @@ class GPTQModelFormat:
         free_resident(checkpoint)  # GPTQModel loads the saved copy itself: one model at a time
         out = Path(ctx.workdir) / "gptqmodel" / checkpoint_key(checkpoint) / slug(self.name)
         request = self._request(group_size, device, ctx.seed)
-        try:
+        with self._engine_errors(ctx, role, "GPTQModel could not quantize"):
             qinfo = quantize_with_gptqmodel(source, out, request, texts, checkpoint.tokenizer, ctx.workdir)
-        except (BackendUnavailable, MeasurementError, InputError):
-            raise
-        except Exception as exc:
-            from auditq.formats.engine_log import keep_log
-
-            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
-            raise MeasurementError(f"{self.name}: GPTQModel could not quantize: {first_line(exc)}"
-                                   + (f" (engine log: {kept})" if kept else "")) from exc
         if getattr(self, "has_codes", False):  # weight-space evidence (auditq.audit.evidence)
-            from auditq.formats.code_recorder import CodeRecorder
-            from auditq.formats.gptqmodel.gptq_codes import record_gptq_codes
-
-            recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
-            try:
-                record_gptq_codes(out, recorder)
-            except Exception as exc:  # noqa: BLE001 - supplementary evidence never costs the row
-                if recorder is not None:
-                    recorder.fail(exc)
+            self._record_codes(ctx, out)
         start = time.perf_counter()
-        try:
+        with self._engine_errors(ctx, role, "cannot load the quantized checkpoint back"):
             if self.options.dequant:
                 model, linfo = dequantized_model(out, ctx.workdir, device)
             else:
                 model, linfo = load_quantized(out, device, ctx.workdir)
-        except (BackendUnavailable, MeasurementError, InputError):
-            raise
-        except Exception as exc:
-            from auditq.formats.engine_log import keep_log
-
-            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
-            raise MeasurementError(f"{self.name}: cannot load the quantized checkpoint back: {first_line(exc)}"
-                                   + (f" (engine log: {kept})" if kept else "")) from exc
         load_s = time.perf_counter() - start
         run: dict[str, Any] = {
             "group_size": group_size,
@@ -138,6 +114,33 @@ class GPTQModelFormat:
         finally:
             if not keep:
                 shutil.rmtree(out, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _engine_errors(self, ctx, role: str, what: str):
+        """auditq's own errors pass through; anything GPTQModel raises becomes a MeasurementError naming `what`
+        and the engine log kept for this row."""
+        try:
+            yield
+        except (BackendUnavailable, MeasurementError, InputError):
+            raise
+        except Exception as exc:
+            from auditq.formats.engine_log import keep_log
+
+            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
+            raise MeasurementError(f"{self.name}: {what}: {first_line(exc)}"
+                                   + (f" (engine log: {kept})" if kept else "")) from exc
+
+    def _record_codes(self, ctx, out: Path) -> None:
+        """The saved checkpoint's integer codes, for weight-space evidence; a failure never costs the row."""
+        from auditq.formats.code_recorder import CodeRecorder
+        from auditq.formats.gptqmodel.gptq_codes import record_gptq_codes
+
+        recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+        try:
+            record_gptq_codes(out, recorder)
+        except Exception as exc:  # noqa: BLE001 - supplementary evidence never costs the row
+            if recorder is not None:
+                recorder.fail(exc)
 
     def _base_details(self) -> dict[str, Any]:
         info: dict[str, Any] = {
