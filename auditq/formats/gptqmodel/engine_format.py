@@ -88,14 +88,14 @@ class GPTQModelFormat:
         except Exception as exc:
             from auditq.formats.engine_log import keep_log
 
-            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
+            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.log_dir, f"gptqmodel-{self.name}-{role}")
             raise MeasurementError(f"{self.name}: GPTQModel could not quantize: {first_line(exc)}"
                                    + (f" (engine log: {kept})" if kept else "")) from exc
         if getattr(self, "has_codes", False):  # weight-space evidence (auditq.audit.evidence)
             from auditq.formats.code_recorder import CodeRecorder
             from auditq.formats.gptqmodel.gptq_codes import record_gptq_codes
 
-            recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+            recorder = CodeRecorder.for_context(ctx, self.name, ctx.role)
             try:
                 record_gptq_codes(out, recorder)
             except Exception as exc:  # noqa: BLE001 - supplementary evidence never costs the row
@@ -112,7 +112,7 @@ class GPTQModelFormat:
         except Exception as exc:
             from auditq.formats.engine_log import keep_log
 
-            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
+            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.log_dir, f"gptqmodel-{self.name}-{role}")
             raise MeasurementError(f"{self.name}: cannot load the quantized checkpoint back: {first_line(exc)}"
                                    + (f" (engine log: {kept})" if kept else "")) from exc
         load_s = time.perf_counter() - start
@@ -127,7 +127,7 @@ class GPTQModelFormat:
         }
         if self.method == "gptq":
             run["act_group_aware"] = qinfo.get("act_group_aware", False)
-        keep = bool((ctx.extra or {}).get("keep_quantized", False))
+        keep = bool(ctx.keep_quantized)
         if keep:
             run["checkpoint_dir"] = str(out.resolve())
         self._runs[role] = run
