@@ -59,7 +59,8 @@ def main() -> None:
 
     import torch
 
-    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import run_audit
+    from auditq.audit.request import audit_request
     from auditq.cache.store import ResultCache
 
     torch.set_num_threads(args.threads)
@@ -70,7 +71,7 @@ def main() -> None:
 
     def audit(cache_dir: Path, target: Path):
         cache = ResultCache(cache_dir)
-        request = AuditRequest(base=base, unlearned=target, retrain=retrain, suite=suite, formats=formats, cache=cache)
+        request = audit_request(base=base, unlearned=target, retrain=retrain, suite=suite, formats=formats, cache=cache)
         start = time.perf_counter()
         outcome = run_audit(request)
         return time.perf_counter() - start, outcome, cache

@@ -21,15 +21,16 @@ def main() -> None:
 
     import torch
 
-    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import run_audit
+    from auditq.audit.request import audit_request
     from auditq.demo.build import build_demo
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     models = build_demo(log=lambda m: print(f"  {m}", file=sys.stderr))
     build_s = time.perf_counter() - start
-    request = AuditRequest(base=models.base, unlearned=getattr(models, args.unlearned), retrain=models.retrain,
-                           suite=models.suite, formats=tuple(args.formats.split(",")))
+    request = audit_request(base=models.base, unlearned=getattr(models, args.unlearned), retrain=models.retrain,
+                            suite=models.suite, formats=tuple(args.formats.split(",")))
     start = time.perf_counter()
     outcome = run_audit(request)
     total = time.perf_counter() - start

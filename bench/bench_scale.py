@@ -136,7 +136,8 @@ def child_audit(args) -> dict:
     import torch
 
     import auditq.cli.app  # noqa: F401 - the imports `auditq check` pays for
-    from auditq.audit.pipeline import AuditRequest, Events, run_audit
+    from auditq.audit.pipeline import Events, run_audit
+    from auditq.audit.request import audit_request
     from auditq.checkpoint.placement import ComputeRequest
     from auditq.suite.records import bundled_suite_dir
     from auditq.verdict.config import AuditConfig
@@ -149,10 +150,10 @@ def child_audit(args) -> dict:
         def say(self, message: str) -> None:
             said.append(message)
 
-    request = AuditRequest(base=Path(paths["base"]), unlearned=Path(paths["unlearned"]), retrain=Path(paths["retrain"]),
-                           suite=bundled_suite_dir(), formats=tuple(args.formats.split(",")), config=AuditConfig(),
-                           compute=ComputeRequest(device=args.device, dtype=args.dtype, device_map=args.device_map),
-                           max_batch_tokens=args.max_batch_tokens)  # batch size: auditq check's default
+    request = audit_request(base=Path(paths["base"]), unlearned=Path(paths["unlearned"]), retrain=Path(paths["retrain"]),
+                            suite=bundled_suite_dir(), formats=tuple(args.formats.split(",")), config=AuditConfig(),
+                            compute=ComputeRequest(device=args.device, dtype=args.dtype, device_map=args.device_map),
+                            max_batch_tokens=args.max_batch_tokens)  # batch size: auditq check's default
     start = time.perf_counter()
     outcome = run_audit(request, Say())
     return {"audit_s": time.perf_counter() - start, "stages": outcome.timings, "verdict": outcome.report.verdict,

@@ -35,7 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import run_audit
+    from auditq.audit.request import audit_request
     from auditq.demo.build import build_demo
     from auditq.verdict.scoring import collect_samples
 
@@ -43,9 +44,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         suite = bios_only(models.suite, Path(scratch) / "bios") if args.bios_only else models.suite
         start = time.perf_counter()
-        outcome = run_audit(AuditRequest(base=models.base, unlearned=getattr(models, args.unlearned),
-                                         retrain=None if args.no_retrain else models.retrain, suite=suite,
-                                         formats=tuple(args.formats.split(","))))
+        outcome = run_audit(audit_request(base=models.base, unlearned=getattr(models, args.unlearned),
+                                          retrain=None if args.no_retrain else models.retrain, suite=suite,
+                                          formats=tuple(args.formats.split(","))))
         seconds = time.perf_counter() - start
     report = outcome.report
     print(f"{args.unlearned} vs base, retrain {'no' if args.no_retrain else 'yes'}, suite "

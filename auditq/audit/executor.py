@@ -68,7 +68,7 @@ def measure_step(step: Step, checkpoint: Checkpoint, ctx: FormatContext, suite: 
         with timer("load"):
             events.note(f"loading {role} checkpoint {checkpoint.path}")
             checkpoint.model  # noqa: B018 - read the weights now, timed as loading
-    ctx = replace(ctx, extra={**ctx.extra, "role": role})
+    ctx = replace(ctx, role=role)
     try:
         with timer(f"quantize:{fmt.name}"):
             applied = fmt.apply(checkpoint, ctx)

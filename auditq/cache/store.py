@@ -230,7 +230,7 @@ class CacheSession:
             "batch_size": ctx.batch_size,
             # where and in what precision it ran, and how batches were cut (auditq.checkpoint.placement, backends.batching)
             "max_batch_tokens": getattr(ctx, "max_batch_tokens", None),
-            "compute": (ctx.extra or {}).get("compute"),
+            "compute": ctx.compute,
             "seed": ctx.seed,
             "trust_remote_code": bool(trust_remote_code),
             # GPTQ/AWQ results depend on the calibration text

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from auditq.checkpoint.files import TOKENIZER_FILES, WEIGHT_GLOBS
 from auditq.errors import InputError
@@ -112,9 +112,7 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
     """Raise InputError (exit 2) with one line if `path` is not a loadable safetensors checkpoint."""
     from auditq.checkpoint.directory import check_dir
 
-    check_dir(path, role)  # exists, is a dir, config.json, safetensors weights (pickles refused)
-    if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
-        raise InputError(f"{role} checkpoint {path} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
+    check_dir(path, role)  # exists, is a dir, config.json, safetensors weights (pickles refused), tokenizer files
     try:
         json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -129,7 +127,7 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
     `device_map="auto"`: accelerate places the layers over every visible GPU (`device` is then ignored).
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -137,54 +135,63 @@ def load_checkpoint(path: Path | str, role: str, trust_remote_code: bool = False
     dtype = torch.float32 if dtype is None else dtype
     path = Path(path)
     validate_checkpoint_dir(path, role)
-    def fail(exc: Exception) -> InputError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "trust_remote_code" in str(exc) and not trust_remote_code:
-            first = "it needs custom model code from the checkpoint dir; pass --trust-remote-code only if you trust it"
-        return InputError(f"cannot load {role} checkpoint {path}: {first}")
-
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - config and tokenizer files are user input: any failure is exit 2
-        raise fail(exc) from None
+        raise _load_error(exc, path, role, trust_remote_code) from None
 
-    def from_files(load_dtype: torch.dtype):
+    def load_weights() -> "torch.nn.Module":
+        return _load_weights(path, role, config, dtype, device, device_map, trust_remote_code)
+
+    checkpoint = Checkpoint(path=path, model=None if lazy else load_weights(), tokenizer=tokenizer, config=config,
+                            file_hashes=fingerprint(path), loader=load_weights)
+    checkpoint.dtype = dtype
+    return checkpoint
+
+
+def _load_error(exc: Exception, path: Path, role: str, trust_remote_code: bool) -> InputError:
+    """A loading failure as one line (exit 2): the files are user input."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "trust_remote_code" in str(exc) and not trust_remote_code:
+        first = "it needs custom model code from the checkpoint dir; pass --trust-remote-code only if you trust it"
+    return InputError(f"cannot load {role} checkpoint {path}: {first}")
+
+
+def _load_weights(path: Path, role: str, config: Any, dtype: "torch.dtype", device: str, device_map: str | None,
+                  trust_remote_code: bool) -> "torch.nn.Module":
+    """The weights, in `dtype` on `device` (bf16 files upcast without a second copy), checked complete and finite."""
+    from transformers import AutoModelForCausalLM
+
+    from auditq.checkpoint.integrity import check_finite, check_loading_info
+    from auditq.checkpoint.upcast import streamed_load_dtype, upcast_from_files
+
+    def from_files(load_dtype: "torch.dtype"):
         return AutoModelForCausalLM.from_pretrained(
             path, config=config, dtype=load_dtype, use_safetensors=True,
             trust_remote_code=trust_remote_code, local_files_only=True, output_loading_info=True,
             **({"device_map": device_map} if device_map else {}),
         )
 
-    def load_weights() -> torch.nn.Module:
-        from auditq.checkpoint.upcast import streamed_load_dtype, upcast_from_files
-
-        first = streamed_load_dtype(path, dtype, device, device_map)  # bf16 -> float32 without a second copy
-        try:
-            model, info = from_files(first or dtype)
-            if first is not None and not upcast_from_files(model, path, dtype):
-                del model
-                model, info = from_files(dtype)
-        except (OSError, ValueError, KeyError) as exc:
-            raise fail(exc) from None
-        except RuntimeError as exc:  # transformers' "For details look at the above report!" (its report is silenced)
-            if "report" not in str(exc) and "state_dict" not in str(exc):
-                raise
-            raise InputError(f"cannot load {role} checkpoint {path}: its tensors do not match config.json's "
-                             "architecture (names or shapes)") from None
-        from auditq.checkpoint.integrity import check_finite, check_loading_info
-
-        check_loading_info(info, path, role)  # transformers would random-initialise a missing weight
-        check_finite(model, path, role)
-        if not device_map:
-            model.to(device)
-        model.eval()
-        return model
-
-    checkpoint = Checkpoint(path=path, model=None if lazy else load_weights(), tokenizer=tokenizer, config=config,
-                            file_hashes=fingerprint(path), loader=load_weights)
-    checkpoint.dtype = dtype
-    return checkpoint
+    first = streamed_load_dtype(path, dtype, device, device_map)  # bf16 -> float32 without a second copy
+    try:
+        model, info = from_files(first or dtype)
+        if first is not None and not upcast_from_files(model, path, dtype):
+            del model
+            model, info = from_files(dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise _load_error(exc, path, role, trust_remote_code) from None
+    except RuntimeError as exc:  # transformers' "For details look at the above report!" (its report is silenced)
+        if "report" not in str(exc) and "state_dict" not in str(exc):
+            raise
+        raise InputError(f"cannot load {role} checkpoint {path}: its tensors do not match config.json's "
+                         "architecture (names or shapes)") from None
+    check_loading_info(info, path, role)  # transformers would random-initialise a missing weight
+    check_finite(model, path, role)
+    if not device_map:
+        model.to(device)
+    model.eval()
+    return model
 
 
 def check_configs_compatible(base: Path, other: Path, role: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -13,24 +13,44 @@ from auditq.formats.spec import STACKABLE, FormatSpec
 
 if TYPE_CHECKING:
     from auditq.checkpoint.load import Checkpoint
-
-if TYPE_CHECKING:
     from auditq.suite.records import Suite
-
-
 
 
 @dataclass(frozen=True)
 class FormatContext:
-    """What a format may need besides the checkpoint: a scratch dir, calibration texts, a batch size."""
+    """What a format may need besides the checkpoint: a scratch dir, calibration texts, a batch size, and the
+    named settings below (typed fields, so a misspelt key is an error and every reader is found by grep)."""
 
     workdir: Path
     batch_size: int = 16
     calibration_texts: tuple[str, ...] = ()
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
     #: padded tokens per forward pass (rows × width); None: `batch_size` rows whatever their length
     max_batch_tokens: int | None = None
+    #: the model role being applied (base, unlearned, retrain, reference): an artifact picks its file by it,
+    #: code recorders and engine scratch files are labelled with it (the executor sets it per role)
+    role: str | None = None
+    #: texts the GGUF tokenizer-parity check compares the HF and llama.cpp tokenizers on
+    parity_texts: tuple[str, ...] = ()
+    #: the probe suite (relearn:* trains on its data)
+    suite: "Suite | None" = None
+    #: the resolved torch device ("cpu", "cuda:0"); None: the engine's default (CUDA when available)
+    device: str | None = None
+    #: the resolved placement {"device", "dtype", "device_map"}: part of the result cache's key
+    compute: Mapping[str, Any] | None = None
+    #: llama.cpp CPU threads (None: llama.cpp's default)
+    threads: int | None = None
+    #: llama.cpp context size for GGUF rows
+    gguf_n_ctx: int = 512
+    #: record GGUF codes under this format name (a GGUF artifact's stand-in records as the artifact's row)
+    codes_as: str | None = None
+    #: keep the quantized GGUF file / GPTQ-AWQ directory after the row (debugging)
+    keep_gguf: bool = False
+    keep_quantized: bool = False
+    #: record integer codes for weight-space evidence (auditq.formats.code_recorder; ~1 byte per weight on disk)
+    weight_evidence: bool = True
+    #: where a failing engine's log is copied (auditq.formats.engine_log); None: <system temp>/auditq-logs
+    log_dir: Path | None = None
 
 
 class Format(ABC):
@@ -96,7 +116,7 @@ class Format(ABC):
 class ArtifactFormat(Format):
     """A format backed by quantized files a user already has (--artifact), one per model role.
 
-    Subclasses pick the file for `ctx.extra["role"]` in apply(); roles without a file are theirs to handle.
+    Subclasses pick the file for `ctx.role` in apply(); roles without a file are theirs to handle.
     """
 
     def __init__(self, spec: FormatSpec, role_paths: Mapping[str, Path], default_role: str = "unlearned") -> None:

@@ -12,7 +12,7 @@ quantizes every nn.Linear except the output head on load; 4-bit layers compute i
 checkpoint's dtype (``bnb_4bit_compute_dtype``), LLM.int8 casts activations to float16.
 On CPU the 4-bit layers are kept off bitsandbytes' AVX512-BF16 fused path, which would round
 absmax and compute to bfloat16 on some CPUs only (see ``reference_cpu_kernel``).
-Device: CUDA when available (``ctx.extra["device"]`` overrides), else CPU.
+Device: CUDA when available (``ctx.device`` overrides), else CPU.
 
 bitsandbytes 0.50.2 (the ``bnb`` extra) runs all three on CPU with its torch backend. An
 install that cannot (older CPU-less builds, a missing kernel) raises BackendUnavailable with
@@ -144,7 +144,7 @@ class BitsAndBytesFormat(Format):
         from auditq.formats.bnb_codes import record_bnb_codes
         from auditq.formats.code_recorder import CodeRecorder
 
-        recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+        recorder = CodeRecorder.for_context(ctx, self.name, ctx.role)
         try:
             record_bnb_codes(model, recorder)
         except Exception as exc:  # noqa: BLE001 - supplementary evidence

@@ -26,8 +26,8 @@ def codes_dir(workdir: Path, fmt_name: str, role: str) -> Path:
 
 
 def recording_enabled(ctx) -> bool:
-    """On by default; ``ctx.extra["weight_evidence"] = False`` turns it off (it costs ~1 byte per weight on disk)."""
-    return bool(getattr(ctx, "workdir", None)) and (getattr(ctx, "extra", None) or {}).get("weight_evidence", True)
+    """On by default; ``FormatContext(weight_evidence=False)`` turns it off (it costs ~1 byte per weight on disk)."""
+    return bool(getattr(ctx, "workdir", None)) and bool(getattr(ctx, "weight_evidence", True))
 
 
 class CodeRecorder:

@@ -16,8 +16,8 @@ Format strings (family ``gptq``): ``gptq4``, ``gptq3``, ``gptq8``, ``gptq2`` wit
 ctx.calibration_texts).save(ctx.workdir/gptqmodel/<key>/<format>)`` and that checkpoint is
 loaded back with ``GPTQModel.load`` (CPU: the TorchLinear kernel with float32 activations;
 CUDA: GPTQModel's automatic kernel in float16) and yielded as a TorchCausalLM. The quantized
-dir is deleted on exit unless ``ctx.extra["keep_quantized"]``. Quantization runs on CUDA when
-available (``ctx.extra["device"]`` overrides). Calibration is ``ctx.calibration_texts``
+dir is deleted on exit unless ``ctx.keep_quantized``. Quantization runs on CUDA when
+available (``ctx.device`` overrides). Calibration is ``ctx.calibration_texts``
 as given (generic text by default, never the forget set unless the user asks).
 
 Missing GPTQModel: ``BackendUnavailable`` (install hint ``pip install 'auditq[gptq]'``).
@@ -33,11 +33,11 @@ Existing GPTQ/AWQ checkpoints (``--artifact DIR``)
     fmt.name              # "gptq-dir:unlearned-gptq-4bit" (or name=...)
     fmt.roles, fmt.path_for("base")
     fmt.validate({"base": base_ckpt, "unlearned": unl_ckpt})   # InputError on a mismatch
-    with fmt.apply(checkpoint, dataclasses.replace(ctx, extra={**ctx.extra, "role": role})) as lm:
+    with fmt.apply(checkpoint, dataclasses.replace(ctx, role=role)) as lm:
         ...
 
 Same contract as ``auditq.formats.gguf.GGUFArtifact``: ``apply()`` needs
-``ctx.extra["role"]``; a role without a directory raises ``ArtifactMissing`` (a
+``ctx.role``; a role without a directory raises ``ArtifactMissing`` (a
 BackendUnavailable: UNKNOWN for that cell); ``from_path`` raises InputError for a path that is
 not a GPTQ/AWQ checkpoint directory. ``dequantize=True`` scores dequantized weights instead.
 """
@@ -155,9 +155,9 @@ class QuantizedArtifact(ArtifactFormat):
     def apply(self, checkpoint, ctx: FormatContext):
         from auditq.checkpoint.load import fingerprint
 
-        role = (ctx.extra or {}).get("role")
+        role = ctx.role
         if not role:
-            raise MeasurementError("a quantized-checkpoint artifact needs ctx.extra['role'] (base, unlearned, ...) "
+            raise MeasurementError("a quantized-checkpoint artifact needs ctx.role (base, unlearned, ...) "
                                    "to pick its directory")
         path = self.role_paths.get(role)
         if path is None:

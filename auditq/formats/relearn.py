@@ -147,16 +147,16 @@ class Relearning(Format):
     def apply(self, checkpoint, ctx: FormatContext):
         from auditq.probes.text import encode_sequences
 
-        suite = ctx.extra.get("suite")
+        suite = ctx.suite
         if suite is None:
-            raise MeasurementError(f"{self.name} needs the probe suite (FormatContext.extra['suite'])")
+            raise MeasurementError(f"{self.name} needs the probe suite (FormatContext.suite)")
         texts = training_texts(self.options.source, suite, ctx.calibration_texts, ctx.seed)
         if not texts:
             raise MeasurementError(f"{self.name}: no {self.options.source} data to relearn on")
         limit = min(MAX_TOKENS, int(getattr(checkpoint.config, "max_position_embeddings", 0) or MAX_TOKENS))
         sequences = [s[:limit] for s in encode_sequences(checkpoint.tokenizer, list(texts)) if len(s) >= 2]
         model = checkpoint.model
-        role = str(ctx.extra.get("role", "unlearned"))
+        role = str(ctx.role or "unlearned")
         if _is_quantized(model) and not self.options.lora:
             raise MeasurementError(f"{self.name}: a quantized model can only be relearned with LoRA (add :lora=8)")
         n_params = sum(p.numel() for p in model.parameters())

@@ -169,8 +169,8 @@ class RoundToNearest(Format):
         self._skipped_tied_head = self.options.include_head and not self.options.include_embeddings and _is_tied(model)
         from auditq.formats.code_recorder import CodeRecorder
 
-        recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
-        role = str((ctx.extra or {}).get("role") or "model")
+        recorder = CodeRecorder.for_context(ctx, self.name, ctx.role)
+        role = str(ctx.role or "model")
         with modified_weights(checkpoint, targets) as restore:  # originals come back from the safetensors files
             self._dtype_rounding[role] = _dtype_rounding(checkpoint, targets, self.options)
             with torch.no_grad():

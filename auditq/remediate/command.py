@@ -20,13 +20,13 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Optional
 
 from rich.console import Console
-from rich.table import Table
 
 import auditq
 from auditq.errors import InputError, MeasurementError
+from auditq.remediate.console import baseline_line, print_changes, print_plan, print_saliency
 from auditq.remediate.output import (
     RECORD_NAME,
     commit,
@@ -36,12 +36,15 @@ from auditq.remediate.output import (
     weight_diff,
     write_record,
 )
+from auditq.remediate.recheck import RECHECK_DIR, read_recheck, recheck, recheck_options
 
-RECHECK_DIR = "auditq-recheck"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RemediateOptions:
+    """`auditq remediate` as given on the command line, built once by the CLI and validated once
+    (auditq.remediate.validate); the re-check's CheckOptions are derived from it (`recheck_options`)."""
+
     base: Path
     suite: Optional[Path]
     out: Optional[Path]
@@ -71,10 +74,8 @@ class RemediateOptions:
     quiet: bool = False
     #: --device / --dtype / --device-map for training and the re-check (auditq.checkpoint.placement.ComputeRequest)
     compute: object = None
-
-
-def _short(name: str) -> str:
-    return name.removesuffix(".weight").replace("model.layers.", "layers.")
+    #: torch CPU threads (the CLI sets them before training)
+    threads: Optional[int] = None
 
 
 def make_plan(opts: RemediateOptions, n_params: int):
@@ -92,165 +93,167 @@ def make_plan(opts: RemediateOptions, n_params: int):
         raise InputError(str(exc)) from None
 
 
-def print_saliency(console: Console, mask, limit: int = 12) -> None:
-    """The saliency map: every module's score (top `limit` and every selected one), γ, and the mask."""
-    selected = set(mask.selected_modules())
-    scores = mask.module_scores or {name: float("nan") for name in mask.shapes}
-    table = Table(title=f"saliency ‖∇ L_forget‖ at θ_o ({mask.granularity}; γ = p{mask.percentile:g} = {mask.gamma:.4g})",
-                  show_lines=False)
-    table.add_column("module")
-    table.add_column("score", justify="right")
-    table.add_column("in mask", justify="center")
-    table.add_column("rows", justify="right")
-    ranked = sorted(scores.items(), key=lambda kv: -kv[1])
-    rows = mask.selected_rows()
-    shown = [kv for i, kv in enumerate(ranked) if i < limit or kv[0] in selected]
-    for name, score in shown:
-        table.add_row(_short(name), f"{score:.4g}", "[green]yes[/]" if name in selected else "",
-                      f"{rows.get(name, 0)}/{mask.shapes[name][0]}" if name in selected else "")
-    if len(ranked) > len(shown):
-        table.add_row(f"… {len(ranked) - len(shown)} more modules below", "", "", "")
-    console.print(table)
+@dataclass
+class _Session:
+    """One remediation, filled in as it goes: the loaded original, the plan, the stop rule, the mask."""
 
-
-def print_plan(console: Console, plan, mask, gate, n_params: int, retrain: Optional[Path], formats,
-               reference_auc: float = 0.5) -> None:
-    trainable = mask.trainable_count()
-    what = ("SURE: only the salient weights above move" if plan.uses_mask
-            else "no saliency mask: every nn.Linear weight may move")
-    console.print(
-        f"[bold]plan[/] ({plan.preset} preset): {plan.method.upper()} — forget loss {plan.effective_forget_loss.upper()}"
-        f"{' (β = %g)' % plan.beta if plan.effective_forget_loss == 'npo' else ''} + "
-        f"{plan.retain_weight:g}·{plan.retain_loss.upper()} on retain, AdamW lr {plan.lr:g}, batch {plan.batch_size}, "
-        f"at most {plan.steps} steps, seed {plan.seed}\n"
-        f"  {what}: {trainable:,} of {n_params:,} parameters ({100 * trainable / max(1, n_params):.2f}%) in "
-        f"{len(mask.selected_modules())} tensor(s); embeddings, norms and every other weight stay bit-identical\n"
-        f"  stop: every {plan.check_every} steps measure forget KnowMem and VerbMem retention (unlearned / "
-        f"original) at fp; stop once {gate.describe()}"
-        + (f"; then measure Min-K% AUC (forget vs holdout) after every step and stop once the estimated PrivLeak "
-           f"(MUSE's sign, negative = under-unlearned) against AUC_ref {reference_auc:.3f} is ≥ "
-           f"{plan.privleak_target:+g}% (from then on, while a retention is unmet, the forget loss uses only "
-           f"the forget records still above the non-member floor)" if math.isfinite(plan.privleak_target)
-           else "") + (f"; or once it rises to {plan.privleak_ceiling:+g}% (over-forgetting)"
-                       if math.isfinite(plan.privleak_target) else "") + f"; or after {plan.steps} steps\n"
-        f"  then re-check against BASE in {', '.join(formats)}"
-        + (f" with retrain {retrain}" if retrain else ""), highlight=False)
+    suite: Any
+    suite_dir: Path
+    checkpoint: Any = None
+    model: Any = None
+    tokenizer: Any = None
+    n_params: int = 0
+    base_hashes: Optional[dict] = None
+    plan: Any = None
+    settings: Any = None
+    gate: Any = None
+    reference_auc: float = 0.5
+    base_measure: Any = None
+    mask: Any = None
 
 
 def run_remediate(opts: RemediateOptions, console: Console, err: Console,
-                  run_check: Callable[..., int], validated: Optional[tuple[object, Path]] = None) -> int:
+                  validated: Optional[tuple[object, Path]] = None) -> int:
     """The whole flow; `validated`: what auditq.remediate.validate.validate_inputs returned (the CLI runs it
     before torch is imported), else it runs here."""
-    from auditq.audit.pipeline import AuditRequest, probe_settings
-    from auditq.checkpoint.load import check_compatible, fingerprint, load_checkpoint
-    from auditq.remediate.sure import Monitor, plan_mask
     from auditq.remediate.validate import validate_after_imports, validate_inputs
-    from auditq.verdict.config import load_config
 
     suite, suite_dir = validated if validated is not None else validate_inputs(opts)
     validate_after_imports(opts, suite)  # before any weights load: transformers would random-initialise a missing tensor
     make_plan(opts, 0)  # a bad hyper-parameter is an input error before any training too
-    base_hashes = fingerprint(opts.base)
+    session = _Session(suite=suite, suite_dir=Path(suite_dir))
+    placement = _load_original(opts, session, err)
+    started = time.perf_counter()
+    _stop_rule_and_mask(opts, session, placement, console)
+    if opts.dry_run:
+        console.print("[bold]--dry-run[/]: nothing trained, nothing written")
+        return 0
+    result = _unlearn(opts, session, console, err)
+    code, recheck_verdict, final_dir = _stage_and_recheck(opts, session, result, console, err)
+    console.print(f"[bold]wrote[/] {final_dir} (safetensors, config, tokenizer, {RECORD_NAME}, {RECHECK_DIR}/) "
+                  f"in {time.perf_counter() - started:.0f}s; re-check verdict [bold]{recheck_verdict}[/] "
+                  f"(exit {code})", highlight=False)
+    return code
+
+
+def _load_original(opts: RemediateOptions, session: _Session, err: Console):
+    """BASE's fingerprint, its placement (exit 2 before loading when it cannot fit), the model, the plan and the
+    probe settings the stop rule measures with (the re-check's: the suite's defaults)."""
+    from auditq.audit.request import probe_settings
+    from auditq.checkpoint.load import fingerprint, load_checkpoint
     from auditq.checkpoint.placement import ComputeRequest, resolve
 
-    placement = resolve(opts.compute or ComputeRequest(), opts.base)  # exit 2 before loading when it cannot fit
+    session.base_hashes = fingerprint(opts.base)
+    placement = resolve(opts.compute or ComputeRequest(), opts.base)
     if not opts.quiet:
         err.print(f"[dim]{placement.estimate_line()}[/]", highlight=False)
         if placement.note:
             err.print(f"[dim]{placement.note}[/]", highlight=False)
     checkpoint = load_checkpoint(opts.base, "base", trust_remote_code=opts.trust_remote_code, dtype=placement.dtype,
                                  device=placement.device, device_map=placement.device_map)
-    model, tokenizer = checkpoint.model, checkpoint.tokenizer
-    n_params = sum(p.numel() for p in model.parameters())
-    plan = make_plan(opts, n_params)
-    settings = probe_settings(AuditRequest(base=opts.base, unlearned=opts.base, suite=suite_dir), suite)
-    config = load_config(Path.cwd(), opts.config_file, list(opts.thresholds), list(opts.severities))
+    session.checkpoint = checkpoint
+    session.model, session.tokenizer = checkpoint.model, checkpoint.tokenizer
+    session.n_params = sum(p.numel() for p in session.model.parameters())
+    session.plan = make_plan(opts, session.n_params)
+    session.settings = probe_settings(session.suite)
+    return placement
 
-    started = time.perf_counter()
-    monitor = Monitor(tokenizer, suite, settings)
-    base_measure = monitor.measure(model, 0)
+
+def _stop_rule_and_mask(opts: RemediateOptions, session: _Session, placement, console: Console) -> None:
+    """Measure the original (and --retrain) at fp, derive the stop rule from the re-check's gate, compute SURE's
+    mask at θ_o, and print the saliency map and the plan."""
+    from auditq.checkpoint.load import check_compatible, load_checkpoint
+    from auditq.remediate.sure import Monitor, plan_mask
+    from auditq.verdict.config import load_config
+
+    config = load_config(Path.cwd(), opts.config_file, list(opts.thresholds), list(opts.severities))
+    monitor = Monitor(session.tokenizer, session.suite, session.settings)
+    base_measure = monitor.measure(session.model, 0)
     retrain_measure = None
     if opts.retrain is not None:
         reference = load_checkpoint(opts.retrain, "retrain", trust_remote_code=opts.trust_remote_code,
                                     dtype=placement.dtype, device=placement.device, device_map=placement.device_map)
-        check_compatible(checkpoint, reference, "retrain")
+        check_compatible(session.checkpoint, reference, "retrain")
         retrain_measure = monitor.measure(reference.model, 0)
         del reference
-    plan, gate, reference_auc = stop_rule(plan, config, base_measure, retrain_measure)
-    console.print(_baseline_line(base_measure, retrain_measure), highlight=False)
-    mask = plan_mask(model, tokenizer, suite, plan)
-    print_saliency(console, mask)
-    print_plan(console, plan, mask, gate, n_params, opts.retrain, opts.formats, reference_auc)
-    if opts.dry_run:
-        console.print("[bold]--dry-run[/]: nothing trained, nothing written")
-        return 0
+    session.plan, session.gate, session.reference_auc = stop_rule(session.plan, config, base_measure, retrain_measure)
+    session.base_measure = base_measure
+    console.print(baseline_line(base_measure, retrain_measure), highlight=False)
+    session.mask = plan_mask(session.model, session.tokenizer, session.suite, session.plan)
+    print_saliency(console, session.mask)
+    print_plan(console, session.plan, session.mask, session.gate, session.n_params, opts.retrain, opts.formats,
+               session.reference_auc)
 
-    originals = {name: p.detach().clone() for name, p in model.named_parameters()}
-    result = _train(model, tokenizer, suite, plan, settings, mask, gate, base_measure, reference_auc, err, opts.quiet)
-    _verify_in_memory(model, originals, mask)
+
+def _unlearn(opts: RemediateOptions, session: _Session, console: Console, err: Console):
+    """Train in memory, check nothing outside the mask moved, print where it stopped."""
+    s = session
+    originals = {name: p.detach().clone() for name, p in s.model.named_parameters()}
+    result = _train(s.model, s.tokenizer, s.suite, s.plan, s.settings, s.mask, s.gate, s.base_measure,
+                    s.reference_auc, err, opts.quiet)
+    _verify_in_memory(s.model, originals, s.mask)
     del originals
-    final = result.final
-    retention = final.retention(base_measure)
+    final, base = result.final, s.base_measure
     console.print(f"[bold]trained[/] {result.unlearn.steps} steps in {result.seconds:.1f}s: {result.stop_reason}. "
-                  f"At fp: forget KnowMem {final.knowmem_forget:.3f} (base {base_measure.knowmem_forget:.3f}), "
-                  f"forget VerbMem {final.verbmem_forget:.3f} (base {base_measure.verbmem_forget:.3f}), "
-                  f"retain KnowMem {final.knowmem_retain:.3f} (base {base_measure.knowmem_retain:.3f})",
+                  f"At fp: forget KnowMem {final.knowmem_forget:.3f} (base {base.knowmem_forget:.3f}), "
+                  f"forget VerbMem {final.verbmem_forget:.3f} (base {base.verbmem_forget:.3f}), "
+                  f"retain KnowMem {final.knowmem_retain:.3f} (base {base.knowmem_retain:.3f})",
                   highlight=False)
+    return result
 
-    model.eval()
+
+def _stage_and_recheck(opts: RemediateOptions, session: _Session, result, console: Console,
+                       err: Console) -> tuple[int, Any, Path]:
+    """Save into a staged dir, compare with BASE bit for bit, re-check it, write the record, rename onto --out."""
+    session.model.eval()
     with staged_dir(opts.out) as stage:
-        save_checkpoint(model, tokenizer, opts.base, stage)
+        save_checkpoint(session.model, session.tokenizer, opts.base, stage)
         diff = weight_diff(opts.base, stage)
-        outside = _changes_outside_mask(opts.base, stage, diff, mask)
+        outside = _changes_outside_mask(opts.base, stage, diff, session.mask)
         if outside:
             raise MeasurementError(f"internal error: parameters outside the mask changed: {', '.join(outside[:5])}")
         shifts = rtn_code_changes(opts.base, stage, sorted(diff.changed), bits=4)
-        _print_changes(console, diff, shifts)
-        code = run_check(opts.base, stage, retrain=opts.retrain, reference=None, suite=suite_dir,
-                         formats=opts.formats, probes=("verbmem", "knowmem", "mia", "utility"),
-                         out_dir=stage / RECHECK_DIR, seed=opts.seed, batch_size=16, config_file=opts.config_file,
-                         thresholds=list(opts.thresholds), severities=list(opts.severities),
-                         allow_inconclusive=opts.allow_inconclusive, trust_remote_code=opts.trust_remote_code,
-                         quiet=opts.quiet,
-                         settings={"prefix_tokens": None, "max_new_tokens": None, "answer_tokens": None,
-                                   "mink_k": None}, out_inside=stage,  # the re-check's reports go inside STAGED
-                         compute=opts.compute)
-        recheck = _read_recheck(stage / RECHECK_DIR / "report.json")
-        record = {
-            "auditq_version": auditq.__version__,
-            "created": recheck.get("created"),
-            "base": {"path": str(opts.base.resolve()), "files_sha256": base_hashes},
-            "suite": {"path": str(Path(suite_dir).resolve()), "sha256": suite.content_hash},
-            "retrain": str(opts.retrain.resolve()) if opts.retrain else None,
-            "method": plan.method,
-            "hyperparameters": plan.as_dict(),
-            "seed": plan.seed,
-            "mask": {"granularity": mask.granularity, "percentile": mask.percentile,
-                     "gamma": mask.gamma if math.isfinite(mask.gamma) else None,
-                     "modules": mask.selected_modules(), "rows": mask.selected_rows(),
-                     "trainable_parameters": mask.trainable_count(), "total_parameters": n_params},
-            "saliency": {name: score for name, score in sorted(mask.module_scores.items())} if mask.module_scores else None,
-            "training": {"steps": result.unlearn.steps, "stop_reason": result.stop_reason,
-                         "stop_rule": {"memorisation": gate.describe(), "reference_auc": reference_auc,
-                                       "privleak_target": plan.privleak_target,
-                                       "privleak_ceiling": plan.privleak_ceiling},
-                         "focus": [{"step": step, "forget_texts": n} for step, n in result.focus_log],
-                         "seconds": round(result.seconds, 2), "saliency_seconds": round(result.saliency_seconds, 2),
-                         "base_fp": _measure_dict(base_measure),
-                         "history": [_measure_dict(m) for m in result.history],
-                         "final_retention_fp": retention},
-            "changed": {"parameters": diff.changed_entries, "tensors": {k: v for k, v in sorted(diff.changed.items())},
-                        "total_parameters": diff.total_entries, "int4_rtn": shifts},
-            "recheck": {"formats": list(opts.formats), "exit_code": code, "verdict": recheck.get("verdict"),
-                        "checks": recheck.get("checks"), "report": f"{RECHECK_DIR}/report.json",
-                        "checked_path": str(stage)},
-        }
-        write_record(stage, record)
+        print_changes(console, diff, shifts)
+        code = recheck(recheck_options(opts, stage, session.suite_dir), console, err)
+        rechecked = read_recheck(stage / RECHECK_DIR / "report.json")
+        write_record(stage, _record(opts, session, result, diff, shifts, code, rechecked, stage))
         final_dir = commit(stage, opts.out)
-    console.print(f"[bold]wrote[/] {final_dir} (safetensors, config, tokenizer, {RECORD_NAME}, {RECHECK_DIR}/) "
-                  f"in {time.perf_counter() - started:.0f}s; re-check verdict [bold]{recheck.get('verdict')}[/] "
-                  f"(exit {code})", highlight=False)
-    return code
+    return code, rechecked.get("verdict"), final_dir
+
+
+def _record(opts: RemediateOptions, session: _Session, result, diff, shifts, code: int, recheck: dict,
+            stage: Path) -> dict:
+    """auditq-remediation.json: inputs, hyper-parameters, mask, training, what changed, the re-check."""
+    plan, mask, gate = session.plan, session.mask, session.gate
+    return {
+        "auditq_version": auditq.__version__,
+        "created": recheck.get("created"),
+        "base": {"path": str(opts.base.resolve()), "files_sha256": session.base_hashes},
+        "suite": {"path": str(Path(session.suite_dir).resolve()), "sha256": session.suite.content_hash},
+        "retrain": str(opts.retrain.resolve()) if opts.retrain else None,
+        "method": plan.method,
+        "hyperparameters": plan.as_dict(),
+        "seed": plan.seed,
+        "mask": {"granularity": mask.granularity, "percentile": mask.percentile,
+                 "gamma": mask.gamma if math.isfinite(mask.gamma) else None,
+                 "modules": mask.selected_modules(), "rows": mask.selected_rows(),
+                 "trainable_parameters": mask.trainable_count(), "total_parameters": session.n_params},
+        "saliency": {name: score for name, score in sorted(mask.module_scores.items())} if mask.module_scores else None,
+        "training": {"steps": result.unlearn.steps, "stop_reason": result.stop_reason,
+                     "stop_rule": {"memorisation": gate.describe(), "reference_auc": session.reference_auc,
+                                   "privleak_target": plan.privleak_target,
+                                   "privleak_ceiling": plan.privleak_ceiling},
+                     "focus": [{"step": step, "forget_texts": n} for step, n in result.focus_log],
+                     "seconds": round(result.seconds, 2), "saliency_seconds": round(result.saliency_seconds, 2),
+                     "base_fp": _measure_dict(session.base_measure),
+                     "history": [_measure_dict(m) for m in result.history],
+                     "final_retention_fp": result.final.retention(session.base_measure)},
+        "changed": {"parameters": diff.changed_entries, "tensors": {k: v for k, v in sorted(diff.changed.items())},
+                    "total_parameters": diff.total_entries, "int4_rtn": shifts},
+        "recheck": {"formats": list(opts.formats), "exit_code": code, "verdict": recheck.get("verdict"),
+                    "checks": recheck.get("checks"), "report": f"{RECHECK_DIR}/report.json",
+                    "checked_path": str(stage)},
+    }
 
 
 def _measure_dict(m) -> dict:
@@ -273,15 +276,6 @@ def stop_rule(plan, config, base, retrain):
     reference_auc = retrain.mia_auc if retrain is not None and retrain.mia_auc is not None else 0.5
     plan = replace(plan, privleak_ceiling=config.checks["privleak"].threshold)
     return plan, gate, reference_auc
-
-
-def _baseline_line(base, retrain) -> str:
-    text = (f"original at fp: forget KnowMem {base.knowmem_forget:.3f}, forget VerbMem {base.verbmem_forget:.3f}, "
-            f"retain KnowMem {base.knowmem_retain:.3f}, Min-K% AUC {base.mia_auc:.3f}")
-    if retrain is not None:
-        text += (f"; retrain: forget KnowMem {retrain.knowmem_forget:.3f}, forget VerbMem {retrain.verbmem_forget:.3f}, "
-                 f"Min-K% AUC {retrain.mia_auc:.3f}")
-    return text
 
 
 def _train(model, tokenizer, suite, plan, settings, mask, gate, base_measure, reference_auc, err: Console,
@@ -363,31 +357,3 @@ def _changes_outside_mask(base_dir: Path, new_dir: Path, diff, mask) -> list[str
     return bad
 
 
-def _print_changes(console: Console, diff, shifts=None) -> None:
-    changed = sorted(diff.changed.items(), key=lambda kv: -kv[1])
-    console.print(f"[bold]changed[/] {diff.changed_entries:,} of {diff.total_entries:,} stored parameters "
-                  f"({100 * diff.changed_entries / max(1, diff.total_entries):.2f}%) in {len(changed)} tensor(s): "
-                  + ", ".join(f"{_short(k)} ({v:,})" for k, v in changed)
-                  + "; every other tensor is bit-identical to BASE", highlight=False)
-    if shifts:
-        console.print("  int4 RTN (per channel) of the changed tensors: "
-                      + ", ".join(f"{_short(k)} mean |Δw| {v['mean_abs_delta_in_steps']:.2f} steps, "
-                                  f"{100 * v['codes_changed']:.0f}% of codes differ" for k, v in shifts.items()),
-                      highlight=False)
-
-
-def _read_recheck(path: Path) -> dict:
-    """Verdict and per-format check verdicts from the re-check's report.json."""
-    import json
-
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"verdict": None, "checks": None, "created": None}
-    checks = {}
-    for fmt in report.get("formats", []):
-        checks[fmt.get("format")] = {c.get("check"): {"verdict": c.get("verdict"), "value": c.get("value"),
-                                                       "ci": [c.get("ci_low"), c.get("ci_high")],
-                                                       "threshold": c.get("threshold")}
-                                     for c in fmt.get("checks", [])}
-    return {"verdict": report.get("verdict"), "checks": checks, "created": report.get("created")}

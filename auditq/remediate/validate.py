@@ -19,18 +19,19 @@ from auditq.errors import InputError
 
 def validate_inputs(opts: Any) -> tuple[Any, Path]:
     """(suite, suite dir) for a RemediateOptions; InputError (exit 2, one line) on the first problem."""
-    from auditq.checkpoint.directory import validate_checkpoint
-    from auditq.checkpoint.load import check_configs_compatible, validate_checkpoint_dir
+    from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
     from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.formats import parse_format
     from auditq.remediate.output import check_out_dir
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
 
-    validate_checkpoint_dir(opts.base, "base")
+    # files, config.json, tokenizer, headers against config.json (auditq.checkpoint.directory), as in check
+    base_config, _ = validate_checkpoint(Path(opts.base), "base")
     if opts.retrain is not None:
-        validate_checkpoint_dir(opts.retrain, "retrain")
-        check_configs_compatible(opts.base, opts.retrain, "retrain")
+        retrain_config, _ = validate_checkpoint(Path(opts.retrain), "retrain")
+        check_compatible_configs(base_config, retrain_config, "retrain")
+        compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
     suite_dir = opts.suite or bundled_suite_dir()
     suite = load_suite(suite_dir)
     if opts.out is None and not opts.dry_run:
@@ -40,10 +41,6 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
         check_writable(str(opts.out), [], force=True)  # writable now, not after training (probe file)
     for raw in opts.formats:  # a bad format is an input error before any training (torch-free parsers)
         parse_format(raw, f"--formats {raw.strip()}")
-    base_config, _ = validate_checkpoint(Path(opts.base), "base")  # headers against config.json
-    if opts.retrain is not None:
-        validate_checkpoint(Path(opts.retrain), "retrain")
-        compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
     return suite, suite_dir
 
 

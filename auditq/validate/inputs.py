@@ -14,91 +14,70 @@ right after the heavy imports, still before any weights are read (auditq.checkpo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from auditq.audit.request import PROBE_FLAGS, CheckOptions, read_calibration
 from auditq.errors import InputError
 from auditq.suite.settings import check_mink_k, check_positive_int
 
 
 @dataclass(frozen=True)
-class CheckInputs:
-    """Everything `auditq check` was asked to do, as given on the command line."""
-
-    base: Path
-    unlearned: Path
-    suite: Optional[Path] = None
-    retrain: Optional[Path] = None
-    reference: Optional[Path] = None
-    formats: tuple[str, ...] = ("fp", "rtn8", "rtn4")
-    probes: tuple[str, ...] = ("verbmem", "knowmem", "mia", "utility")
-    out: Optional[str] = None
-    force: bool = False
-    config_file: Optional[Path] = None
-    thresholds: tuple[str, ...] = ()
-    severities: tuple[str, ...] = ()
-    fail_on: Optional[str] = None
-    allow_inconclusive: bool = False
-    report_formats: tuple[str, ...] = ()
-    waivers_file: Optional[Path] = None
-    artifacts: tuple[Path, ...] = ()
-    base_artifacts: tuple[Path, ...] = ()
-    settings: dict[str, Any] = field(default_factory=dict)
-    use_cache: bool = True
-    verify_cache: int = 0
-    #: `remediate` re-checks a staged checkpoint and writes its reports inside it
-    out_inside: Optional[Path] = None
-
-
-@dataclass(frozen=True)
 class Validated:
+    """What the light stage made of a CheckOptions, handed to the audit core as ready objects."""
+
     config: Any
     waivers: tuple[Any, ...]
+    #: the gate policy (--fail-on, with --allow-inconclusive as an alias of --fail-on fail)
     fail_on: str
     writers: tuple[str, ...]
     out: Optional[Path]
     suite_dir: Path
+    #: the loaded suite (auditq.suite.records.Suite)
+    suite: Any
+    #: --formats parsed by every family's torch-free option parser (auditq.formats.ParsedFormat)
+    parsed_formats: tuple[Any, ...]
+    #: the --calibration file's lines (None for the default and 'forget')
+    calibration_lines: Optional[tuple[str, ...]]
 
 
-FLAG_NAMES = {"prefix_tokens": "--prefix-tokens", "max_new_tokens": "--max-new-tokens",
-              "answer_tokens": "--answer-tokens", "mink_k": "--mink-k"}
-
-
-def _check_flags(inputs: CheckInputs) -> None:
+def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
+    """Probes, formats (parsed: returned), probe settings, --verify-cache, --base-artifact pairing."""
     from auditq.formats import parse_format
     from auditq.probes import PROBES
 
-    if not inputs.probes:
-        raise InputError(f"--probes {','.join(inputs.probes) or repr('')}: no probe named "
+    if not options.probes:
+        raise InputError(f"--probes {','.join(options.probes) or repr('')}: no probe named "
                          f"(expected a comma-separated list of {', '.join(PROBES.names())})")
-    unknown = [p for p in inputs.probes if p not in PROBES]
+    unknown = [p for p in options.probes if p not in PROBES]
     if unknown:
         raise InputError(f"--probes: unknown probe(s) {', '.join(unknown)} (known: {', '.join(PROBES.names())})")
-    twice = sorted({p for p in inputs.probes if inputs.probes.count(p) > 1})
+    twice = sorted({p for p in options.probes if options.probes.count(p) > 1})
     if twice:
         raise InputError(f"--probes: {', '.join(twice)} listed twice")
-    if not inputs.formats:
+    if not options.formats:
         raise InputError("--formats: no format named (expected e.g. fp,rtn8,rtn4)")
-    # every family's option parser is torch-free (auditq.formats.options); the names as make_formats sees them
-    names = [parse_format(raw, f"--formats {raw.strip()}").spec.raw for raw in inputs.formats]
+    # every family's option parser is torch-free (auditq.formats.options); the names as the core builds them
+    parsed = tuple(parse_format(raw, f"--formats {raw.strip()}") for raw in options.formats)
+    names = [p.spec.raw for p in parsed]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InputError(f"--formats: {', '.join(twice)} listed twice")
-    for key, flag in FLAG_NAMES.items():
-        value = inputs.settings.get(key)
+    for key, value in options.probe_overrides().items():
         if value is None:
             continue
         if key == "mink_k":
-            check_mink_k(value, flag)
+            check_mink_k(value, PROBE_FLAGS[key])
         else:
-            check_positive_int(value, flag)
-    if inputs.verify_cache < 0:
-        raise InputError(f"--verify-cache {inputs.verify_cache}: expected a number of cached rows >= 0")
-    if inputs.verify_cache and not inputs.use_cache:
+            check_positive_int(value, PROBE_FLAGS[key])
+    if options.verify_cache < 0:
+        raise InputError(f"--verify-cache {options.verify_cache}: expected a number of cached rows >= 0")
+    if options.verify_cache and not options.use_cache:
         raise InputError("--verify-cache re-measures cached rows; it contradicts --no-cache")
-    if len(inputs.base_artifacts) > len(inputs.artifacts):
+    if len(options.base_artifacts) > len(options.artifacts):
         raise InputError("--base-artifact given without a matching --artifact")
+    return parsed
 
 
 def _check_cache_dir(use_cache: bool) -> None:
@@ -121,21 +100,6 @@ def _check_file(path: Optional[Path], flag: str) -> None:
         raise InputError(f"{flag} {path} is a directory; expected a file")
 
 
-def _check_calibration(calibration: Optional[str]) -> Optional[Path]:
-    if calibration is None or calibration == "forget":
-        return None
-    path = Path(calibration)
-    if not path.is_file():
-        raise InputError(f"--calibration {calibration}: no such file (expected a text file, one sample a line, or 'forget')")
-    try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--calibration {calibration}: cannot read as UTF-8 text ({type(exc).__name__})") from None
-    if not lines:
-        raise InputError(f"--calibration {calibration}: no non-empty lines")
-    return path
-
-
 def _check_artifact(path: Path, flag: str) -> None:
     path = Path(path)
     if not path.exists():
@@ -156,50 +120,53 @@ def _check_artifact(path: Path, flag: str) -> None:
         raise InputError(f"{flag} {path}: unsupported artifact (expected a .gguf file or a GPTQ/AWQ checkpoint dir)")
 
 
-def validate_check(inputs: CheckInputs, cwd: Path | None = None) -> Validated:
+def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     """Run the whole light validation stage; InputError (exit 2, one line) on the first problem."""
-    from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
-    from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.report.compliance import check_writers, resolve_fail_on
     from auditq.report.outdir import check_out_dir
-    from auditq.suite.records import bundled_suite_dir, load_suite
-    from auditq.suite.validate import check_suite_lengths
     from auditq.verdict.config import load_config
     from auditq.verdict.waivers import load_waivers
 
     cwd = cwd or Path.cwd()
-    _check_flags(inputs)
-    fail_on = resolve_fail_on(inputs.fail_on, inputs.allow_inconclusive)
-    _check_file(inputs.waivers_file, "--waivers")
-    config = load_config(cwd, inputs.config_file, list(inputs.thresholds), list(inputs.severities))
-    waivers = load_waivers(cwd, inputs.waivers_file, inputs.config_file)
-    _check_cache_dir(inputs.use_cache)
+    parsed = _check_flags(options)
+    fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
+    _check_file(options.waivers_file, "--waivers")
+    config = load_config(cwd, options.config_file, list(options.thresholds), list(options.severities))
+    waivers = load_waivers(cwd, options.waivers_file, options.config_file)
+    _check_cache_dir(options.use_cache)
+    suite_dir, suite = _check_models_and_suite(options)
+    calibration = read_calibration(options.calibration)
+    for path in options.artifacts:
+        _check_artifact(path, "--artifact")
+    for path in options.base_artifacts:
+        _check_artifact(path, "--base-artifact")
+    out = Path(options.out) if options.out else None
+    writers = check_writers(options.report_formats, out)
+    calibration_file = Path(options.calibration) if calibration is not None else None
+    out_inputs = [*options.models().values(), suite_dir, *options.artifacts, *options.base_artifacts,
+                  options.config_file, options.waivers_file, calibration_file]
+    out = check_out_dir(options.out, out_inputs, force=options.force, allowed_inside=options.out_inside)
+    return Validated(config=config, waivers=waivers, fail_on=fail_on, writers=writers, out=out, suite_dir=suite_dir,
+                     suite=suite, parsed_formats=parsed, calibration_lines=calibration)
 
-    roles = {"base": inputs.base, "unlearned": inputs.unlearned, "retrain": inputs.retrain,
-             "reference": inputs.reference}
+
+def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
+    """Every checkpoint (files, config.json, tokenizer, headers; the same tensors as BASE), then the suite
+    against the probe settings and the tokenizer: (suite dir, loaded suite)."""
+    from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
+    from auditq.checkpoint.tensor_match import compare_tensors
+    from auditq.suite.records import bundled_suite_dir, load_suite
+    from auditq.suite.validate import check_suite_lengths
+
     configs: dict[str, dict] = {}
     tokenizer = None
-    for role, path in roles.items():
-        if path is None:
-            continue
-        configs[role], role_tokenizer = validate_checkpoint(Path(path), role)
+    for role, path in options.models().items():
+        configs[role], role_tokenizer = validate_checkpoint(path, role)
         tokenizer = tokenizer if tokenizer is not None else role_tokenizer
         if role != "base":
             check_compatible_configs(configs["base"], configs[role], role)
-            compare_tensors(Path(inputs.base), Path(path), role, configs["base"])  # same tensors as BASE
-
-    suite_dir = Path(inputs.suite) if inputs.suite is not None else bundled_suite_dir()
+            compare_tensors(Path(options.base), path, role, configs["base"])  # same tensors as BASE
+    suite_dir = Path(options.suite) if options.suite is not None else bundled_suite_dir()
     suite = load_suite(suite_dir)
-    check_suite_lengths(suite, inputs.settings, inputs.probes, tokenizer, configs["base"])
-    calibration = _check_calibration(inputs.settings.get("calibration"))
-    for path in inputs.artifacts:
-        _check_artifact(path, "--artifact")
-    for path in inputs.base_artifacts:
-        _check_artifact(path, "--base-artifact")
-    out = Path(inputs.out) if inputs.out else None
-    writers = check_writers(inputs.report_formats, out)
-    out_inputs = [*(p for p in roles.values() if p is not None), suite_dir, *inputs.artifacts, *inputs.base_artifacts,
-                  inputs.config_file, inputs.waivers_file, calibration]
-    out = check_out_dir(
-        inputs.out, out_inputs, force=inputs.force, allowed_inside=inputs.out_inside)
-    return Validated(config=config, waivers=waivers, fail_on=fail_on, writers=writers, out=out, suite_dir=suite_dir)
+    check_suite_lengths(suite, options.probe_overrides(), options.probes, tokenizer, configs["base"])
+    return suite_dir, suite

@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 from suite_files import write_suite
 
 from auditq.audit.evidence import IDENTICAL_NOTE
-from auditq.audit.pipeline import AuditRequest, run_audit
+from auditq.audit.pipeline import run_audit
+from auditq.audit.request import audit_request
 from auditq.formats.rtn import rtn_codes, to_groups
 
 TEXTS = [f"The quick brown fox number {i} jumps over the lazy dog in Warsaw." for i in range(6)]
@@ -56,7 +57,7 @@ def _inside_int4_cell(name, w):
 
 
 def _audit(base, unlearned, suite, formats):
-    request = AuditRequest(base=base, unlearned=unlearned, suite=suite, formats=formats, probes=("utility",))
+    request = audit_request(base=base, unlearned=unlearned, suite=suite, formats=formats, probes=("utility",))
     return {f.format: f for f in run_audit(request).report.formats}
 
 
@@ -159,8 +160,8 @@ def test_rows_served_from_the_result_cache_keep_their_evidence(base_and_suite, t
     cache = ResultCache(tmp_path / "cache")
     rows = []
     for _ in range(2):
-        request = AuditRequest(base=base, unlearned=unlearned, suite=suite, formats=("fp", "rtn4"),
-                               probes=("utility",), cache=cache)
+        request = audit_request(base=base, unlearned=unlearned, suite=suite, formats=("fp", "rtn4"),
+                                probes=("utility",), cache=cache)
         rows.append(run_audit(request).report.formats[1].weight_evidence)
     assert cache.hits > 0  # the second run quantized nothing
     assert rows[1] == rows[0] and rows[1]["bit_identical"]

@@ -13,7 +13,8 @@ import json
 import pytest
 import torch
 
-from auditq.audit.pipeline import AuditRequest, Events, run_audit
+from auditq.audit.pipeline import Events, run_audit
+from auditq.audit.request import audit_request
 from auditq.audit.plan import plan_audit
 from auditq.formats import make_formats
 from auditq.probes import PROBES
@@ -62,9 +63,9 @@ def trio(tmp_path_factory):
 def test_schedule_never_holds_two_checkpoints(trio):
     before = _live_models()
     events = CountingEvents()
-    request = AuditRequest(base=trio["base"], unlearned=trio["unlearned"], retrain=trio["retrain"],
-                           suite=trio["suite"], formats=("fp", "rtn8", "rtn4"),
-                           config=AuditConfig(min_n=1, bootstrap_resamples=50))
+    request = audit_request(base=trio["base"], unlearned=trio["unlearned"], retrain=trio["retrain"],
+                            suite=trio["suite"], formats=("fp", "rtn8", "rtn4"),
+                            config=AuditConfig(min_n=1, bootstrap_resamples=50))
     outcome = run_audit(request, events, created="t")
     steps = [(m, n - before) for m, n in events.live if not m.startswith("loading")]
     assert len(steps) == 9                                      # 3 roles × 3 formats
@@ -83,9 +84,9 @@ def test_schedule_never_holds_two_checkpoints(trio):
 def test_bf16_audit_records_dtype_in_every_row(trio):
     from auditq.checkpoint.placement import ComputeRequest
 
-    request = AuditRequest(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"],
-                           formats=("fp", "rtn4"), compute=ComputeRequest(device="cpu", dtype="bfloat16"),
-                           config=AuditConfig(min_n=1, bootstrap_resamples=50), max_batch_tokens=64)
+    request = audit_request(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"],
+                            formats=("fp", "rtn4"), compute=ComputeRequest(device="cpu", dtype="bfloat16"),
+                            config=AuditConfig(min_n=1, bootstrap_resamples=50), max_batch_tokens=64)
     report = run_audit(request, created="t").report
     assert [f.details["dtype"] for f in report.formats] == ["bfloat16", "bfloat16"]
     assert report.formats[1].details["compute_dtype"] == "bfloat16"
@@ -175,9 +176,9 @@ def test_engines_free_the_resident_checkpoint_before_building_their_own(trio, mo
     monkeypatch.setattr(llamacpp_lm.LlamaCppLM, "__init__", counting_llama)
     before = _live_models()
     events = CountingEvents()
-    request = AuditRequest(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"],
-                           formats=("bnb:int8", "fp", "gptq4", "gguf:q8_0", "rtn4"),
-                           config=AuditConfig(min_n=1, bootstrap_resamples=50))
+    request = audit_request(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"],
+                            formats=("bnb:int8", "fp", "gptq4", "gguf:q8_0", "rtn4"),
+                            config=AuditConfig(min_n=1, bootstrap_resamples=50))
     outcome = run_audit(request, events, created="t")
     assert not [r for r in outcome.runs if r.error], [r.error for r in outcome.runs if r.error]
     order = [m.split(": ")[0] for m, _ in events.live if not m.startswith("loading") and m.endswith(": base")]

@@ -7,7 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from auditq.audit.pipeline import AuditRequest, run_audit
+from auditq.audit.pipeline import run_audit
+from auditq.audit.request import AuditRequest, audit_request
 from auditq.cache.store import ResultCache, cache_root, output_from_json, output_to_json
 from auditq.probes.base import ProbeOutput, Sample
 from auditq.verdict.config import AuditConfig
@@ -16,8 +17,8 @@ FORMATS = ("fp", "rtn8")
 
 
 def _request(pair, cache, unlearned=None, **kwargs) -> AuditRequest:
-    return AuditRequest(base=pair["base"], unlearned=unlearned or pair["unlearned"], suite=pair["suite"],
-                        formats=FORMATS, config=AuditConfig(min_n=1, bootstrap_resamples=200), cache=cache, **kwargs)
+    return audit_request(base=pair["base"], unlearned=unlearned or pair["unlearned"], suite=pair["suite"],
+                         formats=FORMATS, config=AuditConfig(min_n=1, bootstrap_resamples=200), cache=cache, **kwargs)
 
 
 def _verdicts(report):

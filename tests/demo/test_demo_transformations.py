@@ -96,10 +96,11 @@ def test_fragile_model_relearning_brings_the_forget_set_back(done_run):
 
 
 def _audit(models, which: str):
-    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import run_audit
+    from auditq.audit.request import audit_request
 
-    request = AuditRequest(base=models.base, unlearned=getattr(models, which), retrain=models.retrain,
-                           suite=models.suite, formats=("fp", "relearn:retain", "relearn:forget", "prune:wanda:0.5", "fp8"))
+    request = audit_request(base=models.base, unlearned=getattr(models, which), retrain=models.retrain,
+                            suite=models.suite, formats=("fp", "relearn:retain", "relearn:forget", "prune:wanda:0.5", "fp8"))
     from auditq.report.json_writer import JsonWriter
 
     return json.loads(JsonWriter().render(run_audit(request).report))

@@ -35,8 +35,8 @@ def gguf_gpt2(tmp_path_factory, one_thread):
 def gguf_ctx(tmp_path):
     from auditq.formats.base import FormatContext
 
-    def make(role: str = "unlearned", **extra):
+    def make(role: str | None = "unlearned", **fields):
         return FormatContext(workdir=tmp_path / "work", seed=0,
-                             extra={"parity_texts": PARITY_TEXTS, "role": role, "threads": 1, **extra})
+                             parity_texts=PARITY_TEXTS, role=role, threads=1, **fields)
 
     return make

@@ -32,8 +32,8 @@ def memorised():
     torch.set_num_threads(previous)
 
 
-def _ctx(workdir, **extra):
-    return FormatContext(workdir=workdir, calibration_texts=calibration_texts(), extra={"role": "base", **extra})
+def _ctx(workdir, **fields):
+    return FormatContext(workdir=workdir, calibration_texts=calibration_texts(), role="base", **fields)
 
 
 def _score(fmt, checkpoint, ctx):

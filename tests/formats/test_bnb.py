@@ -23,7 +23,7 @@ def llama(tmp_path_factory):
 
 
 def _ctx(workdir):
-    return FormatContext(workdir=workdir, extra={"role": "base"})
+    return FormatContext(workdir=workdir, role="base")
 
 
 @pytest.fixture(scope="module")

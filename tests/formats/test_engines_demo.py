@@ -15,7 +15,8 @@ import pytest
 if importlib.util.find_spec("gptqmodel") is None or importlib.util.find_spec("bitsandbytes") is None:
     pytest.skip("needs gptqmodel and bitsandbytes (pip install 'auditq[gptq,bnb]')", allow_module_level=True)
 
-from auditq.audit.pipeline import AuditRequest, run_audit  # noqa: E402
+from auditq.audit.pipeline import run_audit  # noqa: E402
+from auditq.audit.request import audit_request  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +25,8 @@ FORMATS = ("fp", "gptq4", "awq4", "bnb:nf4", "bnb:int8")
 
 @pytest.fixture(scope="module")
 def report(demo_models):
-    request = AuditRequest(base=demo_models.base, unlearned=demo_models.fragile, retrain=demo_models.retrain,
-                           suite=demo_models.suite, formats=FORMATS)
+    request = audit_request(base=demo_models.base, unlearned=demo_models.fragile, retrain=demo_models.retrain,
+                            suite=demo_models.suite, formats=FORMATS)
     return run_audit(request).report
 
 

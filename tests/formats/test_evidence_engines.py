@@ -20,7 +20,8 @@ from gguf_helpers import PARITY_TEXTS, build_llama_checkpoint, load
 from safetensors.torch import load_file, save_file
 
 from auditq.audit.evidence import IDENTICAL_NOTE
-from auditq.audit.pipeline import AuditRequest, run_audit
+from auditq.audit.pipeline import run_audit
+from auditq.audit.request import audit_request
 from auditq.formats.base import FormatContext
 from auditq.formats.code_recorder import CodeRecorder, codes_dir
 
@@ -63,8 +64,8 @@ def pair(tmp_path_factory):
 
 
 def _evidence(pair, unlearned, fmt):
-    request = AuditRequest(base=pair["base"], unlearned=pair[unlearned], suite=pair["suite"],
-                           formats=("fp", fmt), probes=("utility",))
+    request = audit_request(base=pair["base"], unlearned=pair[unlearned], suite=pair["suite"],
+                            formats=("fp", fmt), probes=("utility",))
     row = run_audit(request).report.formats[1]
     assert row.error is None, row.error
     return row.weight_evidence
@@ -114,7 +115,7 @@ def test_gguf_codes_in_hf_layout_reconstruct_the_weights(pair, tmp_path):
     from auditq.formats import make_format
 
     checkpoint = load(pair["base"], role="base")
-    ctx = FormatContext(workdir=tmp_path, seed=0, extra={"parity_texts": PARITY_TEXTS, "role": "base", "threads": 1})
+    ctx = FormatContext(workdir=tmp_path, seed=0, parity_texts=PARITY_TEXTS, role="base", threads=1)
     with make_format("gguf:q4_0").apply(checkpoint, ctx):
         pass
     state = checkpoint.model.state_dict()
@@ -134,7 +135,7 @@ def test_gptq_codes_match_gptqmodels_dequantized_weights(pair, tmp_path):
 
     checkpoint = load(pair["base"], role="base")
     ctx = FormatContext(workdir=tmp_path, seed=0, calibration_texts=tuple(TEXTS * 4),
-                        extra={"role": "base", "keep_quantized": True})
+                        role="base", keep_quantized=True)
     fmt = make_format("gptq4")
     with fmt.apply(checkpoint, ctx):
         out = Path(fmt.details()["checkpoint_dir"])
@@ -151,7 +152,7 @@ def test_bnb_int8_codes_reconstruct_the_weights(pair, tmp_path):
     from auditq.formats import make_format
 
     checkpoint = load(pair["base"], role="base")
-    ctx = FormatContext(workdir=tmp_path, seed=0, extra={"role": "base"})
+    ctx = FormatContext(workdir=tmp_path, seed=0, role="base")
     with make_format("bnb:int8").apply(checkpoint, ctx):
         pass
     state = checkpoint.model.state_dict()
@@ -182,8 +183,8 @@ def test_gguf_artifact_files_give_weight_evidence(pair, tmp_path):
         f32 = convert_to_gguf(ckpt.model, ckpt.tokenizer, ckpt.config, tmp_path / f"{role}-f32.gguf").path
         files[role] = quantize_gguf(f32, tmp_path / f"{role}-Q4_0.gguf", "q4_0")
     artifact = GGUFArtifact.from_path(files["moved"], role_paths={"base": files["base"]})
-    request = AuditRequest(base=pair["base"], unlearned=pair["moved"], suite=pair["suite"], formats=("fp", "gguf:q4_0"),
-                           probes=("utility",), extra_formats=(artifact,))
+    request = audit_request(base=pair["base"], unlearned=pair["moved"], suite=pair["suite"], formats=("fp", "gguf:q4_0"),
+                            probes=("utility",), artifact_formats=(artifact,))
     rows = {f.format: f for f in run_audit(request).report.formats}
     from_files, inside = rows[artifact.name].weight_evidence, rows["gguf:q4_0"].weight_evidence
     assert from_files["codes_compared"] == inside["codes_compared"] > 0
@@ -204,7 +205,7 @@ def test_gguf_kquant_tensors_with_a_256_wide_input_are_compared_as_values(tmp_pa
     records = [{"id": f"t{i}", "text": t} for i, t in enumerate(TEXTS)]
     suite = write_suite(tmp_path / "suite", forget=records[:3], retain=records[3:], holdout=records[3:],
                         toml="[probes]\nprefix_tokens = 4\nmax_new_tokens = 6\nanswer_tokens = 4\n")
-    request = AuditRequest(base=base, unlearned=copy, suite=suite, formats=("fp", "gguf:q4_k_m"), probes=("utility",))
+    request = audit_request(base=base, unlearned=copy, suite=suite, formats=("fp", "gguf:q4_k_m"), probes=("utility",))
     row = run_audit(request).report.formats[1]
     assert row.error is None, row.error
     evidence = row.weight_evidence

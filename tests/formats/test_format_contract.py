@@ -153,7 +153,7 @@ def test_format_contract(family, tiny, tmp_path):
     if family not in IN_MEMORY:
         return
     before = {k: v.detach().clone() for k, v in ckpt.model.state_dict().items()}
-    ctx = FormatContext(workdir=tmp_path, calibration_texts=UNSEEN, extra={"suite": suite, "role": "unlearned"})
+    ctx = FormatContext(workdir=tmp_path, calibration_texts=UNSEEN, suite=suite, role="unlearned")
     with fmt.apply(ckpt, ctx) as lm:
         scores = lm.score([[1, 5, 6, 7]])
         assert scores[0].n_tokens == 3 and bool(torch.isfinite(torch.tensor(scores[0].logprobs)).all())

@@ -64,8 +64,7 @@ def test_missing_role_gets_a_same_type_stand_in_and_role_key_is_required(gguf_ll
     assert np.array_equal(stand_in, same_type)
     assert "quantized to Q4_0 by llama.cpp" in art._runs["base"]["stand_in"]
     assert issubclass(ArtifactMissing, BackendUnavailable)
-    ctx = gguf_ctx()
-    ctx.extra.pop("role")
+    ctx = gguf_ctx(role=None)
     with pytest.raises(MeasurementError, match="role"):
         with art.apply(gguf_llama, ctx):
             pass

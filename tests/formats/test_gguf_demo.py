@@ -16,15 +16,16 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
-from auditq.audit.pipeline import AuditRequest, run_audit  # noqa: E402
+from auditq.audit.pipeline import run_audit  # noqa: E402
+from auditq.audit.request import audit_request  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.gguf]
 
 
 @pytest.fixture(scope="module")
 def report(demo_models):
-    request = AuditRequest(base=demo_models.base, unlearned=demo_models.fragile, retrain=demo_models.retrain,
-                           suite=demo_models.suite, formats=("fp", "gguf:q8_0", "gguf:q4_k_m", "gguf:q4_0"))
+    request = audit_request(base=demo_models.base, unlearned=demo_models.fragile, retrain=demo_models.retrain,
+                            suite=demo_models.suite, formats=("fp", "gguf:q8_0", "gguf:q4_k_m", "gguf:q4_0"))
     return run_audit(request).report
 
 

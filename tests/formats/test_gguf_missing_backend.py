@@ -50,7 +50,7 @@ def test_artifact_without_llama_cpp(monkeypatch, tmp_path, fake_checkpoint):
     art = GGUFArtifact.from_path(path)
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     with pytest.raises(BackendUnavailable, match="auditq\\[gguf\\]"):
-        with art.apply(fake_checkpoint, FormatContext(workdir=tmp_path, extra={"role": "unlearned"})):
+        with art.apply(fake_checkpoint, FormatContext(workdir=tmp_path, role="unlearned")):
             pass
 
 

@@ -33,9 +33,9 @@ def memorised(one_thread):
     return load(memorised_llama(), role="base")
 
 
-def _ctx(workdir, **extra):
+def _ctx(workdir, **fields):
     return FormatContext(workdir=workdir, calibration_texts=calibration_texts(), seed=0,
-                         extra={"role": "base", **extra})
+                         role="base", **fields)
 
 
 def _score(fmt, checkpoint, ctx):
@@ -132,7 +132,7 @@ def test_3bit_act_order_auto_group_size(memorised, tmp_path):
 
 
 def test_empty_calibration_is_unknown_not_a_crash(memorised, tmp_path):
-    ctx = FormatContext(workdir=tmp_path, calibration_texts=(), extra={"role": "base"})
+    ctx = FormatContext(workdir=tmp_path, calibration_texts=(), role="base")
     with pytest.raises(MeasurementError, match="calibration"):
         with make_format("gptq4").apply(memorised, ctx):
             pass

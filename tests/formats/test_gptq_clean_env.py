@@ -78,8 +78,8 @@ def test_a_failing_engine_leaves_its_log_where_the_error_says(tmp_path, monkeypa
 
     monkeypatch.setattr(gptqmodel.GPTQModel, "load", refuse)  # an engine failure, after real engine setup
     scratch = tmp_path / "scratch"
-    ctx = FormatContext(workdir=scratch, calibration_texts=tuple(TEXTS), extra={"role": "base",
-                                                                                  "log_dir": str(tmp_path / "kept")})
+    ctx = FormatContext(workdir=scratch, calibration_texts=tuple(TEXTS), role="base",
+                        log_dir=tmp_path / "kept")
     with pytest.raises(MeasurementError) as info:
         with make_format("gptq4").apply(checkpoint, ctx):
             pass

@@ -44,7 +44,7 @@ def test_transformation_restores_from_the_files(checkpoint_dir, tmp_path, spec, 
     grads = [p.requires_grad for p in ckpt.model.parameters()]
     assert ckpt.weights_from_files
     ctx = FormatContext(workdir=tmp_path, calibration_texts=suite.calibration_texts()[:8],
-                        extra={"suite": suite, "role": "base"})
+                        suite=suite, role="base")
     fmt = make_format(spec)
     with fmt.apply(ckpt, ctx) as lm:
         assert lm.score([[1, 5, 6, 7]])[0].n_tokens == 3

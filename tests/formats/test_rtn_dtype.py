@@ -88,7 +88,7 @@ def test_codes_changed_by_bf16_rounding_are_reported_and_weights_restored_from_t
                    if name.endswith("proj.weight") or name == "lm_head.weight")
     assert expected >= 1
     fmt = make_format("rtn4")
-    with fmt.apply(ckpt, FormatContext(workdir=tmp_path, extra={"role": "base"})) as lm:
+    with fmt.apply(ckpt, FormatContext(workdir=tmp_path, role="base")) as lm:
         assert next(lm.model.parameters()).dtype == torch.bfloat16
         assert not torch.equal(ckpt.model.lm_head.weight, loaded["lm_head.weight"])
     details = fmt.details()

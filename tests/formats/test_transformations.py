@@ -62,7 +62,7 @@ def tiny(tmp_path_factory):
 
 def _ctx(tmp_path, suite, seed=0, role="unlearned"):
     return FormatContext(workdir=tmp_path, calibration_texts=suite.calibration_texts(), seed=seed,
-                         extra={"suite": suite, "role": role})
+                         suite=suite, role=role)
 
 
 def _state(model):
@@ -291,13 +291,14 @@ def test_pipeline_scores_relearn_forget_rows_on_the_other_half_only(tiny, tmp_pa
 
     from tiny_memoriser import save_memorising_checkpoint
 
-    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import run_audit
+    from auditq.audit.request import audit_request
 
     _, suite = tiny
     base = save_memorising_checkpoint(tmp_path / "base")
     unlearned = shutil.copytree(base, tmp_path / "unlearned")
-    request = AuditRequest(base=base, unlearned=Path(unlearned), suite=suite.path,
-                           formats=("fp", "relearn:forget:steps=2"), probes=("verbmem", "knowmem", "mia"))
+    request = audit_request(base=base, unlearned=Path(unlearned), suite=suite.path,
+                            formats=("fp", "relearn:forget:steps=2"), probes=("verbmem", "knowmem", "mia"))
     report = run_audit(request).report
     fp, row = report.formats
     halves = forget_halves(suite, seed=0)

@@ -19,7 +19,8 @@ from suite_files import write_suite
 from tiny_memoriser import MEMORISED, UNSEEN, save_memorising_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from auditq.audit.pipeline import AuditRequest, run_audit
+from auditq.audit.pipeline import run_audit
+from auditq.audit.request import audit_request
 from auditq.errors import InputError
 
 N_ICL = 3
@@ -92,8 +93,8 @@ def muse_reference(checkpoint, suite_dir, prefix_tokens):
 
 
 def _auditq(base, unlearned, suite, **kwargs):
-    request = AuditRequest(base=base, unlearned=unlearned, suite=suite, formats=("fp",),
-                           probes=("verbmem", "knowmem"), protocol="muse", **kwargs)
+    request = audit_request(base=base, unlearned=unlearned, suite=suite, formats=("fp",),
+                            probes=("verbmem", "knowmem"), protocol="muse", **kwargs)
     report = run_audit(request).report
     assert report.arguments["protocol"] == "muse"
     return report.formats[0].roles
@@ -141,8 +142,8 @@ def test_muse_truth_budget_counts_bos(memoriser_suite):
 def test_unknown_protocol_is_an_input_error(memoriser_suite):
     checkpoint, suite = memoriser_suite
     with pytest.raises(InputError, match="unknown --protocol"):
-        run_audit(AuditRequest(base=checkpoint, unlearned=checkpoint, suite=suite, formats=("fp",),
-                               probes=("verbmem",), protocol="tofu"))
+        run_audit(audit_request(base=checkpoint, unlearned=checkpoint, suite=suite, formats=("fp",),
+                                probes=("verbmem",), protocol="tofu"))
 
 
 @pytest.mark.slow

@@ -94,12 +94,12 @@ def test_writes_checkpoint_record_and_recheck(tiny, tmp_path, monkeypatch, capsy
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_crash_during_the_recheck_leaves_no_new_dir(tiny, tmp_path, monkeypatch, capsys, error):
-    import auditq.cli.app
+    import auditq.audit.check
 
     def crash(*args, **kwargs):
         raise error("interrupted during the re-check")
 
-    monkeypatch.setattr(auditq.cli.app, "run_check", crash)
+    monkeypatch.setattr(auditq.audit.check, "run_check_audit", crash)  # the audit core the re-check calls
     monkeypatch.setattr(sys, "argv", ["auditq", "remediate", *common(tiny), "--out", str(tmp_path / "new"),
                                       "--steps", "1", "-f", "fp"])
     with pytest.raises((SystemExit, KeyboardInterrupt)) as info:  # click turns Ctrl-C into "Aborted!", exit 1

@@ -11,7 +11,8 @@ import pytest
 import torch
 from report_helpers import save_memorising_checkpoint
 
-from auditq.audit.pipeline import AuditRequest, run_audit
+from auditq.audit.pipeline import run_audit
+from auditq.audit.request import audit_request
 from auditq.probes.mia import membership_scores
 from auditq.verdict import stats
 
@@ -27,8 +28,8 @@ def trio(memorised, tmp_path_factory):
 
 
 def _audit(trio, **extra):
-    request = AuditRequest(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"], formats=("fp",),
-                           batch_size=4, **extra)
+    request = audit_request(base=trio["base"], unlearned=trio["unlearned"], suite=trio["suite"], formats=("fp",),
+                            batch_size=4, **extra)
     return run_audit(request)
 
 

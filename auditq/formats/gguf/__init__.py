@@ -16,12 +16,12 @@ Pipeline of one ``GGUFFormat.apply(checkpoint, ctx)``:
    ``gguf.GGUFReader`` and reported by ``details()``, with a note when weights did not get
    the requested type (K-quants fall back when an input dimension is not a multiple of 256).
 3. The file is loaded in llama.cpp (F32 KV cache) as a ``LlamaCppLM``; llama.cpp's tokenizer
-   is checked against the checkpoint's HF tokenizer on ``ctx.extra["parity_texts"]``
+   is checked against the checkpoint's HF tokenizer on ``ctx.parity_texts``
    (MeasurementError naming the first text that differs); the LM is yielded. On exit it is
-   closed and the quantized file deleted (``ctx.extra["keep_gguf"] = True`` keeps it). The
+   closed and the quantized file deleted (``ctx.keep_gguf = True`` keeps it). The
    checkpoint's model is only read.
 
-``ctx.extra`` keys read here: ``parity_texts`` (texts for the tokenizer check), ``role``
+``FormatContext`` fields read here: ``parity_texts`` (texts for the tokenizer check), ``role``
 (names the run in ``details()``; required by GGUFArtifact), ``threads`` (llama.cpp threads;
 default ``torch.get_num_threads()``), ``gguf_n_ctx`` (initial context, default 512; it grows
 on demand up to the model's training context), ``keep_gguf`` (keep quantized files).
@@ -42,16 +42,16 @@ llama-quantize, or downloaded) is audited as one more row::
     fmt.roles           # ("unlearned", "base")
     fmt.path_for("base")  # Path or None
 
-    with fmt.apply(checkpoint, FormatContext(workdir, extra={"role": "unlearned",
-                                                            "parity_texts": texts})) as lm:
+    with fmt.apply(checkpoint, FormatContext(workdir, role="unlearned",
+                                                      parity_texts=texts)) as lm:
         ...
 
 ``path`` is the file for role ``role`` (default ``"unlearned"``); ``role_paths`` maps
 further roles (``"base"``, ``"retrain"``: the pipeline's role names) to their files.
 
-- ``apply()`` REQUIRES ``ctx.extra["role"]``, the role of the checkpoint being applied
+- ``apply()`` REQUIRES ``ctx.role``, the role of the checkpoint being applied
   (the pipeline passes one shared ctx, so set it per job, e.g.
-  ``dataclasses.replace(ctx, extra={**ctx.extra, "role": role})``); without it apply raises
+  ``dataclasses.replace(ctx, role=role)``); without it apply raises
   MeasurementError rather than guess which file belongs to which checkpoint.
 - A role without a file raises ``ArtifactMissing`` (a ``BackendUnavailable``: UNKNOWN for
   that cell, e.g. the base model when only the unlearned file was given). Pipelines that
@@ -60,7 +60,7 @@ further roles (``"base"``, ``"retrain"``: the pipeline's role names) to their fi
   GGUF file. ``fmt.validate({"base": ckpt, "unlearned": ckpt2})`` checks before any scoring
   that each file's vocabulary size, width and depth match its role's checkpoint (InputError);
   ``apply()`` repeats that check, and raises ``MeasurementError`` when llama.cpp's tokenizer
-  disagrees with the checkpoint's on ``ctx.extra["parity_texts"]``.
+  disagrees with the checkpoint's on ``ctx.parity_texts``.
 - The HF checkpoint is still needed: probes tokenize with its tokenizer and the ids are
   scored by llama.cpp.
 """
@@ -90,7 +90,7 @@ class ArtifactMissing(BackendUnavailable):
 
 
 def _threads(ctx: FormatContext) -> int:
-    threads = ctx.extra.get("threads")
+    threads = ctx.threads
     if threads:
         return int(threads)
     import torch
@@ -99,7 +99,7 @@ def _threads(ctx: FormatContext) -> int:
 
 
 def _role(checkpoint, ctx: FormatContext, default: str = "") -> str:
-    return str(ctx.extra.get("role") or default or Path(str(checkpoint.path)).name)
+    return str(ctx.role or default or Path(str(checkpoint.path)).name)
 
 
 def _engine_versions() -> dict[str, str]:
@@ -120,7 +120,7 @@ def gguf_offload(ctx: FormatContext) -> tuple[int, str]:
     from auditq.backends.llamacpp_lm import _import_llama_cpp
     from auditq.formats.engine_devices import llama_cpp_offload, llama_cpp_supports_gpu
 
-    device = str((ctx.extra or {}).get("device") or "cpu")
+    device = str(ctx.device or "cpu")
     return llama_cpp_offload(device, device.startswith("cuda") and llama_cpp_supports_gpu(_import_llama_cpp()))
 
 
@@ -128,10 +128,10 @@ def _open_lm(path: Path, checkpoint, ctx: FormatContext, description: str):
     from auditq.backends.llamacpp_lm import LlamaCppLM, check_tokenizer_parity
 
     layers, _ = gguf_offload(ctx)
-    lm = LlamaCppLM(path, eos_token_id=checkpoint.eos_token_id, n_ctx=int(ctx.extra.get("gguf_n_ctx", 512)),
+    lm = LlamaCppLM(path, eos_token_id=checkpoint.eos_token_id, n_ctx=int(ctx.gguf_n_ctx),
                     seed=ctx.seed, n_threads=_threads(ctx), description=description, n_gpu_layers=layers)
     try:
-        n = check_tokenizer_parity(lm, checkpoint.tokenizer, tuple(ctx.extra.get("parity_texts", ()) or ()))
+        n = check_tokenizer_parity(lm, checkpoint.tokenizer, tuple(ctx.parity_texts or ()))
     except BaseException:
         lm.close()
         raise
@@ -143,7 +143,7 @@ def _record_codes(path: Path, checkpoint, ctx: FormatContext, fmt_name: str, rol
     from auditq.formats.code_recorder import CodeRecorder
     from auditq.formats.gguf.codes import hf_layout, record_gguf_codes
 
-    recorder = CodeRecorder.for_context(ctx, fmt_name, ctx.extra.get("role"))
+    recorder = CodeRecorder.for_context(ctx, fmt_name, ctx.role)
     if recorder is None:
         return
     try:
@@ -200,7 +200,7 @@ class GGUFFormat(Format):
             if any(notes):
                 run["note"] = "; ".join(n for n in notes if n)
             if self.has_codes:  # an artifact row standing in for a role records under the artifact's name
-                _record_codes(path, checkpoint, ctx, ctx.extra.get("codes_as") or self.name, role)
+                _record_codes(path, checkpoint, ctx, ctx.codes_as or self.name, role)
             free_resident(checkpoint)  # one model at a time: llama.cpp's replaces the torch copy
             lm, n_checked = _open_lm(path, checkpoint, ctx, f"llama.cpp {self.quant.upper()} ({self.name})")
             run["tokenizer_parity_texts"] = n_checked
@@ -210,7 +210,7 @@ class GGUFFormat(Format):
         finally:
             if lm is not None:
                 lm.close()
-            if path != conversion.path and not ctx.extra.get("keep_gguf", False):
+            if path != conversion.path and not ctx.keep_gguf:
                 path.unlink(missing_ok=True)
 
     def details(self) -> dict[str, Any]:
@@ -271,9 +271,9 @@ class GGUFArtifact(ArtifactFormat):
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
-        role = ctx.extra.get("role")
+        role = ctx.role
         if not role:
-            raise MeasurementError("a GGUF artifact needs ctx.extra['role'] (base, unlearned, ...) to pick its file")
+            raise MeasurementError("a GGUF artifact needs ctx.role (base, unlearned, ...) to pick its file")
         path = self.role_paths.get(role)
         require_gguf()
         require_llama_cpp()
@@ -289,7 +289,7 @@ class GGUFArtifact(ArtifactFormat):
             stand_in = make_format(f"gguf:{quant}")
             from dataclasses import replace
 
-            with stand_in.apply(checkpoint, replace(ctx, extra={**ctx.extra, "codes_as": self.name})) as lm:
+            with stand_in.apply(checkpoint, replace(ctx, codes_as=self.name)) as lm:
                 self._runs[role] = {"stand_in": f"no file given for the {role} model: its checkpoint was quantized "
                                                 f"to {quant.upper()} by llama.cpp", **stand_in.details()}
                 yield lm

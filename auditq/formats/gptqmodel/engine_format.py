@@ -103,7 +103,7 @@ class GPTQModelFormat:
         }
         if self.method == "gptq":
             run["act_group_aware"] = qinfo.get("act_group_aware", False)
-        keep = bool((ctx.extra or {}).get("keep_quantized", False))
+        keep = bool(ctx.keep_quantized)
         if keep:
             run["checkpoint_dir"] = str(out.resolve())
         self._runs[role] = run
@@ -126,7 +126,7 @@ class GPTQModelFormat:
         except Exception as exc:
             from auditq.formats.engine_log import keep_log
 
-            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.extra, f"gptqmodel-{self.name}-{role}")
+            kept = keep_log(Path(ctx.workdir).resolve() / "gptqmodel.log", ctx.log_dir, f"gptqmodel-{self.name}-{role}")
             raise MeasurementError(f"{self.name}: {what}: {first_line(exc)}"
                                    + (f" (engine log: {kept})" if kept else "")) from exc
 
@@ -135,7 +135,7 @@ class GPTQModelFormat:
         from auditq.formats.code_recorder import CodeRecorder
         from auditq.formats.gptqmodel.gptq_codes import record_gptq_codes
 
-        recorder = CodeRecorder.for_context(ctx, self.name, (ctx.extra or {}).get("role"))
+        recorder = CodeRecorder.for_context(ctx, self.name, ctx.role)
         try:
             record_gptq_codes(out, recorder)
         except Exception as exc:  # noqa: BLE001 - supplementary evidence never costs the row

@@ -45,15 +45,15 @@ def package_version(name: str) -> str | None:
 
 
 def pick_device(ctx) -> str:
-    """CUDA when available (or ctx.extra["device"]), else CPU."""
-    requested = (ctx.extra or {}).get("device")
+    """CUDA when available (or ctx.device), else CPU."""
+    requested = ctx.device
     if requested:
         return str(requested)
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def role_of(checkpoint, ctx) -> str:
-    return str((ctx.extra or {}).get("role") or Path(str(checkpoint.path)).name or "model")
+    return str(ctx.role or Path(str(checkpoint.path)).name or "model")
 
 
 # --------------------------------------------------------------------------- side effects

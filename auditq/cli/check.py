@@ -1,0 +1,101 @@
+"""`auditq check`: quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts.
+
+The command line becomes one CheckOptions (auditq.audit.request), validated once by the light stage before
+torch is imported (auditq.validate.inputs), then handed to the audit core (auditq.audit.check).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from auditq.audit.request import CheckOptions
+from auditq.cli.common import (
+    DEFAULT_FORMATS,
+    DEVICE_HELP,
+    DEVICE_MAP_HELP,
+    DTYPE_HELP,
+    MAX_BATCH_TOKENS_HELP,
+    RichEvents,
+    compute_request,
+    err,
+    out,
+    set_threads,
+    split_list,
+)
+
+
+def run_check(options: CheckOptions) -> int:
+    """Shared by `check` and `demo`: validate, run the audit, print it, write reports, return the exit code."""
+    from auditq.validate.inputs import validate_check
+
+    # auditq.validate.inputs: every input is checked before torch/transformers are imported or weights are read
+    validated = validate_check(options)
+    if options.threads is not None or "torch" not in sys.modules:  # demo sets threads itself
+        set_threads(options.threads)
+    from auditq.audit.check import prepare_request, run_check_audit
+    from auditq.report.publish import publish
+
+    request = prepare_request(options, suite=validated.suite, parsed_formats=validated.parsed_formats,
+                              config=validated.config, waivers=validated.waivers, fail_on=validated.fail_on,
+                              calibration_lines=validated.calibration_lines)
+    events = RichEvents(options.quiet, err)
+    try:
+        outcome = run_check_audit(request, events, None if options.quiet else err)
+    finally:
+        events.close()
+    return publish(outcome, request.cache, validated.out, validated.writers, out, err, options.quiet)
+
+
+def check(
+    base: Path = typer.Argument(..., help="Original model: a Hugging Face checkpoint dir with safetensors weights."),
+    unlearned: Path = typer.Argument(..., help="Unlearned model, same architecture and tokenizer as BASE."),
+    retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set: the gold reference."),
+    reference: Optional[Path] = typer.Option(None, help="Reference model for the reference-loss attack (default: BASE in the same format)."),
+    suite: Optional[Path] = typer.Option(None, help="Probe suite dir (default: the bundled demo suite)."),
+    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Comma-separated formats: fp, rtnN[:gG][:emb][:nohead], gguf:q4_0, fp8, prune:wanda:0.5, relearn:retain[:lora=8], A+B (stacked), ..."),
+    probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", help="Comma-separated probes."),
+    artifact: list[Path] = typer.Option([], help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
+    base_artifact: list[Path] = typer.Option([], help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
+    out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here (a fresh directory: an existing one is replaced as a whole; see --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
+    verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
+    seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
+    batch_size: int = typer.Option(64, min=1, help="At most this many sequences per forward pass (--max-batch-tokens usually binds first)."),
+    max_batch_tokens: int = typer.Option(4096, min=1, help=MAX_BATCH_TOKENS_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    dtype: str = typer.Option("auto", help=DTYPE_HELP),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml to use instead of ./auditq.toml."),
+    threshold: list[str] = typer.Option([], help="Override a threshold: CHECK=VALUE (forget_retention, recovery, privleak, utility)."),
+    severity: list[str] = typer.Option([], help="Override a severity: CHECK=error|warn."),
+    allow_inconclusive: bool = typer.Option(False, help="Do not fail the gate on INCONCLUSIVE verdicts (= --fail-on fail)."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 on: fail | inconclusive (default) | never. Errors still exit 2/3."),
+    report_format: list[str] = typer.Option([], "--format", help="Extra report files in --out: sarif, html (json, md, junit always)."),
+    waivers: Optional[Path] = typer.Option(None, "--waivers", help="Waivers file (default: ./auditq-waivers.toml if present)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Measure everything; do not read or write the result cache."),
+    trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
+    prefix_tokens: Optional[int] = typer.Option(None, help="VerbMem prompt length in tokens (suite default, else 32)."),
+    max_new_tokens: Optional[int] = typer.Option(None, help="VerbMem continuation length (suite default, else 64)."),
+    answer_tokens: Optional[int] = typer.Option(None, help="KnowMem answer length (suite default, else 32)."),
+    mink_k: Optional[float] = typer.Option(None, help="Min-K% fraction k (default 0.4)."),
+    calibration: Optional[str] = typer.Option(None, help="GPTQ/AWQ calibration: a text file (one sample a line), or 'forget' as a stress option (default: the suite's generic calibration text)."),
+    protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse (VerbMem/KnowMem exactly as MUSE builds them; see README)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
+    options = CheckOptions(
+        base=base, unlearned=unlearned, retrain=retrain, reference=reference, suite=suite,
+        formats=split_list(formats), probes=split_list(probes), artifacts=tuple(artifact),
+        base_artifacts=tuple(base_artifact), out=out_dir, force=force, report_formats=tuple(report_format),
+        config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
+        allow_inconclusive=allow_inconclusive, fail_on=fail_on, waivers_file=waivers, use_cache=not no_cache,
+        verify_cache=verify_cache, seed=seed, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+        threads=threads, compute=compute_request(device, dtype, device_map), trust_remote_code=trust_remote_code,
+        prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
+        calibration=calibration, protocol=protocol, quiet=quiet)
+    raise typer.Exit(run_check(options))

@@ -1,0 +1,35 @@
+"""After an audit: the report on the terminal, cache notes on stderr, and the report files in --out.
+
+Shared by `auditq check`, `demo` and `remediate`'s re-check (auditq.cli.check, auditq.remediate.command).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from rich.console import Console
+
+
+def publish(outcome: Any, cache: Any, out_dir: Optional[Path], writers: tuple[str, ...], out: Console,
+            err: Console, quiet: bool) -> int:
+    """Print the report (stdout), warn about tampered cache entries, write the report files; the exit code."""
+    from auditq.report import write_reports
+    from auditq.report.samples import render_samples
+    from auditq.report.terminal import print_report
+
+    report = outcome.report
+    print_report(report, out)
+    if cache is not None and cache.tampered:
+        err.print(f"auditq: warning: {len(cache.tampered)} cache entr(y/ies) failed their sha256/HMAC check "
+                  "(edited or forged); they were dropped and measured again", highlight=False, markup=False)
+    if cache is not None and not quiet:
+        from auditq.report.escape import term
+
+        err.print(f"[dim]result cache: {cache.hits} probe result(s) re-used, {cache.misses} measured "
+                  f"({term(cache.directory)})[/]", highlight=False)
+    if out_dir is not None:
+        paths = write_reports(out_dir, report, writers=writers, replace=True,
+                              extra_files={"samples.jsonl": render_samples(outcome.runs)})
+        out.print(f"reports written: {', '.join(str(p) for p in paths)}")
+    return report.exit_code
