@@ -28,24 +28,19 @@ from auditq.checkpoint.load import (
     validate_checkpoint_dir,
 )
 from auditq.checkpoint.placement import ComputeRequest
-from auditq.errors import EXIT_FAIL, EXIT_MEASURE, EXIT_PASS, InputError
+from auditq.errors import InputError
 from auditq.formats import Format, FormatContext, make_formats
 from auditq.probes import DEFAULT_PROBES, PROBES, ProbeOutput, ProbeSettings
 from auditq.result.model import (
-    FAIL,
-    INCONCLUSIVE,
-    PASS,
     SCHEMA_VERSION,
     SIGN_CONVENTION,
-    UNKNOWN,
     AuditReport,
-    CheckResult,
     FormatResult,
     RoleMetrics,
 )
 from auditq.suite.records import Suite, load_suite
 from auditq.verdict.config import AuditConfig
-from auditq.verdict.policy import CheckEvaluator, FormatSamples
+from auditq.verdict.policy import CheckEvaluator, FormatSamples, gate  # noqa: F401 - gate: moved, re-exported
 from auditq.verdict.scoring import NO_REFERENCE, collect_samples, reference_role, role_metrics
 
 ROLES = ("base", "unlearned", "retrain")
@@ -180,27 +175,6 @@ class Timer:
 FAIL_ON = ("fail", "inconclusive", "never")
 
 
-def gate(checks: list[CheckResult], allow_inconclusive: bool, fail_on: str | None = None) -> tuple[str, int]:
-    """Overall verdict and exit code from the gating (error-severity) checks.
-
-    `fail_on`: "inconclusive" (default) exits 1 on FAIL or INCONCLUSIVE, "fail" (= allow_inconclusive)
-    only on FAIL, "never" never exits 1; every policy exits 3 when a gating check is UNKNOWN (a gate
-    never swallows a tool failure). WAIVED counts as passing.
-    """
-    fail_on = fail_on or ("fail" if allow_inconclusive else "inconclusive")
-    verdicts = {c.verdict for c in checks if c.gating}
-    verdict = next((v for v in (FAIL, UNKNOWN, INCONCLUSIVE) if v in verdicts), PASS)
-    if fail_on == "never":
-        return verdict, EXIT_MEASURE if UNKNOWN in verdicts else EXIT_PASS
-    if verdict == FAIL:
-        return FAIL, EXIT_FAIL
-    if verdict == UNKNOWN:
-        return UNKNOWN, EXIT_MEASURE
-    if verdict == INCONCLUSIVE:
-        return INCONCLUSIVE, EXIT_FAIL if fail_on == "inconclusive" else EXIT_PASS
-    return PASS, EXIT_PASS
-
-
 def run_audit(request: AuditRequest, events: Events | None = None, created: str | None = None) -> AuditOutcome:
     """Validate, plan (auditq.audit.plan), execute one checkpoint at a time (auditq.audit.executor), report."""
     from auditq.audit.executor import execute, row_details
@@ -296,7 +270,7 @@ def build_report(request: AuditRequest, suite: Suite, formats: list[Format], run
                  evidence: dict[str, dict[str, Any]] | None = None) -> AuditReport:
     """`details`: format name -> recorded details for formats served from the result cache;
     `evidence`: format name -> weight-space evidence (auditq.audit.evidence)."""
-    evaluator = CheckEvaluator(request.config, request.seed)
+    evaluator = CheckEvaluator(request.config, request.seed, request.probes)  # unrequested checks: NOT_REQUESTED
     by_key = {(r.format, r.role): r for r in runs}
     reference_outputs = by_key.get((formats[0].name, "reference"))
     fp_samples: FormatSamples | None = None

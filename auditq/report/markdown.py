@@ -7,7 +7,7 @@ from auditq.report.escape import md, md_code
 from auditq.result.model import AuditReport
 
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN",
-        "WAIVED": "🟦 WAIVED"}
+        "WAIVED": "🟦 WAIVED", "NOT_REQUESTED": "➖ not requested"}
 
 
 class MarkdownWriter(ReportWriter):
@@ -38,7 +38,7 @@ class MarkdownWriter(ReportWriter):
         ]
         for check in report.all_checks():
             lines.append(f"| {md(check.format)} | {md(check.check)} | {ICON.get(check.verdict, md(check.verdict))} | "
-                         f"{md(check.severity)} | {md(describe_check(check))} | {md(check.message)} |")
+                         f"{md(check.severity)} | {md(_value(check))} | {md(check.message)} |")
         lines += ["", "## Metrics by format", "",
                   "| format | model | VerbMem forget | KnowMem forget | KnowMem retain | retain PPL | Min-K% AUC | engine | source |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -75,6 +75,11 @@ class MarkdownWriter(ReportWriter):
             lines += ["", "## Format notes", ""] + [f"- **{md(name)}**: {md(note)}" for name, note in notes]
         lines += ["", "## Conventions", "", report.sign_convention, ""]
         return "\n".join(lines)
+
+
+def _value(check) -> str:
+    """The value cell: '—' for a check that was not requested (no number, no rule applied)."""
+    return "—" if check.verdict == "NOT_REQUESTED" else describe_check(check)
 
 
 def _protocol(report: AuditReport) -> str:
