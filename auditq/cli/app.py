@@ -202,7 +202,8 @@ def check(
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
     compute = _compute(device, dtype, device_map)
-    code = run_check(base, unlearned, retrain=retrain, reference=reference, suite=suite, formats=_split_list(formats),
+    from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
+    code = run_check(base, unlearned, retrain=retrain, reference=reference, suite=suite, formats=expand_presets(_split_list(formats)),
                      probes=_split_list(probes), out_dir=out_dir, seed=seed, batch_size=batch_size,
                      config_file=config_file, thresholds=threshold, severities=severity,
                      allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
