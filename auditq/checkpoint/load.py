@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from auditq.checkpoint.files import TOKENIZER_FILES, WEIGHT_GLOBS
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded, so validation stays light (auditq.validate.inputs)
     import torch
@@ -116,7 +117,7 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
     if not any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise InputError(f"{role} checkpoint {path} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
     try:
-        json.loads((path / "config.json").read_text(encoding="utf-8"))
+        loads_json((path / "config.json").read_text(encoding="utf-8"), path / "config.json")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{role} checkpoint {path}/config.json is not valid JSON: {exc}") from None
 

@@ -32,6 +32,7 @@ import tomllib
 
 from auditq.errors import InputError
 from auditq.result.model import FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, CheckResult, FormatResult
+from auditq.safe_parse import loads_toml
 
 FAMILIES = ("forget_retention", "recovery", "privleak", "utility")
 CHECK_IDS = ("forget_retention.verbmem", "forget_retention.knowmem", "recovery.verbmem", "recovery.knowmem",
@@ -128,7 +129,7 @@ def parse_waiver(entry: Any, where: str) -> Waiver:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return loads_toml(path.read_text(encoding="utf-8"), path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: cannot read waivers: {exc}") from None
 
