@@ -115,3 +115,21 @@ def test_gate_with_only_warn_checks_left_after_not_requested_is_unknown():
     assert gate(checks, False) == (UNKNOWN, 3)
     # ... while a configuration that made every check warn-only, with everything measured, keeps its PASS
     assert gate([_check("utility", "utility", "fp", PASS, severity="warn")], False) == (PASS, 0)
+
+
+@pytest.mark.parametrize("today, status, says", [
+    ("2026-01-01", "not_needed", "not requested"),
+    ("2027-01-01", "expired", "were not requested in this run"),
+])
+def test_a_waiver_over_a_not_requested_check_never_says_it_passes(today, status, says):
+    from datetime import date
+
+    from auditq.result.model import FormatResult
+    from auditq.verdict.waivers import Waiver, apply_waivers
+
+    fmt = FormatResult(format="rtn4", details={}, roles={},
+                       checks=(_check("privleak", "privleak", "rtn4", NOT_REQUESTED, value=None, low=None, high=None),))
+    waiver = Waiver(check="privleak", format="rtn4", reason="TICKET-1", expires=date(2026, 6, 30), source="test")
+    results, report = apply_waivers([fmt], [waiver], date.fromisoformat(today))
+    assert results[0].checks[0].verdict == NOT_REQUESTED  # never turned into WAIVED
+    assert report[0]["status"] == status and says in report[0]["detail"] and "pass" not in report[0]["detail"]
