@@ -87,6 +87,8 @@ def parse_spec(raw: str, where: str | None = None) -> FormatSpec:
     head, *args = text.split(":")
     match = _HEAD.match(head)
     prefix = f"{where}: " if where else ""
+    if text in PRESETS:  # a preset that reached a parser that does not expand them (see expand_presets)
+        raise InputError(f"{prefix}{raw!r} is a format preset ({', '.join(PRESETS[text])}); list those formats here")
     if not text or not match:
         raise InputError(f"{prefix}cannot parse format {raw!r} (expected e.g. fp, rtn4, rtn4:g128, gguf:q4_0)")
     family = head if head in FAMILIES else match.group(1)  # "fp8" is a family, not fp with 8 bits

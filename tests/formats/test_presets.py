@@ -21,8 +21,10 @@ def test_presets_expand_to_exactly_their_formats():
     assert expand_presets(["paper-code", "fp"]) == ("fp", "bnb:int8", "bnb:fp4")
     assert expand_presets(["paper-text", "paper-code"]) == ("fp", "rtn8", "rtn4", "bnb:int8", "bnb:fp4")
     assert expand_presets(["rtn4", "rtn4"]) == ("rtn4", "rtn4")  # explicit duplicates stay for the validator
-    for formats in PRESETS.values():  # every preset names formats the parser accepts
+    for name, formats in PRESETS.items():  # every preset names formats the parser accepts
         assert [parse_format(f).spec.raw for f in formats] == list(formats)
+        with pytest.raises(InputError, match="is a format preset"):  # a parser that does not expand presets says so
+            parse_format(name)
 
 
 @pytest.mark.parametrize("typo", ["paper-cod", "paper-txt", "papercode-x", "paper-code-4bit", "Paper-Texts"])
