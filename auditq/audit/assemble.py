@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from auditq import __version__
-from auditq.audit.gate import gate
+from auditq.verdict.policy import gate
 from auditq.audit.records import RunRecord
 from auditq.audit.request import ROLES, AuditRequest
 from auditq.checkpoint.load import Checkpoint
@@ -48,7 +48,7 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
     """The AuditReport: one FormatResult per format (the first is the reference row), waivers, the gate."""
     inputs = inputs or RowInputs()
     options = request.options
-    evaluator = CheckEvaluator(request.config, options.seed)
+    evaluator = CheckEvaluator(request.config, options.seed, options.probes)
     by_key = {(r.format, r.role): r for r in runs}
     reference_outputs = by_key.get((formats[0].name, "reference"))
     fp = _FpRow()

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from auditq.audit.assemble import RowInputs, build_report
-from auditq.audit.gate import gate
+from auditq.verdict.policy import gate
 from auditq.audit.records import RunRecord
 from auditq.audit.request import ROLES, AuditRequest, calibration_texts, probe_settings
 from auditq.checkpoint.load import Checkpoint, check_compatible, load_checkpoint

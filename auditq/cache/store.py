@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 
 from auditq import __version__
 from auditq.probes.base import ProbeOutput, Sample
+from auditq.safe_parse import loads_json
 
 CACHE_FORMAT = 2  # 2: sha256 + HMAC per entry
 _VERSIONED = ("torch", "transformers", "gguf", "llama-cpp-python")
@@ -153,7 +154,7 @@ class ResultCache:
     def get(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = loads_json(path.read_text(encoding="utf-8"), path)  # too deep: a ValueError, dropped
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError, ValueError):

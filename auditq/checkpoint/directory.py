@@ -11,6 +11,7 @@ from typing import Any
 from auditq.checkpoint.files import PICKLE_GLOBS
 from auditq.checkpoint.safetensors_header import TensorEntry, read_checkpoint_headers
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json
 
 #: config fields that must be positive integers when present (HF names and GPT-2's)
 INT_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -25,7 +26,7 @@ def read_config(path: Path, role: str) -> dict[str, Any]:
     """config.json of a checkpoint dir, type-checked (InputError naming the field, value and expectation)."""
     file = path / "config.json"
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = loads_json(file.read_text(encoding="utf-8"), file)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{role} checkpoint {file} is not valid JSON ({type(exc).__name__}: "
                          f"{(str(exc).splitlines() or [''])[0]})") from None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from auditq.checkpoint.files import TOKENIZER_FILES, WEIGHT_GLOBS
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded, so validation stays light (auditq.validate.inputs)
     import torch
@@ -114,7 +115,7 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
 
     check_dir(path, role)  # exists, is a dir, config.json, safetensors weights (pickles refused), tokenizer files
     try:
-        json.loads((path / "config.json").read_text(encoding="utf-8"))
+        loads_json((path / "config.json").read_text(encoding="utf-8"), path / "config.json")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{role} checkpoint {path}/config.json is not valid JSON: {exc}") from None
 

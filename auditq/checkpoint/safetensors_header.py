@@ -8,12 +8,12 @@ mis-sized tensors) is an InputError (exit 2) naming the file, the tensor and wha
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json
 
 #: bytes per element of every dtype safetensors defines
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
@@ -49,7 +49,7 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = loads_json(raw.decode("utf-8"), path)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: safetensors header is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict):
@@ -99,7 +99,7 @@ def weight_files(directory: Path) -> list[Path]:
     index = directory / "model.safetensors.index.json"
     if index.is_file():
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
+            data = loads_json(index.read_text(encoding="utf-8"), index)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{index}: not valid JSON ({type(exc).__name__})") from None
         weight_map = data.get("weight_map") if isinstance(data, dict) else None

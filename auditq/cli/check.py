@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from auditq.audit.request import CheckOptions
+from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 from auditq.cli.common import (
     DEFAULT_FORMATS,
     DEVICE_HELP,
@@ -90,7 +91,7 @@ def check(
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
     options = CheckOptions(
         base=base, unlearned=unlearned, retrain=retrain, reference=reference, suite=suite,
-        formats=split_list(formats), probes=split_list(probes), artifacts=tuple(artifact),
+        formats=expand_presets(split_list(formats)), probes=split_list(probes), artifacts=tuple(artifact),
         base_artifacts=tuple(base_artifact), out=out_dir, force=force, report_formats=tuple(report_format),
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
         allow_inconclusive=allow_inconclusive, fail_on=fail_on, waivers_file=waivers, use_cache=not no_cache,

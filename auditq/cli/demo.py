@@ -8,6 +8,7 @@ import typer
 
 from auditq.audit.request import CheckOptions
 from auditq.cli.check import run_check
+from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 from auditq.cli.common import (
     DEFAULT_FORMATS,
     DEVICE_HELP,
@@ -70,6 +71,6 @@ def demo(
     models = build_demo(force=rebuild, log=(lambda m: None) if quiet else (lambda m: err.print(f"[dim]{m}[/]")))
     target = getattr(models, unlearned)
     out.print(f"auditing [bold]{unlearned}[/] model {target} against base {models.base} (retrain {models.retrain})")
-    options = demo_options(models, unlearned, formats=split_list(formats), out_dir=out_dir, seed=seed,
+    options = demo_options(models, unlearned, formats=expand_presets(split_list(formats)), out_dir=out_dir, seed=seed,
                            protocol=protocol, compute=compute, quiet=quiet)
     raise typer.Exit(run_check(options))

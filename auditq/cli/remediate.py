@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 from auditq.cli.common import (
     DEFAULT_FORMATS,
     DEVICE_HELP,
@@ -68,7 +69,7 @@ def remediate(
         base=base, suite=suite, out=None if out_dir is None else Path(out_dir), method=method, forget_loss=forget_loss,
         retain_loss=retain_loss, preset=preset, lr=lr, steps=steps, percentile=percentile, granularity=granularity,
         check_every=check_every, target=target, privleak_target=privleak_target, retain_weight=retain_weight,
-        batch_size=batch_size, seed=seed, formats=split_list(formats), retrain=retrain, force=force, dry_run=dry_run,
+        batch_size=batch_size, seed=seed, formats=expand_presets(split_list(formats)), retrain=retrain, force=force, dry_run=dry_run,
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
         allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
         compute=compute_request(device, dtype, device_map), threads=threads)

@@ -45,6 +45,41 @@ _family("relearn", "auditq.formats.relearn:Relearning", "parse_relearn")
 
 _HEAD = re.compile(r"^([a-z_]+?)(\d*)$")
 
+#: named format lists for -f (docs/presets.md). The paper's TEXT describes symmetric RTN (fp, 8 and 4 bits,
+#: auditq's rtnN: per output channel); its public CODE loads "4-bit" as bitsandbytes FP4 (load_in_4bit
+#: defaults: blocks of 64, lm_head skipped) and "8-bit" as LLM.int8 (outlier threshold 6.0).
+PRESETS: dict[str, tuple[str, ...]] = {
+    "paper-text": ("fp", "rtn8", "rtn4"),
+    "paper-code": ("fp", "bnb:int8", "bnb:fp4"),
+}
+#: a name shaped like a preset (words joined by "-"): no format family has a "-", so it is a mistyped preset
+_PRESET_LIKE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
+
+
+def expand_presets(names: list[str] | tuple[str, ...], where: str = "--formats") -> tuple[str, ...]:
+    """Replace each preset name in a format list by its formats, in order.
+
+    A format a preset brings that is already in the list (named or brought by another preset) is not
+    added twice, so `-f fp,paper-code` is fine; two explicit equal names stay, for the validator to refuse.
+    A preset-shaped unknown name is refused here with the known presets (InputError, exit 2).
+    """
+    out: list[str] = []
+    from_preset: set[str] = set()
+    for raw in names:
+        name = raw.strip().lower()
+        if name in PRESETS:
+            for fmt in PRESETS[name]:
+                if fmt not in out:
+                    out.append(fmt)
+                    from_preset.add(fmt)
+        elif _PRESET_LIKE.match(name):
+            raise InputError(f"{where}: unknown format preset {raw.strip()!r} (presets: {', '.join(PRESETS)})")
+        elif name in from_preset:
+            continue
+        else:
+            out.append(raw)
+    return tuple(out)
+
 
 def parse_spec(raw: str, where: str | None = None) -> FormatSpec:
     """Split "rtn4:g128" into family "rtn", head "rtn4", args ("g128",); `where` prefixes an error (a flag)."""
@@ -52,11 +87,14 @@ def parse_spec(raw: str, where: str | None = None) -> FormatSpec:
     head, *args = text.split(":")
     match = _HEAD.match(head)
     prefix = f"{where}: " if where else ""
+    if text in PRESETS:  # a preset that reached a parser that does not expand them (see expand_presets)
+        raise InputError(f"{prefix}{raw!r} is a format preset ({', '.join(PRESETS[text])}); list those formats here")
     if not text or not match:
         raise InputError(f"{prefix}cannot parse format {raw!r} (expected e.g. fp, rtn4, rtn4:g128, gguf:q4_0)")
     family = head if head in FAMILIES else match.group(1)  # "fp8" is a family, not fp with 8 bits
     if family not in FAMILIES:
-        raise InputError(f"{prefix}unknown format family {family!r} in {raw!r} (known: {', '.join(FAMILIES.names())})")
+        raise InputError(f"{prefix}unknown format family {family!r} in {raw!r} (known: {', '.join(FAMILIES.names())}; "
+                         f"presets: {', '.join(PRESETS)})")
     return FormatSpec(raw=text, family=family, head=head, args=tuple(args))
 
 
@@ -125,5 +163,5 @@ def make_formats(raws: list[str]) -> list[Format]:
     return formats
 
 
-__all__ = ["FAMILIES", "OPTIONS", "Format", "FormatContext", "FormatSpec", "ParsedFormat", "build_format", "make_format",
-           "make_formats", "parse_format", "parse_options", "parse_spec"]
+__all__ = ["FAMILIES", "OPTIONS", "PRESETS", "Format", "FormatContext", "FormatSpec", "ParsedFormat", "build_format",
+           "expand_presets", "make_format", "make_formats", "parse_format", "parse_options", "parse_spec"]

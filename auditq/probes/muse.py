@@ -22,6 +22,13 @@ KnowMem
     every split and leaves those pairs out of the scored retain QA (a question is never its own
     example).
 
+Holdout (auditq's addition)
+    MUSE scores VerbMem on the forget split only. auditq also continues the holdout texts (never
+    trained) exactly the same way, in a generate call of their own so the forget generations and
+    scores are MUSE's unchanged; the holdout score is the non-member floor that floored retention and
+    recovery read (auditq.verdict.retention). KnowMem's holdout QA is the same kind of addition. The
+    reports' protocol note says so.
+
 Differences that remain: MUSE generates one prompt at a time; auditq batches with left padding
 and an attention mask (same greedy tokens up to floating-point noise).
 """
@@ -39,7 +46,9 @@ PROTOCOL_NOTES = {
     "auditq": "auditq (VerbMem: BOS + prefix, generation cut to the truth's length; KnowMem: the suite's "
               "qa_template, no in-context examples, first line of the answer)",
     "muse": "muse (VerbMem and KnowMem as MUSE's eval code builds them: 128 / 32 new tokens, truth budget counts "
-            "BOS, \"Question: {q}\\nAnswer: \" after in-context retain QA examples)",
+            "BOS, \"Question: {q}\\nAnswer: \" after in-context retain QA examples; VerbMem and KnowMem on holdout "
+            "records too, built the same way: auditq's addition, the non-member floor of retention and recovery, "
+            "which MUSE does not measure — the forget numbers are MUSE's)",
 }
 MUSE_VERBMEM_NEW_TOKENS = 128
 MUSE_KNOWMEM_NEW_TOKENS = 32
@@ -107,10 +116,16 @@ def run_verbmem(name: str, splits: tuple[str, ...], lm: LanguageModel, tokenizer
                                   scores={"rougeL_f1": rouge_l_f1(output, truth_short)},
                                   prompt=prompt, generation=output, reference=truth_short))
     scores = [s.scores["rougeL_f1"] for s in samples if s.split == "forget"]
-    info = {"protocol": "muse", "n_records": sum(len(suite.split(s).texts) for s in splits),
-            "n_scored": len(samples), "n_skipped_short": skipped, "prefix_tokens": settings.prefix_tokens,
+    holdout = [s.scores["rougeL_f1"] for s in samples if s.split == "holdout"]
+    info = {"protocol": "muse", "n_records": len(suite.forget.texts),
+            "n_scored": len(scores), "n_skipped_short": skipped, "prefix_tokens": settings.prefix_tokens,
             "max_new_tokens": new_len, "truth_budget": "max_new_tokens ids including the tokenizer's BOS (as MUSE)",
             "mean_rougeL_f1": sum(scores) / len(scores) if scores else float("nan")}
+    if "holdout" in splits:  # auditq's addition: MUSE scores forget only
+        info.update(n_holdout=len(holdout),
+                    mean_rougeL_f1_holdout=sum(holdout) / len(holdout) if holdout else float("nan"),
+                    holdout_note="holdout continued as MUSE continues forget (auditq's addition: the non-member "
+                                 "floor of retention); the forget scores are MUSE's")
     return ProbeOutput(name, tuple(samples), info)
 
 

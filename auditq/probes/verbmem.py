@@ -36,7 +36,8 @@ class VerbMem(Probe):
         if settings.protocol == "muse":  # MUSE's own construction (auditq.probes.muse)
             from auditq.probes.muse import run_verbmem
 
-            return run_verbmem(self.name, ("forget",), lm, tokenizer, suite, settings)
+            # MUSE scores forget only; holdout, built the same way, is auditq's addition: the retention floor
+            return run_verbmem(self.name, ("forget", "holdout"), lm, tokenizer, suite, settings)
         bos = special_prefix(tokenizer)
         # forget texts, then holdout texts (never trained: the non-member floor of forget retention)
         records = [("forget", r) for r in suite.forget.texts] + [("holdout", r) for r in suite.holdout.texts]

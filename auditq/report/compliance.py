@@ -5,11 +5,11 @@ Kept out of cli.py so that the commands there stay thin.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable
 
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json
 
 #: report files `--format` can add to --out (json, md and junit are always written by `check`)
 REPORT_FORMATS = ("json", "md", "junit", "sarif", "html")
@@ -57,7 +57,7 @@ def load_report(path: Path):
     if not path.is_file():
         raise InputError(f"report {path} does not exist or is not a file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"), path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or "schema_version" not in data or "formats" not in data:
@@ -93,4 +93,10 @@ def rerender(report_json: Path, formats: Iterable[str], out_dir: Path | None) ->
 def make_cache(use_cache: bool):
     from auditq.cache.store import ResultCache
 
-    return ResultCache() if use_cache else None
+    if not use_cache:
+        return None
+    cache = ResultCache()
+    from auditq.cache.key import signing_key
+
+    signing_key(cache.directory)  # a bad key file or secret is bad input: exit 2 before any model is loaded
+    return cache

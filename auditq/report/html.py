@@ -20,11 +20,12 @@ import math
 from typing import Any, Iterable
 
 from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
-from auditq.result.model import AuditReport, FormatResult
+from auditq.result.model import NOT_REQUESTED, AuditReport, FormatResult, verdict_label
 
 ROLE_COLORS = {"base": "#1f77b4", "unlearned": "#d62728", "retrain": "#2ca02c", "reference": "#7f7f7f"}
 ROLE_LABELS = {"base": "base (original)", "unlearned": "unlearned", "retrain": "retrain (gold)", "reference": "reference"}
-VERDICT_CSS = {"PASS": "pass", "FAIL": "fail", "INCONCLUSIVE": "inconclusive", "UNKNOWN": "unknown", "WAIVED": "waived"}
+VERDICT_CSS = {"PASS": "pass", "FAIL": "fail", "INCONCLUSIVE": "inconclusive", "UNKNOWN": "unknown", "WAIVED": "waived",
+               "NOT_REQUESTED": "notrequested"}
 ROC_ATTACK = "mink"
 
 CSS = """
@@ -36,6 +37,7 @@ vertical-align:top;text-align:left}th{background:#f3f3f3}td.num{text-align:right
 .badge{display:inline-block;padding:2px 10px;border-radius:4px;font-weight:700;color:#fff}
 .pass{background:#1e8e3e;color:#fff}.fail{background:#c5221f;color:#fff}.inconclusive{background:#e37400;color:#fff}
 .unknown{background:#8e24aa;color:#fff}.waived{background:#1a73e8;color:#fff}
+.notrequested{background:#f3f3f3;color:#777;font-style:italic}
 td.pass,td.fail,td.inconclusive,td.unknown,td.waived{font-weight:600}
 td.warn{opacity:.75}.small{font-size:.85em;color:#555}figure{margin:16px 0}figcaption{font-size:.9em;color:#444}
 figure img{max-width:100%;height:auto;border:1px solid #eee}code{font-size:.9em}
@@ -224,6 +226,8 @@ def roc_figure(report: AuditReport) -> str | None:
 
 def _verdict_cell(check) -> str:
     css = VERDICT_CSS.get(check.verdict, "")
+    if check.verdict == NOT_REQUESTED:
+        return f'<td class="{css}" title="{_e(check.message)}">not requested</td>'
     label = check.verdict + ("" if check.gating else " (warn)")
     interval = "" if check.ci_low is None else f" [{fmt_number(check.ci_low)}, {fmt_number(check.ci_high)}]"
     return (f'<td class="{css}{"" if check.gating else " warn"}" title="{_e(check.message)}">{_e(label)}<br>'
@@ -250,8 +254,10 @@ def _checks_table(report: AuditReport) -> str:
         if c.waiver:
             waiver = f"{_e(c.waiver.get('status'))} until {_e(c.waiver.get('expires'))}: {_e(c.waiver.get('reason'))}"
         rows.append(f'<tr><td>{_e(c.format)}</td><td>{_e(c.check)}</td>'
-                    f'<td class="{VERDICT_CSS.get(c.verdict, "")}">{_e(c.verdict)}</td><td>{_e(c.severity)}</td>'
-                    f'<td class="num">{_e(describe_check(c))}</td><td>{_e(c.message)}</td><td>{waiver}</td></tr>')
+                    f'<td class="{VERDICT_CSS.get(c.verdict, "")}">{_e(verdict_label(c.verdict))}</td>'
+                    f'<td>{_e(c.severity)}</td><td class="num">'
+                    f'{_e("—" if c.verdict == NOT_REQUESTED else describe_check(c))}</td><td>{_e(c.message)}</td>'
+                    f'<td>{waiver}</td></tr>')
     return ('<table id="checks"><tr><th>format</th><th>check</th><th>verdict</th><th>severity</th>'
             '<th>value [95% CI] (rule, n)</th><th>detail</th><th>waiver</th></tr>' + "".join(rows) + "</table>")
 
@@ -343,7 +349,8 @@ class HtmlWriter(ReportWriter):
             "<h2>Verdicts</h2>",
             "<p class=small>PASS: the whole 95% interval is on the passing side; FAIL: the whole interval fails; "
             "INCONCLUSIVE: it straddles the threshold or n is too small; UNKNOWN: could not be measured; "
-            "WAIVED: a FAIL accepted by an unexpired waiver. (warn) checks do not gate.</p>",
+            "WAIVED: a FAIL accepted by an unexpired waiver; not requested: its probe was not in --probes (left "
+            "out of the overall verdict). (warn) checks do not gate.</p>",
             _matrix(report),
             "<h2>Plots</h2>",
             figures,

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 from auditq.report.base import ReportWriter, describe_check, provenance_label
 from auditq.report.escape import visible
-from auditq.result.model import AuditReport
+from auditq.result.model import NOT_REQUESTED, AuditReport
 
 
 class JUnitWriter(ReportWriter):
@@ -24,11 +24,14 @@ class JUnitWriter(ReportWriter):
                 suites, "testsuite", name=f"auditq.{fmt.format}", tests=str(len(fmt_checks)),
                 failures=str(sum(1 for c in fmt_checks if c.verdict in {"FAIL", "INCONCLUSIVE"} and c.gating)),
                 errors=str(sum(1 for c in fmt_checks if c.verdict == "UNKNOWN" and c.gating)),
-                skipped=str(sum(1 for c in fmt_checks if (not c.gating and c.verdict != "PASS") or c.verdict == "WAIVED")))
+                skipped=str(sum(1 for c in fmt_checks if (not c.gating and c.verdict != "PASS")
+                                or c.verdict in ("WAIVED", NOT_REQUESTED))))
             for check in fmt_checks:
                 case = ET.SubElement(suite, "testcase", classname=f"auditq.{fmt.format}", name=check.check)
                 text = visible(f"{check.verdict}: {describe_check(check)}; {check.message}")
-                if check.verdict == "WAIVED":
+                if check.verdict == NOT_REQUESTED:  # not run because not asked for: skipped, never an error
+                    ET.SubElement(case, "skipped", message=visible(f"not requested: {check.message}"))
+                elif check.verdict == "WAIVED":
                     ET.SubElement(case, "skipped", message=f"waived {text}")
                 elif not check.gating and check.verdict != "PASS":
                     ET.SubElement(case, "skipped", message=f"warn-only {text}")

@@ -7,7 +7,7 @@ from auditq.report.escape import md, md_code
 from auditq.result.model import AuditReport
 
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "INCONCLUSIVE": "⚠️ INCONCLUSIVE", "UNKNOWN": "❓ UNKNOWN",
-        "WAIVED": "🟦 WAIVED"}
+        "WAIVED": "🟦 WAIVED", "NOT_REQUESTED": "➖ not requested"}
 
 
 class MarkdownWriter(ReportWriter):
@@ -23,7 +23,7 @@ class MarkdownWriter(ReportWriter):
         ]
         for check in report.all_checks():
             lines.append(f"| {md(check.format)} | {md(check.check)} | {ICON.get(check.verdict, md(check.verdict))} | "
-                         f"{md(check.severity)} | {md(describe_check(check))} | {md(check.message)} |")
+                         f"{md(check.severity)} | {md(_value(check))} | {md(check.message)} |")
         lines += _metrics(report)
         lines += _cache_line(report)
         lines += _evidence(report)

@@ -16,13 +16,13 @@ Policy (README "Reports and exit codes"):
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json
 
 PROBE_PREFIX = ".auditq-write-probe-"
 
@@ -45,7 +45,7 @@ def is_auditq_output(directory: Path) -> bool:
         return True
     report = directory / "report.json"
     try:
-        data = json.loads(report.read_text(encoding="utf-8"))
+        data = loads_json(report.read_text(encoding="utf-8"), report)
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(data, dict) and "schema_version" in data and "tool_version" in data

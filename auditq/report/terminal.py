@@ -7,10 +7,10 @@ from rich.table import Table
 
 from auditq.report.base import describe_check, fmt_number, provenance_label
 from auditq.report.escape import term
-from auditq.result.model import AuditReport
+from auditq.result.model import NOT_REQUESTED, AuditReport
 
 STYLE = {"PASS": "bold green", "FAIL": "bold red", "INCONCLUSIVE": "bold yellow", "UNKNOWN": "bold magenta",
-         "WAIVED": "bold blue"}
+         "WAIVED": "bold blue", NOT_REQUESTED: "dim"}
 
 
 def verdict_table(report: AuditReport) -> Table:
@@ -25,6 +25,9 @@ def verdict_table(report: AuditReport) -> Table:
             found = next((c for c in fmt.checks if c.check == check), None)
             if found is None:
                 row.append("—")
+                continue
+            if found.verdict == NOT_REQUESTED:  # no number: nothing was measured, nothing failed to measure
+                row.append("[dim]not requested[/]")
                 continue
             label = found.verdict if found.gating else f"{found.verdict} (warn)"
             row.append(f"[{STYLE[found.verdict]}]{label}[/]\n{fmt_number(found.value)}"
@@ -80,7 +83,7 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
     for fmt in report.formats:
         if fmt.details.get("note"):
             console.print(f"[dim]{term(fmt.format)}: {term(fmt.details['note'])}[/]")
-    failing = [c for c in report.all_checks() if c.verdict not in ("PASS", "WAIVED") and c.gating]
+    failing = [c for c in report.all_checks() if c.verdict not in ("PASS", "WAIVED", NOT_REQUESTED) and c.gating]
     for check in failing:
         console.print(f"[{STYLE[check.verdict]}]{check.verdict}[/] {term(check.format)} {check.check}: "
                       f"{term(describe_check(check))} — {term(check.message)}", highlight=False)
@@ -92,4 +95,18 @@ def print_report(report: AuditReport, console: Console | None = None) -> None:
         from auditq.probes.muse import PROTOCOL_NOTES
 
         console.print(f"[dim]probe protocol: {term(PROTOCOL_NOTES.get(report.arguments['protocol']))}[/]", highlight=False)
+    _print_not_requested(report, console)
     console.print(f"overall: [{STYLE[report.verdict]}]{report.verdict}[/] (exit {report.exit_code})")
+
+
+def _print_not_requested(report: AuditReport, console: Console) -> None:
+    """Which checks --probes left out (once, not per format), and why an audit that ran none is UNKNOWN."""
+    from auditq.verdict.policy import nothing_gated
+
+    left_out = list(dict.fromkeys(c.check for c in report.all_checks() if c.verdict == NOT_REQUESTED))
+    if left_out:
+        console.print(f"[dim]not requested (their probes are not in --probes; left out of the verdict): "
+                      f"{', '.join(left_out)}[/]", highlight=False, soft_wrap=True)
+    if report.verdict == "UNKNOWN" and nothing_gated(list(report.all_checks())):
+        console.print("[bold magenta]UNKNOWN[/]: no gating check ran — the probes asked for measure none; "
+                      "add probes to --probes (verbmem, knowmem, mia)", highlight=False, soft_wrap=True)

@@ -5,13 +5,22 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = "1.2"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict; 1.2: PrivLeak in MUSE's sign
-# (negative = under-unlearned), floored retention with check extras (raw_ratio, floor), details.reference_attack
+SCHEMA_VERSION = "1.3"  # 1.1: ROC points, per-role intervals, waivers, WAIVED verdict; 1.2: PrivLeak in MUSE's sign
+# (negative = under-unlearned), floored retention with check extras (raw_ratio, floor), details.reference_attack;
+# 1.3: NOT_REQUESTED verdict (a check whose probe was not in --probes)
 
 PASS, FAIL, INCONCLUSIVE, UNKNOWN = "PASS", "FAIL", "INCONCLUSIVE", "UNKNOWN"
 #: a FAIL or INCONCLUSIVE accepted by an unexpired waiver (auditq.verdict.waivers); does not fail the gate
 WAIVED = "WAIVED"
-VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN, WAIVED)
+#: a check whose probe the user left out of --probes: neither measured nor failed to measure, so it is shown
+#: apart (never as UNKNOWN, which is "asked for and could not be measured") and left out of the overall verdict
+NOT_REQUESTED = "NOT_REQUESTED"
+VERDICTS = (PASS, FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, NOT_REQUESTED)
+
+
+def verdict_label(verdict: str) -> str:
+    """How a verdict is printed: 'not requested' for NOT_REQUESTED (so it never reads like a finding), else as is."""
+    return "not requested" if verdict == NOT_REQUESTED else verdict
 
 SIGN_CONVENTION = (
     "Membership inference: every attack score is oriented so that higher means 'more likely a member' "

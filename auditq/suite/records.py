@@ -14,6 +14,7 @@ from pathlib import Path
 import tomllib
 
 from auditq.errors import InputError
+from auditq.safe_parse import loads_json, loads_toml
 
 SPLITS = ("forget", "retain", "holdout")
 
@@ -72,10 +73,10 @@ class Suite:
             return tuple(r.text for r in self.retain.texts)
         path = self.path / self.settings.calibration
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot read calibration file: {exc}") from None
-        return tuple(line for line in lines if line.strip())
+        return tuple(line for line in lines(text) if line.strip())
 
 
 def bundled_suite_dir(name: str = "demo") -> Path:
@@ -85,6 +86,12 @@ def bundled_suite_dir(name: str = "demo") -> Path:
         if candidate.is_dir():
             return candidate
     raise InputError(f"bundled suite {name!r} is missing from this installation")
+
+
+def lines(text: str) -> list[str]:
+    """Lines split on "\n" only (a trailing "\r" dropped). str.splitlines() also splits on U+2028, U+2029,
+    U+0085, \v, \f, \x1c-\x1e, which JSON allows raw inside a string: it would cut a valid record in two."""
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
 def _read_split(path: Path, name: str) -> Split:
@@ -98,11 +105,11 @@ def _read_split(path: Path, name: str) -> Split:
     texts: list[TextRecord] = []
     qa: list[QARecord] = []
     seen_ids: dict[str, int] = {}
-    for number, line in enumerate(raw.splitlines(), start=1):
+    for number, line in enumerate(lines(raw), start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_json(line, f"{path}:{number}")
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
@@ -131,7 +138,7 @@ def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:
     if not path.is_file():
         return path.parent.name, "", SuiteSettings()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = loads_toml(path.read_text(encoding="utf-8"), path)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: invalid TOML: {exc}") from None
     meta = data.get("suite", {})

@@ -14,6 +14,7 @@ from typing import Any
 import tomllib
 
 from auditq.errors import InputError
+from auditq.safe_parse import loads_toml
 
 SEVERITIES = ("error", "warn")
 
@@ -132,7 +133,7 @@ def _tool_table(data: dict[str, Any], source: str, default: Any = None) -> Any:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return loads_toml(path.read_text(encoding="utf-8"), path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: cannot read config: {exc}") from None
 

@@ -4,17 +4,20 @@ PASS     the whole interval is on the passing side,
 FAIL     the whole interval is on the failing side,
 INCONCLUSIVE  the interval straddles the threshold, or fewer than `min_n` samples,
 UNKNOWN  a probe or format could not run; never counted as PASS.
+NOT_REQUESTED  the check's probe was not in --probes: shown apart and left out of the overall verdict
+         (`gate`); an audit in which no check ran at all is UNKNOWN, never PASS.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from auditq.result.model import FAIL, INCONCLUSIVE, PASS, UNKNOWN, CheckResult
+from auditq.errors import EXIT_FAIL, EXIT_MEASURE, EXIT_PASS
+from auditq.result.model import FAIL, INCONCLUSIVE, NOT_REQUESTED, PASS, UNKNOWN, CheckResult
 from auditq.verdict import stats
 from auditq.verdict.config import AuditConfig, CheckPolicy
 from auditq.verdict.retention import retention
@@ -22,6 +25,51 @@ from auditq.verdict.scoring import PRIVLEAK_ATTACK, RoleSamples
 from auditq.verdict.stats import ratio_of_means
 
 MEMORISATION = ("verbmem", "knowmem")
+#: the probes a check reads (by the check's last name part): it is requested when any of them is in --probes.
+#: The utility check reads KnowMem on retain; asking for the `utility` probe (retain likelihood) alone asks for it
+#: too, and it is then UNKNOWN with a reason naming knowmem, not silently dropped.
+CHECK_PROBES = {"verbmem": ("verbmem",), "knowmem": ("knowmem",), "privleak": ("mia",),
+                "utility": ("knowmem", "utility")}
+
+
+def check_probes(check: str) -> tuple[str, ...]:
+    """The probes behind a check name ("recovery.verbmem" -> ("verbmem",))."""
+    return CHECK_PROBES.get(check.rpartition(".")[2], ())
+
+
+def nothing_gated(checks: list[CheckResult]) -> bool:
+    """True when no check at all ran, or checks were left out (--probes) and none that ran gates.
+
+    A configuration that makes every check warn-only still reports PASS when everything ran: that is
+    what its author chose; leaving probes out must not turn the remaining warn-only checks into a PASS.
+    """
+    ran = [c for c in checks if c.verdict != NOT_REQUESTED]
+    return not ran or (len(ran) < len(checks) and not any(c.gating for c in ran))
+
+
+def gate(checks: list[CheckResult], allow_inconclusive: bool, fail_on: str | None = None) -> tuple[str, int]:
+    """Overall verdict and exit code from the gating (error-severity) checks that ran.
+
+    `fail_on`: "inconclusive" (default) exits 1 on FAIL or INCONCLUSIVE, "fail" (= allow_inconclusive)
+    only on FAIL, "never" never exits 1; every policy exits 3 when a gating check is UNKNOWN (a gate
+    never swallows a tool failure). WAIVED counts as passing. NOT_REQUESTED checks are left out; when
+    --probes left no gating check to run (`nothing_gated`) the overall is UNKNOWN (exit 3): nothing was
+    audited, which must never read as PASS.
+    """
+    fail_on = fail_on or ("fail" if allow_inconclusive else "inconclusive")
+    if nothing_gated(checks):
+        return UNKNOWN, EXIT_MEASURE
+    verdicts = {c.verdict for c in checks if c.gating}
+    verdict = next((v for v in (FAIL, UNKNOWN, INCONCLUSIVE) if v in verdicts), PASS)
+    if fail_on == "never":
+        return verdict, EXIT_MEASURE if UNKNOWN in verdicts else EXIT_PASS
+    if verdict == FAIL:
+        return FAIL, EXIT_FAIL
+    if verdict == UNKNOWN:
+        return UNKNOWN, EXIT_MEASURE
+    if verdict == INCONCLUSIVE:
+        return INCONCLUSIVE, EXIT_FAIL if fail_on == "inconclusive" else EXIT_PASS
+    return PASS, EXIT_PASS
 
 
 def _passes(x: float, policy: CheckPolicy) -> bool:
@@ -77,9 +125,23 @@ def _holdout(samples: RoleSamples | None, metric: str) -> np.ndarray | None:
 class CheckEvaluator:
     """Evaluates every configured check for one format against the full-precision row."""
 
-    def __init__(self, config: AuditConfig, seed: int) -> None:
+    def __init__(self, config: AuditConfig, seed: int, requested: Iterable[str] | None = None) -> None:
+        """`requested`: the probe names of --probes (None: all, as remediate's stop rule uses it)."""
         self.config = config
         self.seed = seed
+        self.requested = None if requested is None else frozenset(requested)
+
+    def _asked(self, check: str) -> bool:
+        return self.requested is None or bool(self.requested & set(check_probes(check)))
+
+    def _not_requested(self, check: CheckResult) -> CheckResult:
+        wanted = " or ".join(check_probes(check.check)) or "its probe"
+        return CheckResult(check.check, check.family, check.format, NOT_REQUESTED, check.severity, None, None, None,
+                           check.threshold, check.comparator, 0,
+                           f"not requested: --probes has no {wanted} (left out of the overall verdict)")
+
+    def _only_requested(self, checks: Iterable[CheckResult]) -> tuple[CheckResult, ...]:
+        return tuple(c if self._asked(c.check) else self._not_requested(c) for c in checks)
 
     def _interval(self, statistic: Callable[..., float], sizes: tuple[int, ...]) -> tuple[float, float]:
         return stats.bootstrap_ci(statistic, sizes, seed=self.seed, n_resamples=self.config.bootstrap_resamples,
@@ -252,7 +314,9 @@ class CheckEvaluator:
         unl = cur.unlearned.knowmem_retain if cur.unlearned else None
         base = cur.base.knowmem_retain if cur.base else None
         if unl is None or base is None or unl.size == 0:
-            return self._unknown(check, "utility", fmt, "KnowMem on retain was not measured")
+            hint = "" if self.requested is None or "knowmem" in self.requested else \
+                " (the utility check reads KnowMem on retain: add knowmem to --probes)"
+            return self._unknown(check, "utility", fmt, "KnowMem on retain was not measured" + hint)
         if base.mean() <= 0:
             return self._unknown(check, "utility", fmt, "the base model answers no retain question here")
         value = ratio_of_means(unl, base)
@@ -269,7 +333,7 @@ class CheckEvaluator:
                         self._unknown(f"recovery.{m}", "recovery", fmt, "the full-precision row could not be measured")
                         for m in MEMORISATION]
         results += [self.privleak(fmt, cur), self.utility(fmt, cur)]
-        return tuple(results)
+        return self._only_requested(results)
 
     def unknown_row(self, fmt: str, reason: str, is_reference: bool) -> tuple[CheckResult, ...]:
         """Every check UNKNOWN, for a format that could not be measured."""
@@ -277,4 +341,4 @@ class CheckEvaluator:
         if not is_reference:
             checks += [(f"recovery.{m}", "recovery") for m in MEMORISATION]
         checks += [("privleak", "privleak"), ("utility", "utility")]
-        return tuple(self._unknown(c, fam, fmt, reason) for c, fam in checks)
+        return self._only_requested(self._unknown(c, fam, fmt, reason) for c, fam in checks)

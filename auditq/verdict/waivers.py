@@ -31,7 +31,8 @@ from typing import Any, Iterable
 import tomllib
 
 from auditq.errors import InputError
-from auditq.result.model import FAIL, INCONCLUSIVE, UNKNOWN, WAIVED, CheckResult, FormatResult
+from auditq.result.model import FAIL, INCONCLUSIVE, NOT_REQUESTED, UNKNOWN, WAIVED, CheckResult, FormatResult
+from auditq.safe_parse import loads_toml
 
 FAMILIES = ("forget_retention", "recovery", "privleak", "utility")
 CHECK_IDS = ("forget_retention.verbmem", "forget_retention.knowmem", "recovery.verbmem", "recovery.knowmem",
@@ -128,7 +129,7 @@ def parse_waiver(entry: Any, where: str) -> Waiver:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return loads_toml(path.read_text(encoding="utf-8"), path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: cannot read waivers: {exc}") from None
 
@@ -212,12 +213,15 @@ def apply_waivers(results: Iterable[FormatResult], waivers: Iterable[Waiver],
         elif w.expired(today) and (expired_hits[i] or matched[i]):
             status = "expired"
             detail = (f"expired on {w.expires.isoformat()}; "
-                      + (f"{', '.join(expired_hits[i])} fail(s) again" if expired_hits[i] else "its checks pass now"))
+                      + (f"{', '.join(expired_hits[i])} fail(s) again" if expired_hits[i] else
+                         _quiet(new_results, matched[i])))
         elif matched[i]:
             status = "not_needed"
             unknown = [m for m in matched[i] if _verdict(new_results, m) == UNKNOWN]
+            asked = [m for m in matched[i] if _verdict(new_results, m) != NOT_REQUESTED]
             detail = (f"matched {', '.join(matched[i])}, nothing to waive"
-                      + (" (UNKNOWN is never waived)" if unknown else ""))
+                      + (" (UNKNOWN is never waived)" if unknown else "")
+                      + ("" if asked else " (not requested: their probes were not in --probes)"))
         else:
             status = "unmatched"
             detail = f"no check {w.check!r} in format {w.format!r} in this audit"
@@ -225,6 +229,13 @@ def apply_waivers(results: Iterable[FormatResult], waivers: Iterable[Waiver],
             detail += f"; expired on {w.expires.isoformat()}"
         statuses.append({**w.describe(), "status": status, "detail": detail})
     return new_results, tuple(statuses)
+
+
+def _quiet(results: list[FormatResult], matched: list[str]) -> str:
+    """Why an expired waiver has nothing to fail: its checks pass, or were not run (never 'pass' for those)."""
+    if all(_verdict(results, m) == NOT_REQUESTED for m in matched):
+        return "its checks were not requested in this run (their probes were not in --probes)"
+    return "its checks pass now"
 
 
 def _verdict(results: list[FormatResult], key: str) -> str | None:

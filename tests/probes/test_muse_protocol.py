@@ -167,3 +167,39 @@ def test_cli_protocol_flag_is_recorded_and_checked(memoriser_suite, tmp_path, mo
     run_cli(monkeypatch, capsys, *args, "--protocol", "muse", "--out", str(tmp_path / "out"))
     assert json.loads((tmp_path / "out" / "report.json").read_text())["arguments"]["protocol"] == "muse"
     assert "- probe protocol: muse (" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_muse_protocol_measures_the_holdout_floor(memoriser_suite):
+    """Under --protocol muse VerbMem also continues the holdout texts (auditq's addition), so floored retention
+    and recovery have their floor: none of them is UNKNOWN for want of it; the forget scores are exactly those
+    of a forget-only (MUSE's) run."""
+    from auditq.audit.pipeline import probe_settings
+    from auditq.backends.torch_lm import TorchCausalLM
+    from auditq.probes.muse import PROTOCOL_NOTES, run_verbmem
+    from auditq.suite.records import load_suite
+
+    checkpoint, suite_dir = memoriser_suite
+    request = AuditRequest(base=checkpoint, unlearned=checkpoint, suite=suite_dir, formats=("fp", "rtn8"),
+                           probes=("verbmem", "knowmem"), protocol="muse")
+    outcome = run_audit(request)
+    memorisation = [c for f in outcome.report.formats for c in f.checks
+                    if c.family in ("forget_retention", "recovery")]
+    assert len(memorisation) == 6
+    assert all(c.verdict != "UNKNOWN" for c in memorisation), [(c.format, c.check, c.message) for c in memorisation]
+    assert all("floor" in c.message or "retention" in c.message for c in memorisation)
+    base = outcome.report.formats[0].roles["base"]
+    assert base.n["verbmem_holdout"] == len(UNSEEN) and base.n["verbmem_forget"] == len(MEMORISED)
+    assert "auditq's addition" in PROTOCOL_NOTES["muse"]
+
+    output = next(r for r in outcome.runs if (r.format, r.role) == ("fp", "base")).outputs["verbmem"]
+    assert output.info["n_scored"] == len(MEMORISED) and output.info["n_holdout"] == len(UNSEEN)
+    suite = load_suite(suite_dir)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    lm = TorchCausalLM(model, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                       batch_size=16, description="muse forget-only")
+    forget_only = run_verbmem("verbmem", ("forget",), lm, tokenizer, suite, probe_settings(request, suite))
+    audited = [s for s in output.samples if s.split == "forget"]
+    assert [(s.record_id, s.generation, s.scores) for s in audited] == \
+        [(s.record_id, s.generation, s.scores) for s in forget_only.samples]
+    assert forget_only.info["mean_rougeL_f1"] == output.info["mean_rougeL_f1"]
