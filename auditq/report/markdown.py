@@ -38,6 +38,11 @@ class MarkdownWriter(ReportWriter):
         return "\n".join(lines)
 
 
+def _value(check) -> str:
+    """The value cell: '—' for a check that was not requested (no number, no rule applied)."""
+    return "—" if check.verdict == "NOT_REQUESTED" else describe_check(check)
+
+
 def _header(report: AuditReport) -> list[str]:
     """Title, overall verdict, the checkpoints, the suite and the probe protocol."""
     lines = [
