@@ -13,13 +13,20 @@ from auditq.cli import cache, check, demo, remediate, report
 from auditq.cli.common import RichEvents, err, out  # noqa: F401 - RichEvents re-exported for library callers
 from auditq.errors import EXIT_MEASURE, AuditqError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
-                  help="Audit whether an unlearned LLM stays unlearned in the formats it is deployed in.")
-app.command()(check.check)
-app.command()(demo.demo)
-app.command()(remediate.remediate)
-app.command("report")(report.report_cmd)
-app.add_typer(cache.cache_app, name="cache")
+#: listed under every command's help: a CI pipeline gates on these
+EXIT_CODES = ("Exit codes: 0 every gating check passes (or is waived); 1 a gating check fails, or is inconclusive "
+              "(unless --fail-on fail); 2 bad input, refused before any work; 3 something could not be measured; "
+              "130 interrupted.")
+
+# plain click help (rich_markup_mode=None): it wraps at 80 columns instead of truncating option names
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Audit whether an unlearned LLM stays unlearned in the forms it is deployed in: quantized, "
+                       "pruned, fine-tuned again.", epilog=EXIT_CODES)
+app.command(short_help="Audit an unlearned checkpoint against its base in every format.", epilog=EXIT_CODES)(check.check)
+app.command(short_help="Build tiny demo models and audit the planted failure.", epilog=EXIT_CODES)(demo.demo)
+app.command(short_help="Re-unlearn from BASE with SURE, write it, re-check it.", epilog=EXIT_CODES)(remediate.remediate)
+app.command("report", short_help="Re-render reports from a report.json, no measuring.")(report.report_cmd)
+app.add_typer(cache.cache_app, name="cache", short_help="The result cache: info, clear.")
 
 
 @app.command()

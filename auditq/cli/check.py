@@ -13,7 +13,6 @@ from typing import Optional
 import typer
 
 from auditq.audit.request import CheckOptions
-from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 from auditq.cli.common import (
     DEFAULT_FORMATS,
     DEVICE_HELP,
@@ -27,6 +26,7 @@ from auditq.cli.common import (
     set_threads,
     split_list,
 )
+from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 
 
 def run_check(options: CheckOptions) -> int:
@@ -52,15 +52,15 @@ def run_check(options: CheckOptions) -> int:
 
 
 def check(
-    base: Path = typer.Argument(..., help="Original model: a Hugging Face checkpoint dir with safetensors weights."),
-    unlearned: Path = typer.Argument(..., help="Unlearned model, same architecture and tokenizer as BASE."),
+    base: Path = typer.Argument(..., metavar="BASE", help="Original model: a Hugging Face checkpoint dir with safetensors weights."),
+    unlearned: Path = typer.Argument(..., metavar="UNLEARNED", help="Unlearned model, same architecture and tokenizer as BASE."),
     retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set: the gold reference."),
-    reference: Optional[Path] = typer.Option(None, help="Reference model for the reference-loss attack (default: BASE in the same format)."),
+    reference: Optional[Path] = typer.Option(None, help="Model that never saw the forget set, for the reference-loss attack (default: --retrain in the same format; with neither, that attack is not run)."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite dir (default: the bundled demo suite)."),
-    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Comma-separated formats: fp, rtnN[:gG][:emb][:nohead], gguf:q4_0, fp8, prune:wanda:0.5, relearn:retain[:lora=8], A+B (stacked), ..."),
-    probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", help="Comma-separated probes."),
-    artifact: list[Path] = typer.Option([], help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
-    base_artifact: list[Path] = typer.Option([], help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
+    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", metavar="FORMATS", help="Comma-separated formats (repeatable): fp; rtnN[:gG][:emb][:nohead]; fp8, fp8:channel; gptq4, awq4; bnb:nf4|fp4|int8; gguf:q4_k_m|q4_0|q8_0|...; prune:wanda:0.5; relearn:retain[:lora=8]; A+B stacks; presets paper-code, paper-text. See docs/formats-and-attacks.md."),
+    probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", metavar="PROBES", help="Comma-separated probes: verbmem, knowmem, mia, utility."),
+    artifact: list[Path] = typer.Option([], metavar="PATH", help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
+    base_artifact: list[Path] = typer.Option([], metavar="PATH", help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
     out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here (a fresh directory: an existing one is replaced as a whole; see --force)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
     verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
@@ -72,14 +72,14 @@ def check(
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml to use instead of ./auditq.toml."),
-    threshold: list[str] = typer.Option([], help="Override a threshold: CHECK=VALUE (forget_retention, recovery, privleak, utility)."),
-    severity: list[str] = typer.Option([], help="Override a severity: CHECK=error|warn."),
-    allow_inconclusive: bool = typer.Option(False, help="Do not fail the gate on INCONCLUSIVE verdicts (= --fail-on fail)."),
+    threshold: list[str] = typer.Option([], metavar="CHECK=VALUE", help="Override a threshold: CHECK=VALUE (forget_retention, recovery, privleak, utility)."),
+    severity: list[str] = typer.Option([], metavar="CHECK=LEVEL", help="Override a severity: CHECK=error|warn."),
+    allow_inconclusive: bool = typer.Option(False, "--allow-inconclusive", help="Do not fail the gate on INCONCLUSIVE verdicts (= --fail-on fail)."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 on: fail | inconclusive (default) | never. Errors still exit 2/3."),
-    report_format: list[str] = typer.Option([], "--format", help="Extra report files in --out: sarif, html (json, md, junit always)."),
+    report_format: list[str] = typer.Option([], "--format", metavar="FORMATS", help="Extra report files in --out: sarif, html (json, md, junit always)."),
     waivers: Optional[Path] = typer.Option(None, "--waivers", help="Waivers file (default: ./auditq-waivers.toml if present)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Measure everything; do not read or write the result cache."),
-    trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the checkpoint dirs (off by default)."),
     prefix_tokens: Optional[int] = typer.Option(None, help="VerbMem prompt length in tokens (suite default, else 32)."),
     max_new_tokens: Optional[int] = typer.Option(None, help="VerbMem continuation length (suite default, else 64)."),
     answer_tokens: Optional[int] = typer.Option(None, help="KnowMem answer length (suite default, else 32)."),

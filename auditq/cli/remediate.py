@@ -8,7 +8,6 @@ from typing import Optional
 
 import typer
 
-from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 from auditq.cli.common import (
     DEFAULT_FORMATS,
     DEVICE_HELP,
@@ -21,10 +20,11 @@ from auditq.cli.common import (
     split_list,
 )
 from auditq.errors import InputError
+from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 
 
 def remediate(
-    base: Path = typer.Argument(..., help="The ORIGINAL model (before any unlearning): a Hugging Face checkpoint dir. Never written to."),
+    base: Path = typer.Argument(..., metavar="BASE", help="The ORIGINAL model (before any unlearning): a Hugging Face checkpoint dir. Never written to."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite whose forget split is unlearned and whose retain split is kept (default: the bundled demo suite)."),
     out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="NEW_DIR for the remediated checkpoint; must not exist or be empty (see --force)."),
     method: str = typer.Option("sure", help="sure (saliency-masked unlearning, large lr), or ga / npo (the same loop on every nn.Linear weight, no mask)."),
@@ -34,26 +34,26 @@ def remediate(
     lr: Optional[float] = typer.Option(None, help="AdamW learning rate (default: the preset's; 1e-4 for real models)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Step budget (default: the preset's)."),
     percentile: Optional[float] = typer.Option(None, min=0.0, max=100.0, help="SURE mask: train modules whose saliency is at or above this percentile (default 90, the top 10%; the reference code uses 99, 95 and 90 in three places)."),
-    granularity: Optional[str] = typer.Option(None, help="Saliency per module (default, as the paper) or per output row (as the reference code)."),
+    granularity: Optional[str] = typer.Option(None, help="Saliency granularity: module (default, as the paper) or row (each output row, as the reference code)."),
     check_every: Optional[int] = typer.Option(None, min=1, help="Measure forget KnowMem/VerbMem at fp every K steps (default: the preset's: 10)."),
     target: Optional[float] = typer.Option(None, min=0.0, help="Stop once the 95% upper bound of forget KnowMem and VerbMem retention at fp is at most this (default: the re-check's own forget_retention test at fp)."),
-    privleak_target: Optional[float] = typer.Option(None, help="...then stop once the estimated PrivLeak (%, MUSE's sign: negative = under-unlearned) has risen to at least this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
+    privleak_target: Optional[float] = typer.Option(None, help="Then stop once the estimated PrivLeak (%, MUSE's sign: negative = under-unlearned) has risen to at least this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
     retain_weight: Optional[float] = typer.Option(None, min=0.0, help="Weight of the retain term (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Forget and retain sequences per step (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed for batching and the re-check's bootstrap."),
-    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", help="Formats the re-check audits (as in `auditq check`)."),
+    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", metavar="FORMATS", help="Formats the re-check audits (as in `auditq check`)."),
     retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set: passed to the re-check, and its fp retention and Min-K% AUC set the stop targets."),
-    force: bool = typer.Option(False, help="Replace a non-empty --out (only once the new checkpoint is complete)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (only once the new checkpoint is complete)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Compute and print the saliency map and the plan; train nothing, write nothing."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="auditq.toml for the re-check's thresholds."),
-    threshold: list[str] = typer.Option([], help="Override a re-check threshold: CHECK=VALUE."),
-    severity: list[str] = typer.Option([], help="Override a re-check severity: CHECK=error|warn."),
-    allow_inconclusive: bool = typer.Option(False, help="Do not fail the re-check's gate on INCONCLUSIVE verdicts."),
+    threshold: list[str] = typer.Option([], metavar="CHECK=VALUE", help="Override a re-check threshold: CHECK=VALUE."),
+    severity: list[str] = typer.Option([], metavar="CHECK=LEVEL", help="Override a re-check severity: CHECK=error|warn."),
+    allow_inconclusive: bool = typer.Option(False, "--allow-inconclusive", help="Do not fail the re-check's gate on INCONCLUSIVE verdicts."),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: min(4, cores))."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     dtype: str = typer.Option("auto", help=DTYPE_HELP),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    trust_remote_code: bool = typer.Option(False, help="Allow custom model code from the checkpoint dirs (off by default)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the checkpoint dirs (off by default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Re-unlearn from BASE so the result stays unlearned once quantized (SURE), write NEW_DIR, and re-check it.

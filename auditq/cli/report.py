@@ -11,8 +11,8 @@ from auditq.cli.common import out
 
 
 def report_cmd(
-    report_json: Path = typer.Argument(..., help="A report.json written by `auditq check --out`."),
-    report_format: list[str] = typer.Option([], "--format", help="md, html, sarif, junit, json (comma-separated; default: md,html,sarif,junit)."),
+    report_json: Path = typer.Argument(..., metavar="REPORT_JSON", help="A report.json written by `auditq check --out`."),
+    report_format: list[str] = typer.Option([], "--format", metavar="FORMATS", help="md, html, sarif, junit, json (comma-separated; default: md,html,sarif,junit)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Directory to write to (default: beside report.json)."),
 ) -> None:
     """Re-render report files from report.json without re-measuring anything."""
