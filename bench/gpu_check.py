@@ -44,6 +44,8 @@ DEMO_BUILD_BUDGET = 240
 #: per-sample mean log-prob (the MIA probe's "loss") of the same demo model, float32 on both devices
 TOL_FP32 = 1e-4
 SCHEMA = "auditq-gpu-check/1"
+#: exit codes of `auditq check` that wrote a report: PASS, FAIL, UNKNOWN (mia alone leaves checks unknown)
+REPORTED = (0, 1, 3)
 
 
 class Runner:
@@ -375,7 +377,7 @@ print(json.dumps(out))
         cmd = self.auditq("check", trio["base"], trio["unlearned"], "-f", fmt, "--probes", "mia", "--no-cache",
                           "--device", self.device, "--dtype", self.dtype, "--threads", str(self.threads),
                           "--out", str(out), "-q", *extra)
-        outcome = self.checked(f"auditq check -f {fmt}", self.call(name, cmd, deadline), allowed=(0, 1))
+        outcome = self.checked(f"auditq check -f {fmt}", self.call(name, cmd, deadline), allowed=REPORTED)
         report = _read_report(out)
         rows = {f["format"]: {k: f["details"].get(k) for k in (
             "engine", "engine_version", "backend", "kernel", "kernel_choice", "loader", "device", "dtype",
@@ -422,7 +424,7 @@ print(json.dumps(out))
         cmd = self.auditq("check", trio["base"], trio["unlearned"], "-f", "fp,rtn4", "--probes", "mia", "--no-cache",
                           "--device-map", "auto", "--dtype", self.dtype, "--threads", str(self.threads),
                           "--out", str(out), "-q")
-        outcome = self.checked("auditq check --device-map auto", self.call("device_map", cmd, deadline), allowed=(0, 1))
+        outcome = self.checked("auditq check --device-map auto", self.call("device_map", cmd, deadline), allowed=REPORTED)
         report = _read_report(out)
         return {"hf_device_map": device_map, "exit": outcome["rc"], "verdict": report["verdict"],
                 "rows": report["devices"],

@@ -28,7 +28,13 @@ if [ "$INSTALL" = 1 ] || { [ "$INSTALL" = auto ] && [ "${DEVICE%%:*}" = cuda ]; 
   shopt -s nullglob
   wheels=("$WHEELS"/*.whl)
   [ ${#wheels[@]} -gt 0 ] || echo "no wheels in $WHEELS (run bench/gpu_wheels.sh here first and carry .gpu-carry)" | tee -a "$LOG"
-  # one wheel at a time: a wheel that cannot install is recorded, the others still install
+  # all at once (one pip start); if that fails, one at a time: a wheel that cannot install is recorded, the
+  # others still install
+  if [ ${#wheels[@]} -gt 0 ] && $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target "$SITE" "${wheels[@]}" >>"$LOG" 2>&1; then
+    for whl in "${wheels[@]}"; do printf '%s\tok\n' "$(basename "$whl")" >>"$TSV"; done
+    wheels=()
+  fi
   for whl in "${wheels[@]}"; do
     if out=$($PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$whl" 2>&1); then
       printf '%s\tok\n' "$(basename "$whl")" >>"$TSV"
@@ -38,8 +44,12 @@ if [ "$INSTALL" = 1 ] || { [ "$INSTALL" = auto ] && [ "${DEVICE%%:*}" = cuda ]; 
     fi
   done
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+  if ! ldconfig -p 2>/dev/null | grep -q 'libpcre2-8.so.0 ' && [ -f .gpu-carry/lib/libpcre2-8.so.0 ]; then
+    export LD_LIBRARY_PATH="$PWD/.gpu-carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # for pypcre (gptqmodel)
+    echo "libpcre2-8.so.0 not on this machine: using the carried copy" >>"$LOG"
+  fi
   # which optional engines import there (gptqmodel may need compiled pieces, bitsandbytes its CUDA library)
-  PYTHONPATH="$PWD:$PYTHONPATH" INSTALL_S=$((SECONDS - start)) timeout 180 $PY bench/gpu_check_imports.py "$TSV" "$SITE" \
+  PYTHONPATH="$PWD:$PYTHONPATH" INSTALL_S=$((SECONDS - start)) timeout 120 $PY bench/gpu_check_imports.py "$TSV" "$SITE" \
     >"$INSTALL_JSON" 2>>"$LOG"
   [ -s "$INSTALL_JSON" ] || echo '{"status": "failed", "error": "the import check did not finish (see the log)"}' >"$INSTALL_JSON"
   cat "$INSTALL_JSON" >>"$LOG"

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-MODULES = ("rouge_score", "nltk", "platformdirs", "bitsandbytes", "gptqmodel", "llama_cpp", "auditq.cli.app")
+MODULES = ("rouge_score", "nltk", "platformdirs", "bitsandbytes", "pcre", "gptqmodel", "llama_cpp", "auditq.cli.app")
 GGUF_OFFLOAD = ("not checked: no CUDA build of llama-cpp-python available (the registry has no CUDA wheel; "
                 "it cannot be compiled with CUDA within the device limits)")
 

@@ -19,9 +19,15 @@
 #   recorded as not checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PIP_ROOT_USER_ACTION=ignore
 export PIP_CONSTRAINT="${PIP_CONSTRAINT:-$PWD/constraints.txt}"
 DEST=.gpu-carry/wheels
-PY312="${PY312:-python3.12}"
+PY312="${PY312:-}"
+if [ -z "$PY312" ]; then  # a python 3.12 that runs (a pyenv shim without PYENV_VERSION does not)
+  for c in python3.12 $(ls -d "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/3.12*/bin/python3.12 2>/dev/null); do
+    if "$c" --version >/dev/null 2>&1; then PY312=$c; break; fi
+  done
+fi
 mkdir -p "$DEST"
 grep -qx '/.gpu-carry/' .gitignore || { echo ".gpu-carry/ must be ignored (.gitignore)"; exit 1; }
 PLAT=(--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
@@ -41,7 +47,7 @@ have() {  # is a wheel of this name==version already in DEST?
 for req in "${BINARY[@]}"; do
   have "$req" || timeout 600 python3 -m pip download -q --no-deps --only-binary=:all: "${PLAT[@]}" -d "$DEST" "$req"
 done
-if ! command -v "$PY312" >/dev/null; then
+if [ -z "$PY312" ]; then
   echo "no $PY312 here: the sdist-only packages (${SDIST[*]}) cannot be built for the device's python 3.12" >&2
   exit 1
 fi
@@ -68,6 +74,12 @@ for whl in pathlib.Path(sys.argv[1]).glob("bitsandbytes-*.whl"):
     tmp.replace(whl)
     print(f"repacked {whl.name}: {whl.stat().st_size / 2**20:.1f} MiB")
 EOF
+
+# pypcre's extension links the system's libpcre2-8.so.0 (Debian/Ubuntu's grep needs it, so the image very
+# likely has it): a copy travels in .gpu-carry/lib, which gpu_check.sh puts on LD_LIBRARY_PATH only if missing there
+mkdir -p .gpu-carry/lib
+pcre=$(ldconfig -p | awk '/libpcre2-8.so.0 .*x86-64/ {print $NF; exit}')
+[ -n "$pcre" ] && cp -L "$pcre" .gpu-carry/lib/libpcre2-8.so.0
 
 # every wheel must install on python 3.12 (no index, no dependencies: the device's way)
 check=$(mktemp -d)
