@@ -36,7 +36,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STEPS = ("env", "demo", "bench_main", "bnb_nf4", "gptq4", "device_map", "gguf_offload", "bench_7b")
+STEPS = ("env", "demo", "bench_main", "bnb_nf4", "device_map", "gptq4", "gguf_offload", "bench_7b")
 #: (budget, minimum to start) in seconds, as measured/expected on one H200 (see docs/gpu.md)
 BUDGETS = {"env": (60, 5), "demo": (150, 30), "bench_main": (180, 60), "bnb_nf4": (90, 20),
            "gptq4": (150, 30), "device_map": (90, 20), "gguf_offload": (90, 1), "bench_7b": (450, 200)}

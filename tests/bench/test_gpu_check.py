@@ -103,6 +103,10 @@ def test_cpu_stand_in_runs_every_step_end_to_end(tmp_path):
     if importlib.util.find_spec("bitsandbytes"):
         assert steps["bnb_nf4"]["status"] == "ok", steps["bnb_nf4"]
         assert steps["bnb_nf4"]["rows"]["bnb:nf4"].get("kernel")
+        # the demo step's comparison, on a real report (the demo models take too long to build here)
+        report = gpu_check._read_report(tmp_path / "work" / "out-bnb_nf4")
+        same = gpu_check._compare(report, report)
+        assert same["same_verdicts"] and same["max_abs_diff_loss"] == 0.0 and same["samples_compared"] > 0
     if importlib.util.find_spec("gptqmodel"):
         assert steps["gptq4"]["status"] in ("ok", "timeout"), steps["gptq4"]
     assert steps["gguf_offload"]["status"] in ("ok", "not_checked")
