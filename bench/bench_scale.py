@@ -203,23 +203,33 @@ def child_roofline(args) -> dict:
         if not placement.device_map:
             model.to(placement.device)
         model.eval()
+        _sync()
         stages["load"] += time.perf_counter() - start
         start = time.perf_counter()
         with torch.inference_mode():
             for _ in range(n_formats):
                 tokens += _forward_all(model, seqs, tokenizer.pad_token_id, placement.device)
+        _sync()  # CUDA runs asynchronously: a stage ends when the GPU has finished its work
         stages["forward"] += time.perf_counter() - start
         if args.child == "roofline-gen":
             start = time.perf_counter()
             with torch.inference_mode():
                 for _ in range(n_formats):
                     generated_tokens += _forward_all(model, generated, tokenizer.pad_token_id, placement.device)
+            _sync()
             stages["forward_generated"] += time.perf_counter() - start
         del model
         import gc
 
         gc.collect()
     return {"stages": stages, "tokens": tokens, "generated_tokens": generated_tokens, **_peak()}
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _forward_all(model, seqs, pad_id: int, device) -> int:
