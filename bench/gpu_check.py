@@ -379,16 +379,16 @@ print(json.dumps(out))
                           "--out", str(out), "-q", *extra)
         outcome = self.checked(f"auditq check -f {fmt}", self.call(name, cmd, deadline), allowed=REPORTED)
         report = _read_report(out)
-        rows = {f["format"]: {k: f["details"].get(k) for k in (
-            "engine", "engine_version", "backend", "kernel", "kernel_choice", "loader", "device", "dtype",
-            "compute_dtype", "quantized_layers", "quantize_s", "error") if f["details"].get(k) is not None}
-            | ({"error": f["error"]} if f.get("error") else {}) for f in report["raw"]["formats"]}
+        # every short detail of each row (kernel, backend, kernel_choice, device, dtype, native_library, ...)
+        rows = {f["format"]: {k: v for k, v in f["details"].items() if len(json.dumps(v, default=str)) <= 400}
+                | ({"error": f["error"]} if f.get("error") else {}) for f in report["raw"]["formats"]}
         row = rows.get(fmt, {})
         return {"exit": outcome["rc"], "seconds_audit": outcome["seconds"], "verdict": report["verdict"], "rows": rows,
                 "checks": {"row_has_no_error": not any("error" in r for r in rows.values()),
                            "ran_on_device": (self.device.split(":")[0] in str(row.get("device", ""))
                                              if self.on_gpu else None),
-                           "kernel_recorded": bool(row.get("kernel") or row.get("backend"))}}
+                           "kernel_recorded": bool(row.get("kernel") or row.get("backend")
+                                                   or row.get("engine") == "llama.cpp")}}
 
     def step_bnb_nf4(self, deadline: float) -> dict:
         return self.engine_step("bnb_nf4", "bnb:nf4", deadline)
