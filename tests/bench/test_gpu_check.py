@@ -67,6 +67,18 @@ def test_steps_subset_and_env(tmp_path):
     assert data["steps"]["bench_7b"]["status"] == "skipped"
 
 
+def test_a_demo_build_waits_until_the_other_steps_ran(tmp_path):
+    """With no demo cache, the build (CPU training, minutes) is deferred behind the GPU steps, not before them."""
+    data = _run(tmp_path, 150, GPU_CHECK_STEPS="demo,device_map", GPU_CHECK_BUILD_DEMO="1", GPU_CHECK_BUDGET_S="35",
+                GPU_CHECK_DEMO_CACHE=str(tmp_path / "no-demo-cache"))
+    log = (tmp_path / "out" / "gpu_check.log").read_text()
+    if "step demo: deferred" in log:
+        assert log.index("step demo: deferred") < log.index("step device_map: start") < log.rindex("step demo: ")
+    else:  # a machine so loaded that even the cache probe ran out of the 35 s
+        assert data["steps"]["demo"]["status"] == "timeout"
+    assert data["steps"]["demo"]["status"] in ("skipped", "timeout")  # 35 s cannot build the demo models
+
+
 def _report(verdict: str, loss: float, check_verdict: str = "PASS") -> dict:
     key = ("rtn4", "unlearned", "mia", "forget", "r1")
     return {"verdict": verdict, "verdicts": {"rtn4": {"privleak": check_verdict}},
