@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py --shape small -f fp,rtn8,rtn4 [--threads 2] [--device cpu] [--dtype auto]
     python bench/bench_scale.py --shape qwen2.5-0.5b --estimate-only
+    python bench/bench_scale.py --shape llama-3.2-1b --device cuda --dtype bfloat16 --build-device cuda --json f.json
 
 Builds random-init trios (base; unlearned = base + small noise; retrain = another seed) of a real
 architecture shape with its real vocabulary size, saved as bf16 safetensors in a scratch dir (the
@@ -18,8 +19,10 @@ uses only the first few thousand). Then, each in its own fresh process:
   tokens, KnowMem prompts + `answer_tokens`), since the audit must also produce those tokens' logits.
 
 Prints whole-process wall time, per-stage seconds, tokens/s and peak memory (CPU max RSS; on CUDA
-also peak allocated), and the targets: wall ≤ 1.3 × roofline, peak ≤ roofline + 0.3 × one model.
-It asserts nothing. The machine's load (os.getloadavg) is printed next to the figures.
+also peak allocated), and the targets: wall ≤ 1.3 × roofline, peak ≤ roofline + 0.3 × one model (CPU) or
+CUDA peak allocated ≤ 1.3 × one model + 0.5 GiB (GPU), and auditq's printed estimate against the measured
+peak. `--json PATH` writes the same figures as JSON (bench/gpu_check.py reads it). `--build-device cuda`
+builds the random-init trio on the GPU (a 7B trio is minutes of CPU random init). It asserts nothing. The machine's load (os.getloadavg) is printed next to the figures.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ import time
 from pathlib import Path
 
 SHAPES = {
+    # a few-MB Llama with a 4k vocabulary: the CPU stand-in of bench/gpu_check.py's tests (seconds, not minutes)
+    "tiny": dict(arch="llama", hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, vocab_size=4096, tie_word_embeddings=False),
     # Qwen2 architecture, 57M parameters (untied), 32k vocabulary
     "small": dict(arch="qwen2", hidden_size=512, intermediate_size=1536, num_hidden_layers=8,
                   num_attention_heads=8, num_key_value_heads=2, vocab_size=32000, tie_word_embeddings=False),
@@ -88,8 +94,11 @@ def parameter_count(shape: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def build_trio(shape: str, root: Path, log) -> dict[str, Path]:
-    """base, unlearned (= base + small noise), retrain (another seed): bf16 safetensors, one model in memory."""
+def build_trio(shape: str, root: Path, log, device: str = "cpu") -> dict[str, Path]:
+    """base, unlearned (= base + small noise), retrain (another seed): bf16 safetensors, one model in memory.
+
+    `device`: where the random init and the noise are computed (cuda: seconds for a 7B model instead of minutes).
+    The weights differ between devices (other random streams); each device's build is deterministic."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -102,17 +111,20 @@ def build_trio(shape: str, root: Path, log) -> dict[str, Path]:
     for role, seed in (("base", 0), ("unlearned", 0), ("retrain", 1)):
         start = time.perf_counter()
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
         if role == "unlearned":
-            gen = torch.Generator().manual_seed(123)
+            gen = torch.Generator(device=device).manual_seed(123)
             with torch.no_grad():
                 for param in model.parameters():
                     scale = float(param.float().std()) * NOISE if param.numel() > 1 else 0.0
-                    param.add_((torch.randn(param.shape, generator=gen) * scale).to(param.dtype))
+                    param.add_((torch.randn(param.shape, generator=gen, device=device) * scale).to(param.dtype))
         paths[role] = root / role
         model.save_pretrained(paths[role], safe_serialization=True)
         tokenizer.save_pretrained(paths[role])
         del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
         log(f"built {role} ({shape}) in {time.perf_counter() - start:.1f} s")
     return paths
 
@@ -192,23 +204,33 @@ def child_roofline(args) -> dict:
         if not placement.device_map:
             model.to(placement.device)
         model.eval()
+        _sync()
         stages["load"] += time.perf_counter() - start
         start = time.perf_counter()
         with torch.inference_mode():
             for _ in range(n_formats):
                 tokens += _forward_all(model, seqs, tokenizer.pad_token_id, placement.device)
+        _sync()  # CUDA runs asynchronously: a stage ends when the GPU has finished its work
         stages["forward"] += time.perf_counter() - start
         if args.child == "roofline-gen":
             start = time.perf_counter()
             with torch.inference_mode():
                 for _ in range(n_formats):
                     generated_tokens += _forward_all(model, generated, tokenizer.pad_token_id, placement.device)
+            _sync()
             stages["forward_generated"] += time.perf_counter() - start
         del model
         import gc
 
         gc.collect()
     return {"stages": stages, "tokens": tokens, "generated_tokens": generated_tokens, **_peak()}
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _forward_all(model, seqs, pad_id: int, device) -> int:
@@ -290,6 +312,8 @@ def main() -> None:
     parser.add_argument("--no-roofline-generation", dest="roofline_generation", action="store_false",
                         help="skip the second roofline process (suite + the tokens the audit generates)")
     parser.add_argument("--estimate-only", action="store_true", help="print parameters and the memory estimate only")
+    parser.add_argument("--build-device", default="cpu", help="where the random-init trio is computed (cpu or cuda)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--child", choices=["audit", "roofline", "roofline-gen"], help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,8 +337,9 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        paths = build_trio(args.shape, root, lambda m: print(f"  {m}", file=sys.stderr))
-        print(f"build trio: {time.perf_counter() - start:.1f} s (not part of either figure)")
+        paths = build_trio(args.shape, root, lambda m: print(f"  {m}", file=sys.stderr), args.build_device)
+        build_s = time.perf_counter() - start
+        print(f"build trio: {build_s:.1f} s on {args.build_device} (not part of either figure)")
         load_before = os.getloadavg()
         if args.parallel:  # on a machine loaded by other work, both suffer the same load
             started = [_start_child("roofline", args, paths), _start_child("audit", args, paths)]
@@ -360,10 +385,52 @@ def main() -> None:
               f"{audit['cpu_s'] / max(gen_roof['cpu_s'], 1e-9):.2f}× its CPU seconds")
     print(f"target peak RSS ≤ roofline + 0.3 × one model = {limit:.2f} GiB: {audit['max_rss_gib']:.2f} GiB "
           f"({'met' if audit['max_rss_gib'] <= limit else 'NOT met'})")
-    if audit.get("device") == "cpu":
-        estimate = needed_bytes(n, torch.bfloat16 if dtype_bytes == 2 else torch.float32, "cpu") / GIB
+    on_cpu = audit.get("device") == "cpu"
+    estimate = needed_bytes(n, torch.bfloat16 if dtype_bytes == 2 else torch.float32, "cpu" if on_cpu else "cuda") / GIB
+    measured = audit["max_rss_gib"] if on_cpu else audit.get("cuda_peak_allocated_gib")
+    cuda_limit = 1.3 * one_model + 0.5
+    if on_cpu:
         print(f"auditq's printed estimate ~{estimate:.2f} GiB vs the audit's peak RSS {audit['max_rss_gib']:.2f} GiB "
               f"({'an over-estimate: refusals err on the safe side' if estimate >= audit['max_rss_gib'] else 'an UNDER-estimate'})")
+    elif measured is not None:
+        print(f"target CUDA peak allocated ≤ 1.3 × one model + 0.5 GiB = {cuda_limit:.2f} GiB: {measured:.2f} GiB "
+              f"({'met' if measured <= cuda_limit else 'NOT met'}); roofline CUDA peak "
+              f"{roof.get('cuda_peak_allocated_gib', float('nan')):.2f} GiB")
+        print(f"auditq's printed estimate ~{estimate:.2f} GiB vs the audit's CUDA peak allocated {measured:.2f} GiB "
+              f"({'an over-estimate: refusals err on the safe side' if estimate >= measured else 'an UNDER-estimate'})")
+    if args.json:
+        same_tokens = gen_roof["wall_s"] if gen_roof else None
+        figures = {
+            "shape": args.shape, "parameters": n, "device": audit.get("device"), "dtype": audit.get("dtype"),
+            "formats": args.formats.split(","), "threads": args.threads, "build_device": args.build_device,
+            "build_s": round(build_s, 2), "one_model_gib": round(one_model, 4),
+            "suite_tokens": per_pass, "generated_tokens": gen_roof["generated_tokens"] if gen_roof else None,
+            "load_before": load_before[0], "load_after": load_after[0], "verdict": audit["verdict"],
+            "said": audit.get("said", []),
+            "audit": {k: audit.get(k) for k in ("wall_s", "audit_s", "cpu_s", "max_rss_gib", "cuda_peak_allocated_gib")},
+            "audit_stages_s": {k: round(v, 3) for k, v in audit["stages"].items()},
+            "audit_suite_tokens_per_s": per_pass / max(audit["audit_s"], 1e-9),
+            "roofline": {**{k: roof.get(k) for k in ("wall_s", "cpu_s", "max_rss_gib", "cuda_peak_allocated_gib")},
+                         "stages_s": roof["stages"],
+                         "forward_tokens_per_s": per_pass / max(roof["stages"]["forward"], 1e-9)},
+            "roofline_same_tokens": None if not gen_roof else {
+                **{k: gen_roof.get(k) for k in ("wall_s", "cpu_s", "max_rss_gib", "cuda_peak_allocated_gib")},
+                "stages_s": gen_roof["stages"],
+                "tokens_per_s": (per_pass + gen_roof["generated_tokens"]) / max(
+                    gen_roof["stages"]["forward"] + gen_roof["stages"]["forward_generated"], 1e-9)},
+            "wall_ratio_suite_roofline": ratio,
+            "wall_ratio_same_tokens_roofline": audit["wall_s"] / same_tokens if same_tokens else None,
+            "estimate_gib": round(estimate, 4), "measured_peak_gib": measured,
+            "estimate_is_over": None if measured is None else estimate >= measured,
+            "targets": {
+                "wall_le_1.3x_same_tokens_roofline": None if not same_tokens else audit["wall_s"] <= 1.3 * same_tokens,
+                **({"peak_rss_le_roofline_plus_0.3_model": audit["max_rss_gib"] <= limit} if on_cpu else
+                   {"cuda_peak_le_1.3_model_plus_0.5": None if measured is None else measured <= cuda_limit,
+                    "cuda_peak_limit_gib": round(cuda_limit, 4)}),
+            },
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=1, default=str))
 
 
 if __name__ == "__main__":

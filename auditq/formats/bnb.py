@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -49,6 +50,17 @@ def require_bitsandbytes():
         raise BackendUnavailable(f"bitsandbytes failed to import: {first_line(exc)}",
                                  install_hint=BNB_INSTALL_HINT) from None
     return bitsandbytes
+
+
+def _native_library() -> str | None:
+    """The file name of the native library bitsandbytes loaded (libbitsandbytes_cuda130.so, ..._cpu.so)."""
+    try:
+        from bitsandbytes import cextension
+
+        name = getattr(getattr(cextension.lib, "_lib", None), "_name", None)
+    except Exception:  # noqa: BLE001 - a description, never worth a failure
+        return None
+    return Path(name).name if name else None
 
 
 def reference_cpu_kernel(model: torch.nn.Module) -> int:
@@ -169,7 +181,11 @@ class BitsAndBytesFormat(Format):
             run.update(compute="LLM.int8 (activations cast to float16)", outlier_threshold=6.0)
         else:
             run.update(compute_dtype=str(dtype).replace("torch.", ""), blocksize=blocksize,
-                       kernel="dequantize + matmul (bitsandbytes' AVX512-BF16 CPU repack disabled)")
+                       kernel="dequantize + matmul (bitsandbytes' AVX512-BF16 CPU repack disabled)"
+                       if device == "cpu" else f"bitsandbytes {device.split(':')[0]} kernels")
+        library = _native_library()
+        if library:
+            run["native_library"] = library
         return run
 
     def details(self) -> dict[str, Any]:

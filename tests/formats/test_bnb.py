@@ -90,3 +90,14 @@ def test_double_quant_option(llama, tmp_path):
     with fmt.apply(llama, _ctx(tmp_path)) as lm:
         assert lm.model.model.layers[0].mlp.up_proj.weight.quant_state.nested
     assert fmt.details()["double_quant"] is True
+
+
+def test_row_names_the_kernel_of_its_device():
+    """On CUDA the row must not claim the CPU path (issue 22: the GPU run reads `kernel` from the row)."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    fmt = make_format("bnb:nf4")
+    cpu = fmt._describe(model, "cpu", torch.float32)
+    gpu = fmt._describe(model, "cuda:0", torch.bfloat16)
+    assert "CPU" in cpu["kernel"] and gpu["kernel"] == "bitsandbytes cuda kernels"
+    assert gpu["device"] == "cuda:0" and gpu["compute_dtype"] == "bfloat16"
+    assert cpu.get("native_library", "libbitsandbytes_cpu.so").startswith("libbitsandbytes")
