@@ -83,25 +83,29 @@ def test_image_install_steps_in_a_fresh_venv(tmp_path):
     env.pop("PYTHONPATH", None)
     wheels, venv = tmp_path / "wheels", tmp_path / "venv"
     started = time.monotonic()
-    # the build stage (torch comes from this machine's pip configuration here, PyTorch's CPU index in Docker)
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", wheels, f".[{','.join(_extras())}]"],
-         cwd=ROOT, env=env, timeout=1800)
-    built = {p.name.split("-")[0].lower() for p in wheels.glob("*.whl")}
-    assert {"auditq", "torch", "llama_cpp_python", "gguf", "gptqmodel", "bitsandbytes", "peft"} <= built, built
-    # the runtime stage: only those wheels, no index
-    _run([sys.executable, "-m", "venv", venv], timeout=300)
-    python = venv / "bin" / "python"
-    _run([python, "-m", "pip", "install", "-q", "--no-index", f"--find-links={wheels}", *sorted(wheels.glob("*.whl"))],
-         cwd=tmp_path, env=env, timeout=1800)
-    usage = _run([venv / "bin" / "auditq", "--help"], cwd=tmp_path, env=env, timeout=300).stdout
-    assert "check" in usage
-    from auditq import __version__
+    try:
+        # the build stage (torch comes from this machine's pip configuration here, PyTorch's CPU index in Docker)
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", wheels, f".[{','.join(_extras())}]"],
+             cwd=ROOT, env=env, timeout=1800)
+        built = {p.name.split("-")[0].lower() for p in wheels.glob("*.whl")}
+        assert {"auditq", "torch", "llama_cpp_python", "gguf", "gptqmodel", "bitsandbytes", "peft"} <= built, built
+        # the runtime stage: only those wheels, no index
+        _run([sys.executable, "-m", "venv", venv], timeout=300)
+        python = venv / "bin" / "python"
+        _run([python, "-m", "pip", "install", "-q", "--no-index", f"--find-links={wheels}", *sorted(wheels.glob("*.whl"))],
+             cwd=tmp_path, env=env, timeout=1800)
+        usage = _run([venv / "bin" / "auditq", "--help"], cwd=tmp_path, env=env, timeout=300).stdout
+        assert "check" in usage
+        from auditq import __version__
 
-    assert _run([venv / "bin" / "auditq", "version"], cwd=tmp_path, env=env, timeout=300).stdout.strip() == __version__
-    # the engines are there and llama.cpp's native library loads; torch is the pinned CPU build
-    probe = ("import importlib.metadata as m, llama_cpp, torch; print(torch.__version__, torch.version.cuda, "
-             "*(m.version(d) for d in ('gguf', 'gptqmodel', 'bitsandbytes', 'peft')))")
-    versions = _run([python, "-c", probe], cwd=tmp_path, env=env, timeout=300).stdout.split()
-    assert versions[0].startswith("2.13.0") and versions[1] == "None", versions
-    assert versions[2:] == ["0.19.0", "7.6.0", "0.50.2", "0.21.2"], versions
-    print(f"image install steps: {time.monotonic() - started:.0f} s")
+        assert _run([venv / "bin" / "auditq", "version"], cwd=tmp_path, env=env, timeout=300).stdout.strip() == __version__
+        # the engines are there and llama.cpp's native library loads; torch is the pinned CPU build
+        probe = ("import importlib.metadata as m, llama_cpp, torch; print(torch.__version__, torch.version.cuda, "
+                 "*(m.version(d) for d in ('gguf', 'gptqmodel', 'bitsandbytes', 'peft')))")
+        versions = _run([python, "-c", probe], cwd=tmp_path, env=env, timeout=300).stdout.split()
+        assert versions[0].startswith("2.13.0") and versions[1] == "None", versions
+        assert versions[2:] == ["0.19.0", "7.6.0", "0.50.2", "0.21.2"], versions
+        print(f"image install steps: {time.monotonic() - started:.0f} s")
+    finally:  # 1.5 GB of wheels and a 2 GB venv: not left for pytest's kept temporary directories
+        shutil.rmtree(wheels, ignore_errors=True)
+        shutil.rmtree(venv, ignore_errors=True)
