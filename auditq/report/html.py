@@ -1,7 +1,8 @@
 """report.html: one self-contained page (no network, no scripts) for people reviewing a release.
 
 - the verdict matrix (check × format) and every check with value, interval, rule and message;
-- the paper's picture per metric: forget-set VerbMem and KnowMem, their retention (unlearned / base)
+- the paper's picture per metric (auditq/report/charts.py): forget-set VerbMem and KnowMem, their
+  retention as the checks judge it (floored by default, with the raw unlearned / base ratio beside it)
   against the threshold, and retain-set utility, by precision, for base vs unlearned (vs retrain),
   with bootstrap 95% intervals;
 - membership-inference ROC curves (Min-K%) per format, from the ROC points stored in report.json;
@@ -13,20 +14,18 @@ text as paths (no font files needed); the same report gives the same bytes.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import math
-from typing import Any, Iterable
+from typing import Any
 
 from auditq.report.base import ReportWriter, describe_check, fmt_number, provenance_label
-from auditq.result.model import NOT_REQUESTED, AuditReport, FormatResult, verdict_label
+from auditq.report.charts import ROC_ATTACK, ROLE_COLORS
+from auditq.report.charts import figures as _figures
+from auditq.result.model import NOT_REQUESTED, AuditReport, verdict_label
 
-ROLE_COLORS = {"base": "#1f77b4", "unlearned": "#d62728", "retrain": "#2ca02c", "reference": "#7f7f7f"}
-ROLE_LABELS = {"base": "base (original)", "unlearned": "unlearned", "retrain": "retrain (gold)", "reference": "reference"}
+__all__ = ["HtmlWriter", "ROLE_COLORS"]  # ROLE_COLORS: the charts' palette, for tests that look for a series
+
 VERDICT_CSS = {"PASS": "pass", "FAIL": "fail", "INCONCLUSIVE": "inconclusive", "UNKNOWN": "unknown", "WAIVED": "waived",
                "NOT_REQUESTED": "notrequested"}
-ROC_ATTACK = "mink"
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;color:#1b1b1b;
@@ -48,180 +47,6 @@ def _e(value: Any) -> str:
     from auditq.report.escape import visible
 
     return html.escape(visible(value), quote=True)
-
-
-def _svg(fig) -> str:
-    import matplotlib
-
-    buffer = io.BytesIO()
-    with matplotlib.rc_context({"svg.hashsalt": "auditq", "svg.fonttype": "path"}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _figure(fig, fig_id: str, alt: str, caption: str) -> str:
-    return (f'<figure id="{_e(fig_id)}"><img alt="{_e(alt)}" src="data:image/svg+xml;base64,{_svg(fig)}">'
-            f"<figcaption>{caption}</figcaption></figure>")
-
-
-def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _roles(report: AuditReport) -> list[str]:
-    seen: dict[str, None] = {}
-    for fmt in report.formats:
-        for role in fmt.roles:
-            if role in ROLE_COLORS and role != "reference":
-                seen[role] = None
-    return [r for r in ("base", "unlearned", "retrain") if r in seen]
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
-
-
-def _grouped_bars(ax, formats: list[FormatResult], roles: list[str], metric: str, with_ci: bool = True) -> bool:
-    """Bars per format (x) and role (colour) with interval whiskers; False if nothing to draw."""
-    drawn = False
-    width = 0.8 / max(1, len(roles))
-    for k, role in enumerate(roles):
-        xs, ys, lows, highs = [], [], [], []
-        for i, fmt in enumerate(formats):
-            m = fmt.roles.get(role)
-            value = getattr(m, metric, None) if m is not None and not m.error else None
-            if not _finite(value):
-                continue
-            interval = (m.intervals or {}).get(metric) if with_ci else None
-            xs.append(i - 0.4 + width * (k + 0.5))
-            ys.append(value)
-            lo, hi = (interval if interval and all(_finite(v) for v in interval) else (value, value))
-            lows.append(max(0.0, value - lo))
-            highs.append(max(0.0, hi - value))
-        if xs:
-            drawn = True
-            ax.bar(xs, ys, width=width * 0.92, color=ROLE_COLORS[role], label=ROLE_LABELS[role],
-                   yerr=[lows, highs] if with_ci else None, capsize=3, error_kw={"elinewidth": 1, "ecolor": "#222"})
-    long_names = len(formats) > 5 or any(len(f.format) > 12 for f in formats)  # e.g. relearn:retain:lora=8
-    ax.set_xticks(range(len(formats)), [f.format for f in formats], rotation=25 if long_names else 0,
-                  ha="right" if long_names else "center", fontsize=8 if long_names else None)
-    ax.grid(axis="y", alpha=0.3)
-    return drawn
-
-
-def memorisation_figure(report: AuditReport, metric: str, title: str) -> str | None:
-    roles = _roles(report)
-    fig = _new_figure(7.5, 3.4)
-    ax = fig.add_subplot()
-    if not _grouped_bars(ax, list(report.formats), roles, metric):
-        return None
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("ROUGE-L F1 (mean)")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=len(roles))
-    return _figure(fig, f"fig-{metric}", title,
-                   f"{_e(title)} by precision; whiskers: bootstrap 95% interval of the mean. The paper's failure shows "
-                   "as the unlearned bar rising towards the base bar at low bit widths.")
-
-
-def retention_figure(report: AuditReport) -> str | None:
-    formats = list(report.formats)
-    fig = _new_figure(7.5, 3.4)
-    ax = fig.add_subplot()
-    drawn = False
-    styles = {"forget_retention.verbmem": ("#d62728", "o", -0.12, "VerbMem retention"),
-              "forget_retention.knowmem": ("#9467bd", "s", 0.12, "KnowMem retention")}
-    threshold_label = True
-    for check_id, (color, marker, offset, label) in styles.items():
-        xs, ys, lows, highs = [], [], [], []
-        for i, fmt in enumerate(formats):
-            check = next((c for c in fmt.checks if c.check == check_id), None)
-            if check is None or not _finite(check.value):
-                continue
-            xs.append(i + offset)
-            ys.append(check.value)
-            lo = check.ci_low if _finite(check.ci_low) else check.value
-            hi = check.ci_high if _finite(check.ci_high) else check.value
-            lows.append(max(0.0, check.value - lo))
-            highs.append(max(0.0, hi - check.value))
-            ax.hlines(check.threshold, i + offset - 0.1, i + offset + 0.1, colors="#222", linestyles="--", linewidth=1.2,
-                      label="threshold" if threshold_label else None)
-            threshold_label = False
-        if xs:
-            drawn = True
-            ax.errorbar(xs, ys, yerr=[lows, highs], fmt=marker, color=color, capsize=3, label=label, markersize=6)
-    if not drawn:
-        return None
-    long_names = len(formats) > 5 or any(len(f.format) > 12 for f in formats)  # e.g. relearn:retain:lora=8
-    ax.set_xticks(range(len(formats)), [f.format for f in formats], rotation=25 if long_names else 0,
-                  ha="right" if long_names else "center", fontsize=8 if long_names else None)
-    ax.set_xlim(-0.6, len(formats) - 0.4)
-    ax.set_ylim(0, max(1.0, ax.get_ylim()[1]) * 1.2)  # from 0, with room for the legend above the whiskers
-    ax.set_ylabel("unlearned / base")
-    ax.set_title("Forget retention by format / transformation (must stay below the threshold)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=3)
-    return _figure(fig, "fig-retention", "Forget retention by precision",
-                   "Retention = unlearned / base at the same precision (the paper's 21% → 83%), with the check's "
-                   "bootstrap 95% interval; dashes: the threshold each format is judged against.")
-
-
-def utility_figure(report: AuditReport) -> str | None:
-    roles = _roles(report)
-    formats = list(report.formats)
-    fig = _new_figure(9.5, 3.4)
-    left, right = fig.subplots(1, 2)
-    drawn = _grouped_bars(left, formats, roles, "knowmem_retain")
-    left.set_ylim(0, 1.05)
-    left.set_ylabel("ROUGE-L F1 (mean)")
-    left.set_title("Utility: KnowMem on retain")
-    drawn_ppl = _grouped_bars(right, formats, roles, "retain_ppl", with_ci=False)
-    right.set_ylabel("perplexity")
-    right.set_title("Utility: retain-set perplexity")
-    if not (drawn or drawn_ppl):
-        return None
-    left.legend(loc="upper left", fontsize=8, frameon=False, ncols=len(roles))
-    return _figure(fig, "fig-utility", "Utility by precision",
-                   "What unlearning must not destroy: retain-set KnowMem (with bootstrap 95% intervals) and "
-                   "perplexity, by precision.")
-
-
-def roc_figure(report: AuditReport) -> str | None:
-    formats = [f for f in report.formats
-               if any((m.mia.get(ROC_ATTACK) and m.mia[ROC_ATTACK].roc_fpr) for m in f.roles.values())]
-    if not formats:
-        return None
-    cols = min(4, len(formats))
-    rows = math.ceil(len(formats) / cols)
-    fig = _new_figure(2.9 * cols + 0.4, 2.9 * rows + 0.2)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for idx, ax in enumerate(axes.flat):
-        if idx >= len(formats):
-            ax.set_axis_off()
-            continue
-        fmt = formats[idx]
-        ax.plot([0, 1], [0, 1], linestyle=":", color="#999", linewidth=1)
-        for role in ("base", "unlearned", "retrain"):
-            m = fmt.roles.get(role)
-            attack = m.mia.get(ROC_ATTACK) if m is not None and not m.error else None
-            if attack is None or not attack.roc_fpr:
-                continue
-            ax.plot(attack.roc_fpr, attack.roc_tpr, color=ROLE_COLORS[role], linewidth=1.8, drawstyle="default",
-                    label=f"{role} AUC {fmt_number(attack.auc)}")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_aspect("equal")
-        ax.set_title(f"{fmt.format} (PrivLeak {fmt_number(fmt.privleak, 1)})", fontsize=9)
-        ax.set_xlabel("false-positive rate", fontsize=8)
-        ax.set_ylabel("true-positive rate", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(loc="lower right", fontsize=7, frameon=False)
-    return _figure(fig, "fig-roc", "Membership-inference ROC curves per format",
-                   "Min-K% membership inference, forget texts as members and holdout texts as non-members "
-                   "(higher score = member). A curve on the diagonal (AUC 0.5) cannot tell them apart; the retrain "
-                   "model shows what a model that never saw the forget set looks like.")
 
 
 def _verdict_cell(check) -> str:
@@ -310,15 +135,6 @@ def _checkpoints(report: AuditReport) -> str:
                         for name, digest in sorted((info.get("files") or {}).items()))
         items.append(f"<li><b>{_e(role)}</b>: <code>{_e(info.get('path'))}</code><ul class=small>{files}</ul></li>")
     return "<ul>" + "".join(items) + "</ul>"
-
-
-def _figures(report: AuditReport) -> Iterable[str]:
-    for make in (lambda: memorisation_figure(report, "verbmem_forget", "VerbMem on the forget set"),
-                 lambda: memorisation_figure(report, "knowmem_forget", "KnowMem on the forget set"),
-                 lambda: retention_figure(report), lambda: utility_figure(report), lambda: roc_figure(report)):
-        block = make()
-        if block:
-            yield block
 
 
 class HtmlWriter(ReportWriter):
