@@ -59,6 +59,11 @@ class Probe(ABC):
     """A memorisation, membership-inference or utility probe."""
 
     name: str = ""
+    #: the keys of every Sample.scores this probe returns: downstream stages (verdict, cache, reports) read
+    #: scores by name, so a probe declares them and tests/probes/test_probe_contract.py holds it to them
+    score_names: tuple[str, ...] = ()
+    #: the suite splits its samples may come from (a subset of auditq.suite.records.SPLITS)
+    splits: tuple[str, ...] = ()
 
     @abstractmethod
     def run(self, lm: LanguageModel, tokenizer, suite: Suite, settings: ProbeSettings) -> ProbeOutput:

@@ -24,6 +24,8 @@ class KnowMem(Probe):
     """
 
     name = "knowmem"
+    score_names = ("rougeL_f1",)
+    splits = SPLITS
 
     def size(self, suite: Suite) -> int:
         return sum(len(suite.split(name).qa) for name in SPLITS)

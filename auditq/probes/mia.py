@@ -142,6 +142,8 @@ class MembershipInference(Probe):
     """Scores every forget and holdout text once and keeps the raw features of each."""
 
     name = "mia"
+    score_names = FEATURES
+    splits = SPLITS
 
     def size(self, suite: Suite) -> int:
         return sum(len(member_records(suite, name, suite.settings.qa_template)) for name in SPLITS)

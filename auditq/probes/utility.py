@@ -26,6 +26,8 @@ class RetainLikelihood(Probe):
     """
 
     name = "utility"
+    score_names = ("nll", "n_tokens")
+    splits = ("retain",)
 
     def size(self, suite: Suite) -> int:
         return len(suite.retain.texts)

@@ -25,6 +25,8 @@ class VerbMem(Probe):
     """
 
     name = "verbmem"
+    score_names = ("rougeL_f1",)
+    splits = ("forget", "holdout")
 
     def size(self, suite: Suite) -> int:
         return len(suite.forget.texts) + len(suite.holdout.texts)

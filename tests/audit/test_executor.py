@@ -60,6 +60,8 @@ def trio(tmp_path_factory):
     return paths
 
 
+# a 3 roles x 3 formats audit that walks gc at every step: 79 s in the quick lane (2026-12-03, loaded 2-core machine)
+@pytest.mark.slow
 def test_schedule_never_holds_two_checkpoints(trio):
     before = _live_models()
     events = CountingEvents()

@@ -23,6 +23,10 @@ from auditq.formats.base import FormatContext
 from auditq.formats.gptq import QuantizedArtifact
 from auditq.formats.gptqmodel.load import dequantized_model, load_quantized
 
+#: AWQ-quantizing the tiny model (the module fixture) took 86 s, the module ~100 s, in the quick lane
+#: (2026-12-03, loaded 2-core machine)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def memorised():

@@ -1,5 +1,5 @@
 """The compliance-gate fixtures: tiny real checkpoints, a suite, an in-process CLI runner, and a synthetic
-AuditReport with every verdict. Used by tests/report and tests/cache (each conftest imports them).
+AuditReport with every verdict. Used by tests/report, tests/cache, tests/audit and tests/verdict (each conftest imports them).
 
 Every test using them gets its own AUDITQ_CACHE_DIR, so nothing touches the user's cache.
 """
