@@ -173,14 +173,14 @@ def test_muse_protocol_measures_the_holdout_floor(memoriser_suite):
     """Under --protocol muse VerbMem also continues the holdout texts (auditq's addition), so floored retention
     and recovery have their floor: none of them is UNKNOWN for want of it; the forget scores are exactly those
     of a forget-only (MUSE's) run."""
-    from auditq.audit.pipeline import probe_settings
+    from auditq.audit.request import probe_settings
     from auditq.backends.torch_lm import TorchCausalLM
     from auditq.probes.muse import PROTOCOL_NOTES, run_verbmem
     from auditq.suite.records import load_suite
 
     checkpoint, suite_dir = memoriser_suite
-    request = AuditRequest(base=checkpoint, unlearned=checkpoint, suite=suite_dir, formats=("fp", "rtn8"),
-                           probes=("verbmem", "knowmem"), protocol="muse")
+    request = audit_request(base=checkpoint, unlearned=checkpoint, suite=suite_dir, formats=("fp", "rtn8"),
+                            probes=("verbmem", "knowmem"), protocol="muse")
     outcome = run_audit(request)
     memorisation = [c for f in outcome.report.formats for c in f.checks
                     if c.family in ("forget_retention", "recovery")]
@@ -198,7 +198,7 @@ def test_muse_protocol_measures_the_holdout_floor(memoriser_suite):
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
     lm = TorchCausalLM(model, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                        batch_size=16, description="muse forget-only")
-    forget_only = run_verbmem("verbmem", ("forget",), lm, tokenizer, suite, probe_settings(request, suite))
+    forget_only = run_verbmem("verbmem", ("forget",), lm, tokenizer, suite, probe_settings(suite, "muse"))
     audited = [s for s in output.samples if s.split == "forget"]
     assert [(s.record_id, s.generation, s.scores) for s in audited] == \
         [(s.record_id, s.generation, s.scores) for s in forget_only.samples]
