@@ -211,9 +211,10 @@ def retain_term(config: UnlearnConfig, model, reference, batch: Batch) -> torch.
 # ---------------------------------------------------------------------------- masks
 
 def linear_weights(model) -> dict[str, torch.nn.Parameter]:
-    """Every nn.Linear weight by parameter name (the tensors weight quantizers touch)."""
-    return {f"{name}.weight": module.weight for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)}
+    """Every nn.Linear and Conv1D weight by parameter name (auditq.formats.linear_layers; a tied head too)."""
+    from auditq.formats.linear_layers import linear_layers
+
+    return {lw.name: lw.param for lw in linear_layers(model, head="all")}
 
 
 def linear_weight_mask(model) -> dict[str, torch.Tensor]:
@@ -400,9 +401,12 @@ def project_into_rtn_cells(model, originals: Mapping[str, torch.Tensor], bits: i
     `group_size=None` groups per output channel (one row of the weight), which is what the
     `rtn4` format quantizes; names in `originals` that are not nn.Linear weights are ignored.
     """
-    for name, param in linear_weights(model).items():
-        if name in originals:
-            param.copy_(rtn_cell_projection(param, originals[name], bits, group_size, eps))
+    from auditq.formats.linear_layers import linear_layers
+
+    for lw in linear_layers(model, head="all"):  # groups along the input dim: a Conv1D's stored dim 0
+        if lw.name in originals:
+            original = originals[lw.name].t() if lw.transposed else originals[lw.name]
+            lw.out_in().copy_(rtn_cell_projection(lw.out_in(), original, bits, group_size, eps))
 
 
 def snapshot(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
