@@ -15,8 +15,8 @@ the decoder layers only), listed by auditq.formats.linear_layers; rows, "input f
 are those of the layer's (out, in) view, so a Conv1D (stored (in, out)) is pruned along its stored
 dim 0. Embeddings and norms are never touched. A module holding a 2-D weight that is neither kind is
 refused (MeasurementError: an UNKNOWN row naming it); so is a pruning that zeroes no weight that was
-not zero already (the row would repeat the unpruned model). Changed counts are in the row's details. Ties break by position (stable sort), so exactly the
-requested count goes. The achieved sparsity is measured and reported in the row's details.
+not zero already (the row would repeat the unpruned model). Changed counts are in the row's details.
+Ties break by position (stable sort), so exactly the requested count goes. The achieved sparsity is measured and reported in the row's details.
 """
 
 from __future__ import annotations

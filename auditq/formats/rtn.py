@@ -156,7 +156,8 @@ def quantizable_layers(model: torch.nn.Module, include_embeddings: bool, include
     return chosen
 
 
-def quantizable_weights(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> dict[str, torch.nn.Parameter]:
+def quantizable_weights(model: torch.nn.Module, include_embeddings: bool,
+                        include_head: bool) -> dict[str, torch.nn.Parameter]:
     """name -> parameter of `quantizable_layers` (the stored tensors, whatever their layout)."""
     return {lw.name: lw.param for lw in quantizable_layers(model, include_embeddings, include_head)}
 
@@ -196,7 +197,8 @@ class RoundToNearest(Format):
             self._compute = {"compute_dtype": dtype, "dequantize": f"integer codes × scale in {dtype}",
                              **layer_details(layers), **restore}
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
-                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens, description=f"torch fake-quant {self.name}")
+                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens,
+                                description=f"torch fake-quant {self.name}")
 
     def _quantize(self, layers: list[LinearWeight], recorder, model: torch.nn.Module) -> ChangeCount:
         """Quantize every layer in place, groups along its input dimension; record codes; count changes."""
