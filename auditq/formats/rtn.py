@@ -146,13 +146,19 @@ def quantizable_layers(model: torch.nn.Module, include_embeddings: bool, include
     Tied parameters are listed once (by their first name).
     """
     head = "none" if not include_head else ("all" if include_embeddings else "untied")
-    chosen = linear_layers(model, head=head)
-    if include_embeddings:
-        seen = {id(lw.param) for lw in chosen}
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Embedding) and id(module.weight) not in seen:
-                seen.add(id(module.weight))
-                chosen.append(LinearWeight(f"{name}.weight", name, type(module).__name__, module.weight))
+    linears = {lw.module: lw for lw in linear_layers(model, head=head)}
+    chosen: list[LinearWeight] = []
+    seen: set[int] = set()
+    for name, module in model.named_modules():  # module order: a tied weight keeps its embedding's name
+        if name in linears:
+            entry = linears[name]
+        elif include_embeddings and isinstance(module, torch.nn.Embedding):
+            entry = LinearWeight(f"{name}.weight", name, type(module).__name__, module.weight)
+        else:
+            continue
+        if id(entry.param) not in seen:
+            seen.add(id(entry.param))
+            chosen.append(entry)
     return chosen
 
 

@@ -374,3 +374,12 @@ def test_pruning_an_already_pruned_model_changed_nothing(tmp_path):
         with make_format("prune:2:4").apply(ckpt, _ctx(tmp_path)):
             pass
     assert all(torch.equal(model.state_dict()[k], v) for k, v in pruned.items())
+
+
+def test_rtn_emb_on_gpt2_lists_the_tied_embedding_once_by_its_stored_name(gpt2):
+    from auditq.formats.rtn import quantizable_layers
+
+    names = [lw.name for lw in quantizable_layers(gpt2.model, include_embeddings=True, include_head=True)]
+    assert len(names) == len(set(names)) == 8 + 2  # 8 Conv1D, wte (which is also the head), wpe
+    assert "transformer.wte.weight" in names and "lm_head.weight" not in names  # the name the safetensors file holds
+    assert len(quantizable_layers(gpt2.model, include_embeddings=False, include_head=True)) == 8
