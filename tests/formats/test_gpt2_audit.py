@@ -39,7 +39,7 @@ def _write_suite(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def gpt2_pair(tmp_path_factory):
-    """BASE (random GPT-2) and UNLEARNED (BASE with one Conv1D weight nudged), saved as safetensors."""
+    """BASE (random GPT-2) and UNLEARNED (BASE with noise on one Conv1D weight), saved as safetensors."""
     from safetensors.torch import load_file, save_file
 
     root = tmp_path_factory.mktemp("gpt2_pair")
@@ -47,7 +47,8 @@ def gpt2_pair(tmp_path_factory):
     unlearned = Path(shutil.copytree(base, root / "unlearned"))
     tensors = load_file(str(unlearned / "model.safetensors"))
     name = "transformer.h.0.mlp.c_fc.weight"
-    tensors[name] = tensors[name] * 1.05
+    noise = torch.randn(tensors[name].shape, generator=torch.Generator().manual_seed(0))
+    tensors[name] = tensors[name] + 0.3 * tensors[name].std() * noise  # (a pure rescale would keep every RTN code)
     save_file(tensors, str(unlearned / "model.safetensors"), metadata={"format": "pt"})
     return base, unlearned, _write_suite(root / "suite")
 
@@ -94,7 +95,7 @@ def test_installed_auditq_check_measures_rtn4_and_fp8_on_gpt2(gpt2_pair, tmp_pat
     env = {"PATH": f"{exe.parent}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"}
     out = tmp_path / "out"
     proc = subprocess.run([str(exe), "check", str(base), str(unlearned), "--suite", str(suite),
-                           "-f", "fp,rtn4,fp8", "--out", str(out), "--no-cache", "-q"],
+                           "-f", "fp,rtn4,fp8", "--probes", "mia,utility", "--out", str(out), "--no-cache", "-q"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode in (0, 1, 3), proc.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
@@ -108,6 +109,15 @@ def test_installed_auditq_check_measures_rtn4_and_fp8_on_gpt2(gpt2_pair, tmp_pat
         assert details["changed_elements"] > 0 and 0 < details["covered_parameters_share"] < 1
         assert set(details["changes"]) == {"base", "unlearned"}
         assert all(v["changed_tensors"] == 8 for v in details["changes"].values())
-    # the quantized rows are not the fp row again: BASE's loss differs
-    losses = {name: rows[name]["roles"]["base"] for name in rows}
-    assert losses["rtn4"] != losses["fp"] and losses["fp8"] != losses["fp"]
+    # the quantized rows are not the fp row again: BASE's retain loss differs
+    nll = {name: rows[name]["roles"]["base"]["retain_nll"] for name in rows}
+    assert None not in nll.values() and nll["rtn4"] != nll["fp"] and nll["fp8"] != nll["fp"], nll
+    # the weight evidence counts every Conv1D code of the pair (one nudged tensor differs)
+    from safetensors import safe_open
+
+    with safe_open(str(base / "model.safetensors"), framework="pt") as f:
+        n = sum(f.get_slice(k).get_shape()[0] * f.get_slice(k).get_shape()[1] for k in f.keys()
+                if k.startswith("transformer.h.") and len(f.get_slice(k).get_shape()) == 2)
+    evidence = rows["rtn4"]["weight_evidence"]
+    assert evidence["codes_compared"] == n and evidence["tensors_compared"] == 8
+    assert evidence["tensors_identical"] == 7 and evidence["codes_equal_share"] < 1 and not evidence["bit_identical"]
