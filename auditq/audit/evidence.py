@@ -12,7 +12,8 @@ while applied to a role, records per tensor (``CodeRecorder``):
   order (``codes.reshape(-1)[i]`` quantizes ``weight.reshape(-1)[i]``);
 - ``step``: the quantization step (the value of one code unit), either the same shape as
   ``codes`` or ``(codes.shape[0], G)`` with ``group_of_col`` (``codes.shape[1]`` ints) naming
-  each column's group; ``None`` when the format has no uniform step (the mean |Δw| is then not
+  each column's group, or ``(G, codes.shape[1])`` with ``group_of_row`` (``codes.shape[0]`` ints) for a
+  tensor stored (in, out) such as transformers' Conv1D, whose groups run along the stored rows; ``None`` when the format has no uniform step (the mean |Δw| is then not
   in step units and is left out).
 
 Files: ``<workdir>/codes/<format>/<role>/<n>.npz`` plus ``index.json`` (tensor name → file),
@@ -57,6 +58,8 @@ def _full_step(record: Mapping[str, np.ndarray], start: int = 0, stop: int | Non
         return step[start:stop]
     if "group_of_col" in record:
         return step[start:stop][:, record["group_of_col"]]
+    if "group_of_row" in record:  # a tensor stored (in, out) (Conv1D): groups run down its rows
+        return step[record["group_of_row"][start:stop], :]
     return np.broadcast_to(step, record["codes"].shape)[start:stop].reshape(codes.shape)
 
 

@@ -49,9 +49,17 @@ class CodeRecorder:
         return cls(Path(ctx.workdir), fmt_name, role)
 
     def add(self, name: str, codes: np.ndarray, step: np.ndarray | None = None,
-            group_of_col: np.ndarray | None = None, kind: str | None = None) -> None:
-        """Record one tensor. `kind` "values" marks codes that are dequantized values (no integer code)."""
+            group_of_col: np.ndarray | None = None, kind: str | None = None, transposed: bool = False) -> None:
+        """Record one tensor. `kind` "values" marks codes that are dequantized values (no integer code).
+
+        codes/step/group_of_col describe the (out, in) view a quantizer works on. `transposed`: the HF
+        tensor is stored (in, out) (transformers' Conv1D), so the codes are written transposed, in the
+        stored tensor's element order, with the step as (G, out) and ``group_of_row`` naming each stored
+        row's group (auditq.audit.evidence reads both layouts).
+        """
         codes = np.asarray(codes)
+        if transposed:
+            codes = np.ascontiguousarray(codes.T)
         if codes.dtype.kind in "fiu" and (kind or self.kind) == "codes" and codes.dtype != np.int8:
             low, high = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
             codes = codes.astype(np.int8 if -128 <= low and high <= 127 else np.int16)  # ~1 byte per weight on disk
@@ -59,9 +67,16 @@ class CodeRecorder:
             codes = codes.reshape(1, -1)
         arrays: dict[str, np.ndarray] = {"codes": codes}
         if step is not None:
-            arrays["step"] = np.asarray(step, dtype=np.float32)
-            if group_of_col is not None:
-                arrays["group_of_col"] = np.asarray(group_of_col, dtype=np.int64)
+            step = np.asarray(step, dtype=np.float32)
+            if transposed and group_of_col is not None:
+                arrays["step"] = np.ascontiguousarray(step.T)
+                arrays["group_of_row"] = np.asarray(group_of_col, dtype=np.int64)
+            elif transposed and step.shape == codes.T.shape:
+                arrays["step"] = np.ascontiguousarray(step.T)
+            else:
+                arrays["step"] = step
+                if group_of_col is not None:
+                    arrays["group_of_col"] = np.asarray(group_of_col, dtype=np.int64)
         file = f"{len(self.index)}.npz"
         np.savez(self.root / file, **arrays)
         self.index[name] = {"file": file, "kind": kind or self.kind, "shape": list(codes.shape)}

@@ -58,9 +58,16 @@ class GGUFOptions:
     quant: str
 
 
+FP8_SCHEMES = ("tensor", "channel", "block")
+
+
 @dataclass(frozen=True)
 class FP8Options:
-    block: int | None = None  # None: per output channel
+    """fp8 = vLLM online fp8 (one scale per tensor, fused q/k/v and gate/up share one); fp8:channel =
+    llm-compressor FP8_DYNAMIC (one scale per output channel); fp8:blockN = N x N tiles (auditq.formats.fp8)."""
+
+    scheme: str = "tensor"
+    block: int | None = None  # the tile size of scheme "block"
 
 
 @dataclass(frozen=True)
@@ -185,15 +192,17 @@ def parse_gguf(spec: FormatSpec) -> GGUFOptions:
 
 
 def parse_fp8(spec: FormatSpec) -> FP8Options:
+    usage = "use fp8 (vLLM, per tensor), fp8:channel (llm-compressor, per output channel) or fp8:blockN, e.g. fp8:block128"
     if spec.head != "fp8":
-        raise OptionError("fp8 takes no bit width (use fp8 or fp8:block128)")
-    block = None
-    for arg in spec.args:
-        if arg.startswith("block") and arg[5:].isdigit() and int(arg[5:]) > 0 and block is None:
-            block = int(arg[5:])
-        else:
-            raise OptionError(f"unknown or repeated fp8 option {arg!r} (use fp8 or fp8:blockN, N > 0, e.g. fp8:block128)")
-    return FP8Options(block)
+        raise OptionError(f"fp8 takes no bit width ({usage})")
+    if len(spec.args) > 1:
+        raise OptionError(f"fp8 takes one option at most, got {':'.join(spec.args)!r} ({usage})")
+    arg = spec.args[0] if spec.args else "tensor"
+    if arg in ("tensor", "channel"):
+        return FP8Options(arg)
+    if arg.startswith("block") and arg[5:].isdigit() and int(arg[5:]) > 0:
+        return FP8Options("block", int(arg[5:]))
+    raise OptionError(f"unknown fp8 option {arg!r} ({usage}, N > 0)")
 
 
 PRUNE_METHODS = ("magnitude", "wanda")

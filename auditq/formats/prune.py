@@ -10,9 +10,13 @@
 - ``prune:N:M``           N:M semi-structured (e.g. ``prune:2:4``): in every group of M consecutive
   input weights of a row, zero the N with the smallest |W|; ``prune:wanda:2:4`` ranks by Wanda's score.
 
-Pruned: every nn.Linear except the output head (Wanda prunes the decoder layers only);
-embeddings and norms are never touched. Ties break by position (stable sort), so exactly the
-requested count goes. The achieved sparsity is measured and reported in the row's details.
+Pruned: every nn.Linear and transformers Conv1D (GPT-2) weight except the output head (Wanda prunes
+the decoder layers only), listed by auditq.formats.linear_layers; rows, "input features" and N:M groups
+are those of the layer's (out, in) view, so a Conv1D (stored (in, out)) is pruned along its stored
+dim 0. Embeddings and norms are never touched. A module holding a 2-D weight that is neither kind is
+refused (MeasurementError: an UNKNOWN row naming it); so is a pruning that zeroes no weight that was
+not zero already (the row would repeat the unpruned model). Changed counts are in the row's details.
+Ties break by position (stable sort), so exactly the requested count goes. The achieved sparsity is measured and reported in the row's details.
 """
 
 from __future__ import annotations
@@ -25,16 +29,26 @@ from auditq.backends.torch_lm import TorchCausalLM
 from auditq.checkpoint.restore import model_device, modified_weights
 from auditq.errors import MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.linear_layers import (ChangeCount, LinearWeight, is_conv1d, layer_details, linear_layers,
+                                          model_parameter_count, require_covered)
 from auditq.formats.options import PruneOptions
 
 MAX_CALIBRATION_TOKENS = 2048
 
 
-def prunable_linears(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
-    """Every nn.Linear except the output head, in module order."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return {name: module for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not head}
+def prunable_layers(model: torch.nn.Module) -> list[LinearWeight]:
+    """Every nn.Linear and Conv1D weight except the output head, in module order."""
+    return linear_layers(model, head="none")
+
+
+def prunable_linears(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """module name -> module of `prunable_layers` (nn.Linear or Conv1D)."""
+    modules = dict(model.named_modules())
+    return {lw.module: modules[lw.module] for lw in prunable_layers(model)}
+
+
+def _is_layer(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.Linear) or is_conv1d(module)
 
 
 def prune_mask(metric: torch.Tensor, options: PruneOptions, per_row: bool) -> torch.Tensor:
@@ -56,11 +70,11 @@ def prune_mask(metric: torch.Tensor, options: PruneOptions, per_row: bool) -> to
     return torch.zeros(metric.numel(), dtype=torch.bool, device=metric.device).scatter_(0, order, True).reshape(rows, cols)
 
 
-def _blocks(model: torch.nn.Module, linears: dict[str, torch.nn.Linear]) -> list[list[str]]:
+def _blocks(model: torch.nn.Module, linears: dict[str, LinearWeight]) -> list[list[str]]:
     """Linear names grouped by transformer block (the largest ModuleList holding linears), in order."""
     best: tuple[str, torch.nn.ModuleList] | None = None
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and any(isinstance(m, torch.nn.Linear) for m in module.modules()):
+        if isinstance(module, torch.nn.ModuleList) and any(_is_layer(m) for m in module.modules()):
             if best is None or len(module) > len(best[1]):
                 best = (name, module)
     if best is None:
@@ -91,10 +105,10 @@ def _calibration_ids(checkpoint, ctx: FormatContext) -> list[torch.Tensor]:
     return [torch.tensor([seq[:limit]]) for seq in encode_sequences(checkpoint.tokenizer, texts) if len(seq) >= 1]
 
 
-def input_norms(model: torch.nn.Module, modules: dict[str, torch.nn.Linear], sequences: list[torch.Tensor],
+def input_norms(model: torch.nn.Module, modules: dict[str, torch.nn.Module], sequences: list[torch.Tensor],
                 stop_after: torch.nn.Module | None) -> dict[str, torch.Tensor]:
     """||X_j||_2 over every calibration token, per input feature of each module (float32)."""
-    sums = {name: torch.zeros(m.in_features, dtype=torch.float32, device=m.weight.device) for name, m in modules.items()}
+    sums = {name: torch.zeros(_in_features(m), dtype=torch.float32, device=m.weight.device) for name, m in modules.items()}
 
     def hook(name):
         def collect(_module, inputs, _output):
@@ -121,47 +135,59 @@ def input_norms(model: torch.nn.Module, modules: dict[str, torch.nn.Linear], seq
     return {name: s.sqrt() for name, s in sums.items()}
 
 
+def _in_features(module: torch.nn.Module) -> int:
+    """Input features of an nn.Linear (weight (out, in)) or a Conv1D (weight (in, out))."""
+    return module.weight.shape[0] if is_conv1d(module) else module.weight.shape[1]
+
+
 class Pruning(Format):
     engine = "auditq-prune"
 
     def __init__(self, spec: FormatSpec, options: PruneOptions) -> None:
         super().__init__(spec, options)
         self._measured: dict[str, object] = {}
+        self._changes: dict[str, dict[str, object]] = {}
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
         model = checkpoint.model
-        linears = prunable_linears(model)
-        if not linears:
-            raise MeasurementError(f"{self.name}: the model has no nn.Linear weights to prune")
-        with modified_weights(checkpoint, {f"{name}.weight": m.weight for name, m in linears.items()}):
-            self._prune(model, linears, checkpoint, ctx)
+        layers = prunable_layers(model)
+        require_covered(model, self.name, layers)
+        with modified_weights(checkpoint, {lw.name: lw.param for lw in layers}) as restore:
+            change = self._prune(model, {lw.module: lw for lw in layers}, checkpoint, ctx)
+            self._changes[str(ctx.role or "model")] = change.details()
+            self._measured.update({**change.details(), "changes": dict(self._changes)})
+            change.require_change(self.name, "every weight it selects is zero already")
+            self._measured.update({**layer_details(layers), **restore})
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
                                 batch_size=ctx.batch_size, description=f"torch pruned {self.name}")
 
-    def _prune(self, model, linears: dict[str, torch.nn.Linear], checkpoint, ctx: FormatContext) -> None:
+    def _prune(self, model, layers: dict[str, LinearWeight], checkpoint, ctx: FormatContext) -> ChangeCount:
         wanda = self.options.method == "wanda"
         sequences = _calibration_ids(checkpoint, ctx) if wanda else []
         zeros = total = 0
-        blocks = _blocks(model, linears)
+        change = ChangeCount(model_parameter_count(model))
+        blocks = _blocks(model, layers)
         block_modules = _block_modules(model, blocks)
+        modules = dict(model.named_modules())
         for names, block in zip(blocks, block_modules):
-            modules = {n: linears[n] for n in names}
-            norms = input_norms(model, modules, sequences, block) if wanda else {}
+            norms = input_norms(model, {n: modules[n] for n in names}, sequences, block) if wanda else {}
             with torch.no_grad():
-                for name, module in modules.items():
-                    w = module.weight
-                    metric = w.detach().float().abs()
+                for name in names:
+                    w = layers[name].out_in()  # (out, in) view: rows and input features alike for Conv1D
+                    metric = w.float().abs()
                     if wanda:
                         metric = metric * norms[name].reshape(1, -1)
                     mask = prune_mask(metric, self.options, per_row=wanda)
+                    change.add(layers[name].name, w.numel(), int((mask & (w != 0)).sum()))
                     w.masked_fill_(mask, 0)
                     zeros += int((w == 0).sum())
                     total += w.numel()
-        self._measured = {"achieved_sparsity": zeros / total, "n_weights": total, "n_layers": len(linears)}
+        self._measured = {"achieved_sparsity": zeros / total, "n_weights": total, "n_layers": len(layers)}
         if wanda:
             self._measured["calibration_sequences"] = len(sequences)
             self._measured["calibration_tokens"] = int(sum(s.numel() for s in sequences))
+        return change
 
     def details(self):
         o = self.options
@@ -169,7 +195,7 @@ class Pruning(Format):
             (f"unstructured {o.sparsity:g} per output row" if o.method == "wanda" else f"unstructured {o.sparsity:g} per layer")
         info = {"engine": self.engine, "method": o.method,
                 "score": "|W|·||X||_2 (calibration activations)" if o.method == "wanda" else "|W|",
-                "pattern": pattern, "pruned": "nn.Linear weights except the output head",
+                "pattern": pattern, "pruned": "nn.Linear and Conv1D weights except the output head",
                 "requested_sparsity": o.sparsity if o.sparsity is not None else o.n / o.m}
         info.update(self._measured)
         return info
@@ -188,5 +214,5 @@ def _block_modules(model: torch.nn.Module, blocks: list[list[str]]) -> list[torc
                 k += 1
             common = common[:k]
         module = modules.get(".".join(common)) if common else None
-        out.append(None if module is None or isinstance(module, torch.nn.Linear) or module is model else module)
+        out.append(None if module is None or _is_layer(module) or module is model else module)
     return out

@@ -12,6 +12,12 @@ every nn.Linear but the head) and scores the model with the adapters active (not
 The math runs in float32: a bf16/fp16 model is upcast for the fine-tune and cast back to its
 dtype before it is scored (LoRA adapters are float32 already). Device: wherever the model is.
 
+What changed is counted and reported (changed_tensors, changed_elements, covered_parameters_share):
+for a full fine-tune every parameter against a copy taken before training, in the model's dtype (an
+update that vanished in the cast back to bf16 is no change); for LoRA the non-zero entries of the
+adapters' B matrices (they start at zero). A fine-tune that changed nothing makes the row UNKNOWN
+(MeasurementError): it would repeat the untouched model.
+
 Defaults: steps=30 (a few dozen, the budget the relearning papers' attacks use); lr "auto":
 1e-5 full / 1e-4 LoRA for models of 10M parameters or more, 1e-3 below, full and LoRA (tiny
 models such as the demo's are trained at lr ~3e-3; 1e-5 would not move them). See README.
@@ -28,6 +34,7 @@ from auditq.backends.torch_lm import TorchCausalLM
 from auditq.checkpoint.restore import model_device, model_dtype, restored_model
 from auditq.errors import BackendUnavailable, MeasurementError
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.linear_layers import ChangeCount, count_changed
 from auditq.formats.options import RelearnOptions
 from auditq.formats.relearn_data import scored_view, training_texts, view_note
 
@@ -129,6 +136,33 @@ def _is_quantized(model) -> bool:
     return bool(getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None)
 
 
+def full_change(before: dict[str, torch.Tensor], model: torch.nn.Module, n_params: int) -> ChangeCount:
+    """Elements a full fine-tune changed, in the model's own dtype (an update lost in the cast back is no change).
+
+    `before` is a CPU copy of every parameter taken before the fine-tune (one extra copy of the model
+    in its dtype, small next to the float32 copy and AdamW's two states the fine-tune itself holds).
+    """
+    change = ChangeCount(n_params)
+    for name, param in model.named_parameters():
+        change.add(name, param.numel(), count_changed(before[name], param.detach().cpu()))
+    return change
+
+
+def lora_change(peft_model, n_params: int) -> ChangeCount:
+    """LoRA: the adapters' B matrices start at zero, so their non-zero entries are what the fine-tune changed.
+
+    Covered: the base weights the adapters sit on (their share of the model's parameters).
+    """
+    change = ChangeCount(n_params)
+    for name, module in peft_model.named_modules():
+        lora_b, base = getattr(module, "lora_B", None), getattr(module, "base_layer", None)
+        if lora_b is None or base is None or not hasattr(base, "weight") or not len(lora_b):
+            continue
+        nonzero = sum(int((adapter.weight != 0).sum()) for adapter in lora_b.values())
+        change.add(f"{name}.base_layer.weight", base.weight.numel(), nonzero)
+    return change
+
+
 class Relearning(Format):
     engine = "auditq-relearn"
 
@@ -165,11 +199,17 @@ class Relearning(Format):
         with restored_model(checkpoint, model, values=not self.options.lora):
             if self.options.lora:
                 trained, losses = self._lora(model, sequences, checkpoint.pad_token_id, lr, ctx.seed)
+                change = lora_change(trained, n_params)
             else:
+                before = {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters()}
                 trained, losses = model, self._full(model, sequences, checkpoint.pad_token_id, lr, ctx.seed)
+                change = full_change(before, model, n_params)
+                del before
             self._runs[role] = {"lr": lr, "n_texts": len(sequences), "device": str(model_device(model)),
-                                "loss_curve": [round(x, 5) for x in losses]}
+                                "loss_curve": [round(x, 5) for x in losses], **change.details()}
             try:
+                change.require_change(self.name, "the fine-tune's updates vanished in the model's dtype"
+                                      if not self.options.lora else "every LoRA update is zero")
                 yield TorchCausalLM(trained, checkpoint.pad_token_id, checkpoint.eos_token_id,
                                     batch_size=ctx.batch_size, description=f"torch after {self.name}")
             finally:
@@ -221,5 +261,9 @@ class Relearning(Format):
             info["loss_curve"] = {role: run["loss_curve"] for role, run in self._runs.items()}
             last = list(self._runs.values())[-1]
             info.update(lr_used=last["lr"], n_texts=last["n_texts"], device=last["device"])
+            counts = ("covered_tensors", "covered_elements", "covered_parameters_share", "changed_tensors",
+                      "changed_elements")
+            info.update({k: last[k] for k in counts if k in last})
+            info["changes"] = {role: {k: run[k] for k in counts if k in run} for role, run in self._runs.items()}
         info.update(self._view)
         return info

@@ -5,6 +5,21 @@
 computed per group of weights: per output channel (a whole row of an nn.Linear
 weight) by default, or per group of G consecutive input columns with ":gG".
 Options: ":emb" also quantizes embeddings, ":nohead" leaves the lm_head alone.
+
+Layers: every nn.Linear and transformers Conv1D (GPT-2's layers, weight stored (in, out)), listed by
+auditq.formats.linear_layers; groups always run along the INPUT dimension (dim 1 of a Linear weight,
+dim 0 of a Conv1D weight). A head tied to the input embedding is quantized only with ":emb".
+
+Nothing changed is not a measurement (the rule every weight transformation follows):
+- a model whose layers the format cannot cover (a module that is neither nn.Linear nor Conv1D but
+  holds a 2-D weight, or no layer at all) makes apply() raise MeasurementError naming the module
+  type: the row is UNKNOWN, never the fp model measured again;
+- when every covered element is already on the grid (rounding changed no element, e.g. a checkpoint
+  that is itself the dequantized output of this very RTN), the deployed model IS the full-precision
+  one: the row would repeat the fp row, so apply() raises MeasurementError "rtnN changed no weights
+  of this model (...)" and the row is UNKNOWN with that reason (read the fp row for that model);
+- any real change, however small, is measured, and the row's details say how much:
+  changed_tensors, changed_elements, covered_tensors, covered_parameters_share (per role under "changes").
 """
 
 from __future__ import annotations
@@ -16,6 +31,8 @@ import torch
 from auditq.backends.torch_lm import TorchCausalLM
 from auditq.checkpoint.restore import modified_weights, tensor_files
 from auditq.formats.base import Format, FormatContext, FormatSpec
+from auditq.formats.linear_layers import (ChangeCount, LinearWeight, count_changed, head_is_tied, layer_details,
+                                          linear_layers, model_parameter_count, require_covered)
 from auditq.formats.options import RTNOptions
 
 
@@ -121,35 +138,38 @@ def rtn_codes_and_steps(weight: torch.Tensor, bits: int, group_size: int | None)
     return codes_np, steps_np, (torch.arange(cols) // size).numpy()
 
 
-def quantizable_weights(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> dict[str, torch.nn.Parameter]:
-    """Weights RTN touches: every nn.Linear (lm_head optional), embeddings when asked.
+def quantizable_layers(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> list[LinearWeight]:
+    """Weights RTN touches: every nn.Linear and Conv1D weight (lm_head optional), embeddings when asked.
 
+    A head tied to the input embedding is left alone unless embeddings are quantized too (quantizing
+    it would quantize the embedding). Embeddings are grouped along their hidden dimension (rows).
     Tied parameters are listed once (by their first name).
     """
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    chosen: dict[str, torch.nn.Parameter] = {}
+    head = "none" if not include_head else ("all" if include_embeddings else "untied")
+    linears = {lw.module: lw for lw in linear_layers(model, head=head)}
+    chosen: list[LinearWeight] = []
     seen: set[int] = set()
-    for name, module in model.named_modules():
-        is_linear = isinstance(module, torch.nn.Linear)
-        is_embedding = isinstance(module, torch.nn.Embedding)
-        if not (is_linear or (is_embedding and include_embeddings)):
+    for name, module in model.named_modules():  # module order: a tied weight keeps its embedding's name
+        if name in linears:
+            entry = linears[name]
+        elif include_embeddings and isinstance(module, torch.nn.Embedding):
+            entry = LinearWeight(f"{name}.weight", name, type(module).__name__, module.weight)
+        else:
             continue
-        if module is head and not include_head:
-            continue
-        param = module.weight
-        if id(param) in seen:
-            continue
-        if not include_embeddings and head is not None and module is head and _is_tied(model):
-            # quantizing a tied head would also quantize the input embedding
-            continue
-        seen.add(id(param))
-        chosen[f"{name}.weight"] = param
+        if id(entry.param) not in seen:
+            seen.add(id(entry.param))
+            chosen.append(entry)
     return chosen
 
 
+def quantizable_weights(model: torch.nn.Module, include_embeddings: bool,
+                        include_head: bool) -> dict[str, torch.nn.Parameter]:
+    """name -> parameter of `quantizable_layers` (the stored tensors, whatever their layout)."""
+    return {lw.name: lw.param for lw in quantizable_layers(model, include_embeddings, include_head)}
+
+
 def _is_tied(model: torch.nn.Module) -> bool:
-    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
-    return inp is not None and out is not None and inp.weight.data_ptr() == out.weight.data_ptr()
+    return head_is_tied(model)
 
 
 class RoundToNearest(Format):
@@ -161,30 +181,47 @@ class RoundToNearest(Format):
         self._skipped_tied_head = False
         self._compute: dict[str, object] = {}
         self._dtype_rounding: dict[str, dict[str, object]] = {}
+        self._changes: dict[str, dict[str, object]] = {}
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
         model = checkpoint.model
-        targets = quantizable_weights(model, self.options.include_embeddings, self.options.include_head)
+        layers = quantizable_layers(model, self.options.include_embeddings, self.options.include_head)
+        require_covered(model, self.name, layers)
         self._skipped_tied_head = self.options.include_head and not self.options.include_embeddings and _is_tied(model)
         from auditq.formats.code_recorder import CodeRecorder
 
         recorder = CodeRecorder.for_context(ctx, self.name, ctx.role)
         role = str(ctx.role or "model")
+        targets = {lw.name: lw.param for lw in layers}
         with modified_weights(checkpoint, targets) as restore:  # originals come back from the safetensors files
-            self._dtype_rounding[role] = _dtype_rounding(checkpoint, targets, self.options)
-            with torch.no_grad():
-                for name, param in targets.items():
-                    if recorder is not None:
-                        recorder.add(name, *rtn_codes_and_steps(param.cpu(), self.options.bits,
-                                                                 self.options.group_size))
-                    for start, stop in _row_blocks(param):  # in place: no second copy of a 7B lm_head
-                        param[start:stop].copy_(rtn_quantize(param[start:stop], self.options.bits,
-                                                             self.options.group_size))
-            dtype = str(next(iter(targets.values())).dtype).replace("torch.", "") if targets else "?"
-            self._compute = {"compute_dtype": dtype, "dequantize": f"integer codes × scale in {dtype}", **restore}
+            self._dtype_rounding[role] = _dtype_rounding(checkpoint, layers, self.options)
+            change = self._quantize(layers, recorder, model)
+            self._changes[role] = change.details()
+            change.require_change(self.name, "every covered weight is already on this format's grid")
+            dtype = str(layers[0].param.dtype).replace("torch.", "")
+            self._compute = {"compute_dtype": dtype, "dequantize": f"integer codes × scale in {dtype}",
+                             **layer_details(layers), **restore}
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
-                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens, description=f"torch fake-quant {self.name}")
+                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens,
+                                description=f"torch fake-quant {self.name}")
+
+    def _quantize(self, layers: list[LinearWeight], recorder, model: torch.nn.Module) -> ChangeCount:
+        """Quantize every layer in place, groups along its input dimension; record codes; count changes."""
+        bits, group = self.options.bits, self.options.group_size
+        change = ChangeCount(model_parameter_count(model))
+        with torch.no_grad():
+            for lw in layers:
+                view = lw.out_in()  # (out, in): rows are output channels whatever the stored layout
+                if recorder is not None:
+                    recorder.add(lw.name, *rtn_codes_and_steps(view.cpu(), bits, group), transposed=lw.transposed)
+                changed = 0
+                for start, stop in _row_blocks(view):  # in place: no second copy of a 7B lm_head
+                    quantized = rtn_quantize(view[start:stop], bits, group)
+                    changed += count_changed(view[start:stop], quantized)
+                    view[start:stop].copy_(quantized)
+                change.add(lw.name, lw.numel, changed)
+        return change
 
     def details(self):
         grouping = "per output channel" if self.options.group_size is None else f"groups of {self.options.group_size} input columns"
@@ -192,9 +229,10 @@ class RoundToNearest(Format):
             "engine": self.engine,
             "bits": self.options.bits,
             "grouping": grouping,
-            "quantized": "nn.Linear weights" + (" and embeddings" if self.options.include_embeddings else "")
+            "quantized": "nn.Linear and Conv1D weights" + (" and embeddings" if self.options.include_embeddings else "")
                          + ("" if self.options.include_head else " except lm_head"),
         }
+        info.update(_merged_changes(self._changes))
         info.update(self._compute)
         rounding = {role: r for role, r in self._dtype_rounding.items() if r}
         if rounding:
@@ -204,7 +242,15 @@ class RoundToNearest(Format):
         return info
 
 
-def _dtype_rounding(checkpoint, targets: dict[str, torch.nn.Parameter], options: RTNOptions) -> dict[str, object]:
+def _merged_changes(changes: dict[str, dict[str, object]]) -> dict[str, object]:
+    """The change counts for the row: one role's numbers at top level (the last applied), every role's under "changes"."""
+    if not changes:
+        return {}
+    last = list(changes.values())[-1]
+    return {**last, "changes": dict(changes)}
+
+
+def _dtype_rounding(checkpoint, layers: list[LinearWeight], options: RTNOptions) -> dict[str, object]:
     """When the checkpoint's stored dtype differs from the compute dtype: codes that the cast changed."""
     files = tensor_files(getattr(checkpoint, "path", None)) if getattr(checkpoint, "weights_from_files", False) else {}
     if not files:
@@ -213,7 +259,8 @@ def _dtype_rounding(checkpoint, targets: dict[str, torch.nn.Parameter], options:
 
     changed = total = 0
     stored_dtype = None
-    for name, param in targets.items():
+    for lw in layers:
+        name, param = lw.name, lw.param
         if name not in files:
             continue
         with TensorReader(files[name]) as reader:  # plain reads: the file's pages stay out of this process
@@ -224,10 +271,11 @@ def _dtype_rounding(checkpoint, targets: dict[str, torch.nn.Parameter], options:
             stored = torch.empty(entry.shape, dtype=dtype)
             reader.read_into(name, stored)
         stored_dtype = stored.dtype
-        changed += codes_changed_by_cast(stored, param, options.bits, options.group_size)
+        as_out_in = stored.t() if lw.transposed else stored
+        changed += codes_changed_by_cast(as_out_in, lw.out_in(), options.bits, options.group_size)
         total += stored.numel()
-        del stored
+        del stored, as_out_in
     if stored_dtype is None:
         return {}
     return {"changed": changed, "total": total, "stored_dtype": str(stored_dtype).replace("torch.", ""),
-            "compute_dtype": str(next(iter(targets.values())).dtype).replace("torch.", "")}
+            "compute_dtype": str(layers[0].param.dtype).replace("torch.", "")}

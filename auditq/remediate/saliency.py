@@ -2,7 +2,8 @@
 
 At the ORIGINAL weights θ_o, accumulate the gradient of the forget loss over the whole
 forget set (the sum of every batch's gradient, computed once) and score each nn.Linear
-weight by the Frobenius norm of its accumulated gradient:
+and Conv1D weight (auditq.formats.linear_layers; a Conv1D's output rows are its stored columns)
+by the Frobenius norm of its accumulated gradient:
 
     s_i = ‖ Σ_batches ∇_{θ_i} L_forget ‖_F        (granularity "module")
     s_{i,r} = ‖ (Σ_batches ∇_{θ_i} L_forget)[r, :] ‖_2   (granularity "row": one score per output row)
@@ -33,6 +34,8 @@ class Saliency:
     granularity: str
     scores: dict[str, torch.Tensor]
     shapes: dict[str, tuple[int, ...]]
+    #: weights stored (in, out) (transformers' Conv1D): their output rows are the stored tensor's columns
+    transposed: frozenset[str] = frozenset()
 
     def values(self) -> np.ndarray:
         """Every score as one flat float64 array (the population the percentile is taken over)."""
@@ -56,6 +59,7 @@ class SaliencyMask:
     shapes: dict[str, tuple[int, ...]]
     #: one saliency number per module (its Frobenius gradient norm), for printing and the record
     module_scores: dict[str, float] = field(default_factory=dict)
+    transposed: frozenset[str] = frozenset()
 
     def selected_modules(self) -> list[str]:
         """Parameter names with at least one trainable entry, in model order."""
@@ -66,7 +70,10 @@ class SaliencyMask:
         rows: dict[str, int] = {}
         for name in self.selected_modules():
             m = self.trainable[name]
-            rows[name] = self.shapes[name][0] if isinstance(m, bool) else int(m.reshape(m.shape[0], -1).any(-1).sum())
+            if name in self.transposed and not isinstance(m, bool):
+                m = m.t()  # output rows of a Conv1D are its stored columns
+            out_rows = self.shapes[name][1] if name in self.transposed else self.shapes[name][0]
+            rows[name] = out_rows if isinstance(m, bool) else int(m.reshape(m.shape[0], -1).any(-1).sum())
         return rows
 
     def trainable_count(self) -> int:
@@ -94,7 +101,7 @@ def forget_gradients(model, tokenizer, forget_texts: Sequence[str], config: Unle
         raise ValueError("saliency needs at least one forget text")
     targets = linear_weights(model)
     if not targets:
-        raise ValueError("the model has no nn.Linear weights to score")
+        raise ValueError("the model has no nn.Linear or Conv1D weights to score")
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     seqs = encode_texts(tokenizer, forget_texts, config.max_length)
@@ -122,21 +129,26 @@ def forget_gradients(model, tokenizer, forget_texts: Sequence[str], config: Unle
     return sums
 
 
-def saliency_from_gradients(grads: Mapping[str, torch.Tensor], granularity: str = "module") -> Saliency:
-    """Norms of accumulated gradients: Frobenius per module, or L2 per output row (dim 0)."""
+def saliency_from_gradients(grads: Mapping[str, torch.Tensor], granularity: str = "module",
+                            transposed: frozenset[str] = frozenset()) -> Saliency:
+    """Norms of accumulated gradients: Frobenius per module, or L2 per output row (dim 0; dim 1 of a
+    weight named in `transposed`, i.e. stored (in, out) like transformers' Conv1D)."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     scores: dict[str, torch.Tensor] = {}
     for name, g in grads.items():
-        g = g.double()
+        g = g.double().t() if name in transposed else g.double()
         scores[name] = g.norm() if granularity == "module" else g.reshape(g.shape[0], -1).norm(dim=1)
-    return Saliency(granularity, scores, {name: tuple(g.shape) for name, g in grads.items()})
+    return Saliency(granularity, scores, {name: tuple(g.shape) for name, g in grads.items()}, frozenset(transposed))
 
 
 def compute_saliency(model, tokenizer, forget_texts: Sequence[str], config: UnlearnConfig,
                      granularity: str = "module") -> Saliency:
     """`forget_gradients` then `saliency_from_gradients`."""
-    return saliency_from_gradients(forget_gradients(model, tokenizer, forget_texts, config), granularity)
+    from auditq.formats.linear_layers import linear_layers
+
+    transposed = frozenset(lw.name for lw in linear_layers(model, head="all") if lw.transposed)
+    return saliency_from_gradients(forget_gradients(model, tokenizer, forget_texts, config), granularity, transposed)
 
 
 def percentile_threshold(values: np.ndarray | Sequence[float], percentile: float) -> float:
@@ -162,6 +174,9 @@ def saliency_mask(saliency: Saliency, percentile: float) -> SaliencyMask:
         else:
             rows = (score >= gamma)
             shape = saliency.shapes[name]
-            trainable[name] = rows.reshape(-1, *([1] * (len(shape) - 1))).expand(*shape).clone()
+            if name in saliency.transposed:  # stored (in, out): an output row is a stored column
+                trainable[name] = rows.reshape(1, -1).expand(*shape).clone()
+            else:
+                trainable[name] = rows.reshape(-1, *([1] * (len(shape) - 1))).expand(*shape).clone()
     return SaliencyMask(saliency.granularity, float(percentile), gamma, trainable, dict(saliency.shapes),
-                        saliency.module_scores())
+                        saliency.module_scores(), saliency.transposed)

@@ -10,9 +10,10 @@ import torch
 
 
 def linear_weights(model) -> dict[str, torch.nn.Parameter]:
-    """Every nn.Linear weight by parameter name (the tensors weight quantizers touch)."""
-    return {f"{name}.weight": module.weight for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear)}
+    """Every nn.Linear and Conv1D weight by parameter name (auditq.formats.linear_layers; a tied head too)."""
+    from auditq.formats.linear_layers import linear_layers
+
+    return {lw.name: lw.param for lw in linear_layers(model, head="all")}
 
 
 def linear_weight_mask(model) -> dict[str, torch.Tensor]:

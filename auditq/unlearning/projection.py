@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import torch
 
+from auditq.formats.linear_layers import linear_layers
 from auditq.formats.rtn import from_groups, rtn_scale, to_groups
-from auditq.unlearning.masks import linear_weights
 
 
 def rtn_cell_projection(weight: torch.Tensor, original: torch.Tensor, bits: int = 4,
@@ -53,6 +53,7 @@ def project_into_rtn_cells(model, originals: Mapping[str, torch.Tensor], bits: i
     `group_size=None` groups per output channel (one row of the weight), which is what the
     `rtn4` format quantizes; names in `originals` that are not nn.Linear weights are ignored.
     """
-    for name, param in linear_weights(model).items():
-        if name in originals:
-            param.copy_(rtn_cell_projection(param, originals[name], bits, group_size, eps))
+    for lw in linear_layers(model, head="all"):  # groups along the input dim: a Conv1D's stored dim 0
+        if lw.name in originals:
+            original = originals[lw.name].t() if lw.transposed else originals[lw.name]
+            lw.out_in().copy_(rtn_cell_projection(lw.out_in(), original, bits, group_size, eps))
