@@ -71,19 +71,21 @@ def _prepruned(src: Path, dst: Path) -> Path:
 
 
 def test_a_transformation_that_changes_nothing_is_an_unknown_row(gpt2_pair, tmp_path):
-    from auditq.audit.pipeline import AuditRequest, run_audit
+    from auditq.audit.pipeline import run_audit
+    from auditq.audit.request import audit_request
 
     torch.set_num_threads(1)
     base, unlearned, suite = gpt2_pair
     base2 = _prepruned(base, tmp_path / "base")
     unl2 = _prepruned(unlearned, tmp_path / "unlearned")
-    request = AuditRequest(base=base2, unlearned=unl2, suite=suite, formats=("fp", "prune:2:4", "rtn4"),
+    request = audit_request(base=base2, unlearned=unl2, suite=suite, formats=("fp", "prune:2:4", "rtn4"),
                            probes=("mia",))
     report = run_audit(request).report
     rows = {row.format: row for row in report.formats}
     pruned = rows["prune:2:4"]
     assert pruned.error is not None and "prune:2:4 changed no weights of this model" in pruned.error
-    assert pruned.checks and all(c.verdict == "UNKNOWN" for c in pruned.checks)
+    requested = [c for c in pruned.checks if c.verdict != "NOT_REQUESTED"]  # --probes mia: privleak only
+    assert [c.check for c in requested] == ["privleak"] and all(c.verdict == "UNKNOWN" for c in requested)
     assert rows["rtn4"].error is None and rows["rtn4"].details["changed_tensors"] == 8
 
 

@@ -48,7 +48,7 @@ def gpt2(tmp_path_factory):
 
 
 def _ctx(tmp_path, role="base", calibration=()):
-    return FormatContext(workdir=tmp_path, calibration_texts=tuple(calibration), extra={"role": role})
+    return FormatContext(workdir=tmp_path, calibration_texts=tuple(calibration), role=role)
 
 
 def _state(model):
