@@ -8,8 +8,8 @@ with 6-bit sub-scales) and other types are recorded as dequantized values ("valu
 value ⇔ equal code and scale) without a step, so their mean |Δw| is not in step units.
 
 Everything is mapped back to the HF tensor's element order: GGUF names to HF names with the
-same name map the converter uses, the Llama q/k RoPE row permutation undone, GPT-2's Conv1D
-transpose undone. F32/F16/BF16 tensors are not quantized and are not recorded.
+same name map and layouts the converter uses (architectures.py), the Llama q/k RoPE row
+permutation undone, GPT-2's Conv1D transpose undone. F32/F16/BF16 tensors are not quantized and are not recorded.
 """
 
 from __future__ import annotations
@@ -51,13 +51,11 @@ def hf_layout(checkpoint) -> dict[str, tuple[str, str, int]]:
 
 
 def _hf_layout(checkpoint) -> dict[str, tuple[str, str, int]]:
-    import gguf
-
-    from auditq.formats.gguf.convert import model_info
+    from auditq.formats.gguf.architectures import tensor_name_map, tensor_transform
+    from auditq.formats.gguf.hparams import model_info
 
     info = model_info(checkpoint.model, checkpoint.config)
-    arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2, "gpt2": gguf.MODEL_ARCH.GPT2}[info.arch]
-    names = gguf.get_tensor_name_map(arch, info.n_layer)
+    names = tensor_name_map(info)
     mapping: dict[str, tuple[str, str, int]] = {}
     for hf_name in checkpoint.model.state_dict(keep_vars=True):
         if not hf_name.endswith(".weight"):
@@ -67,15 +65,7 @@ def _hf_layout(checkpoint) -> dict[str, tuple[str, str, int]]:
         name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             continue
-        transform, heads = "none", 0
-        if info.arch == "llama" and hf_name.endswith("q_proj.weight"):
-            transform, heads = "rope", info.n_head
-        elif info.arch == "llama" and hf_name.endswith("k_proj.weight"):
-            transform, heads = "rope", info.n_head_kv
-        elif info.arch == "gpt2" and hf_name.endswith(("attn.c_attn.weight", "attn.c_proj.weight",
-                                                       "mlp.c_fc.weight", "mlp.c_proj.weight")):
-            transform = "transpose"
-        mapping[name] = (hf_name, transform, heads)
+        mapping[name] = (hf_name, *tensor_transform(info, hf_name))
     return mapping
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from auditq.backends.llamacpp_lm import _import_llama_cpp, capture_llama_log, last_problem
 from auditq.errors import MeasurementError
-from auditq.formats.gguf.convert import require_gguf
+from auditq.formats.gguf.dependency import require_gguf
 from auditq.formats.gguf_types import QUANT_TYPES, QuantType  # noqa: F401 - re-exported
 
 K_BLOCK = 256  # super-block size of every K-quant: a tensor's input dimension must be a multiple
