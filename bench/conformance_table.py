@@ -1,7 +1,7 @@
 """Turn the conformance matrix's JSON (AUDITQ_MATRIX_OUT) into the markdown table of docs/conformance.md.
 
     AUDITQ_MATRIX_OUT=/tmp/matrix.json python3 -m pytest -m slow tests/formats/test_conformance_matrix.py
-    python3 bench/conformance_table.py /tmp/matrix.json > table.md
+    python3 bench/conformance_table.py /tmp/matrix.json [more.json ...] > table.md
 
 Cell legend: ``✓ x`` measured (x = max |Δ log p| vs the fp model over the scored texts: for gguf:f32 that is
 the converter's parity, elsewhere what the format changed), ``✓* x`` measured but the cell's assertion
@@ -61,16 +61,28 @@ def _fallbacks(cells: list[dict]) -> list[str]:
     return out
 
 
+def merge(parts: list[dict]) -> dict:
+    """Several runs' JSON (e.g. -k gguf and -k 'not gguf') as one: later cells win, axes keep the first order."""
+    formats, archs, cells = [], [], {}
+    for part in parts:
+        formats += [f for f in part["formats"] if f not in formats]
+        archs += [a for a in part["archs"] if a not in archs]
+        cells.update({(c["arch"], c["format"]): c for c in part["cells"]})
+    return {"formats": formats, "archs": archs, "cells": list(cells.values())}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: conformance_table.py MATRIX.json", file=sys.stderr)
+    if not argv:
+        print("usage: conformance_table.py MATRIX.json [MORE.json ...]", file=sys.stderr)
         return 2
-    try:
-        data = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        print(f"cannot read {argv[0]}: {exc}", file=sys.stderr)
-        return 2
-    sys.stdout.write(render(data))
+    parts = []
+    for name in argv:
+        try:
+            parts.append(json.loads(Path(name).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            print(f"cannot read {name}: {exc}", file=sys.stderr)
+            return 2
+    sys.stdout.write(render(merge(parts)))
     return 0
 
 

@@ -36,12 +36,14 @@ def layer_weights(model: torch.nn.Module, keep_head: bool) -> dict[str, torch.Te
 
 
 def rtn(w: torch.Tensor, bits: int, group: int | None) -> torch.Tensor:
+    """Codes from the exact quotient w / Δ (float64: a float32 quotient can round a tie the other way);
+    Δ and the codes are exact in float32, so the product rounds once either way."""
     rows, cols = w.shape
     size = group or cols
-    g = torch.nn.functional.pad(w, (0, (-cols) % size)).reshape(rows, -1, size)
+    g = torch.nn.functional.pad(w.double(), (0, (-cols) % size)).reshape(rows, -1, size)
     step = g.abs().amax(-1, keepdim=True) / 2 ** (bits - 1)
     q = torch.clamp(torch.round(g / step), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-    return (q * step).reshape(rows, -1)[:, :cols]
+    return (q * step).reshape(rows, -1)[:, :cols].to(w.dtype)
 
 
 def _e4m3(x: torch.Tensor) -> torch.Tensor:

@@ -52,8 +52,16 @@ SCORED = PARITY_TEXTS[:6]
 GGUF_F32_TOL = 1e-3
 GGUF_F32_TOL_GELU = 5e-3
 GELU_ARCHS = {"gpt2", "phi", "gpt_neox", "gemma2"}
+#: fp rows vs the reference: different matmul shapes (batch, padding) only
+FP_TOL = 1e-4
 #: (arch, format) -> the reason a refusal is expected; see docs/conformance.md
 EXPECTED_REFUSALS: dict[tuple[str, str], str] = {}
+#: cells that terminate the whole Python process (exit status 1, no traceback) instead of raising: they are
+#: not run, and FAIL, so the rest of the matrix still reports. Bugs to fix, not results (docs/conformance.md).
+KILLS_THE_PROCESS: dict[tuple[str, str], str] = {
+    ("phi3", "awq4"): "gptqmodel 7.6.0 AWQ on Phi-3 (fused qkv_proj / gate_up_proj) exits the process with status 1 "
+                      "and no traceback (measured 2026-12-03)",
+}
 
 _RESULTS: dict[str, dict] = {}
 _STATE: dict[str, object] = {}
@@ -253,8 +261,8 @@ def _assert_cell(cell: dict) -> None:
         assert expected, f"{arch} × {fmt}: unexpected refusal: {cell['reason']}"
         return
     assert expected is None, f"{arch} × {fmt} now measures; remove it from EXPECTED_REFUSALS ({expected})"
-    if fmt == "fp":
-        assert cell["max_abs_dlogp"] < 1e-9
+    if fmt == "fp":  # the engine's batched, right-padded scoring vs our single unpadded forward
+        assert cell["max_abs_dlogp"] < FP_TOL
     elif fmt == "gguf:f32":
         tol = GGUF_F32_TOL_GELU if arch in GELU_ARCHS else GGUF_F32_TOL
         assert cell["max_abs_dlogp"] <= tol, f"{arch}: GGUF F32 vs torch {cell['max_abs_dlogp']:.2e} > {tol}"
@@ -266,25 +274,32 @@ def _assert_cell(cell: dict) -> None:
         assert cell["kernel_vs_dequantized"] < 2e-2  # the AWQ torch kernel computes in float16
 
 
-@pytest.fixture(scope="module")
-def matrix_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
-    yield root
+def _record(key: str, cell: dict) -> None:
+    """Keep the cell and rewrite AUDITQ_MATRIX_OUT (after every cell: a crash later keeps what was measured)."""
+    _RESULTS[key] = cell
     target = os.environ.get("AUDITQ_MATRIX_OUT")
-    if target and _RESULTS:
+    if target:
         Path(target).write_text(json.dumps({"formats": list(FORMATS), "archs": list(ARCHS),
                                             "cells": list(_RESULTS.values())}, indent=1, default=str))
 
 
+@pytest.fixture(scope="module")
+def matrix_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("matrix")
+
+
 @pytest.mark.parametrize(("arch", "fmt"), [(a, f) for a in ARCHS for f in FORMATS])  # arch-major: one build each
 def test_cell(arch, fmt, matrix_root):
+    key = f"{arch}|{fmt}"
+    if (arch, fmt) in KILLS_THE_PROCESS:
+        _record(key, {"arch": arch, "format": fmt, "status": "error", "reason": KILLS_THE_PROCESS[(arch, fmt)]})
+        pytest.fail(f"{arch} × {fmt} not run: {KILLS_THE_PROCESS[(arch, fmt)]}")
     try:
         cell = _cell(arch, fmt, matrix_root)
     except Exception as exc:  # a crash is neither measured nor refused: recorded, then the test fails
-        _RESULTS[f"{arch}|{fmt}"] = {"arch": arch, "format": fmt, "status": "error",
-                                     "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"}
+        _record(key, {"arch": arch, "format": fmt, "status": "error",
+                      "reason": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"})
         raise
-    _RESULTS[f"{arch}|{fmt}"] = cell
     try:
         state = _STATE["state"]
         now = _STATE["ckpt"].model.state_dict()
@@ -293,3 +308,5 @@ def test_cell(arch, fmt, matrix_root):
     except AssertionError as exc:
         cell["failed"] = str(exc).splitlines()[0][:300]
         raise
+    finally:
+        _record(key, cell)

@@ -99,6 +99,11 @@ def convert_with_llamacpp(checkpoint, out_path: Path) -> Path:
     source = Path(str(checkpoint.path))
     if not (source / "config.json").is_file():
         raise UnsupportedModel(f"GGUF conversion of {model_type} needs the checkpoint directory on disk ({source})")
+    # the converter reads the files: they must BE the model being measured (never a model replaced in memory)
+    on_disk = json.loads((source / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if not getattr(checkpoint, "weights_from_files", False) or on_disk != model_type:
+        raise UnsupportedModel(f"llama.cpp's converter reads the checkpoint's files, but the {model_type} model "
+                               f"being measured is not what {source} holds")
     where = require_converter()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
