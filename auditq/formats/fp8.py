@@ -18,7 +18,8 @@ not mirrored here). Sources read (docs/formats.md cites them):
 - ``fp8:channel`` = llm-compressor's ``FP8_DYNAMIC`` preset (compressed-tensors: weights float 8-bit,
   strategy CHANNEL, symmetric): ``s = max(amax_row / 448, float32 eps)`` per output channel,
   ``codes = e4m3(clamp(w / s, ±448))``; llm-compressor's recipes ignore ``lm_head``, so does this.
-- ``fp8:blockN`` = one scale per N x N weight tile (the DeepSeek-V3 serialized layout), lm_head kept.
+- ``fp8:blockN`` = one scale per N x N weight tile (the DeepSeek-V3 serialized layout); the lm_head is
+  quantized too unless it is tied to the input embedding.
 
 Every scheme covers nn.Linear and Conv1D weights (auditq.formats.linear_layers; a Conv1D's output
 channel is a column of its stored weight). An all-zero tensor/tile gets scale 1 (codes 0). A model
@@ -125,7 +126,7 @@ class FP8WeightOnly(Format):
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
         model = checkpoint.model
-        layers = linear_layers(model, head="all" if self.options.scheme == "block" else "none")
+        layers = linear_layers(model, head="untied" if self.options.scheme == "block" else "none")
         require_covered(model, self.name, layers)
         self._count = len(layers)
         role = str((ctx.extra or {}).get("role") or "model")

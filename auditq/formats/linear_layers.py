@@ -104,7 +104,8 @@ def linear_layers(model: torch.nn.Module, head: str = "untied") -> list[LinearWe
         if param is None or id(param) in seen:
             continue
         seen.add(id(param))
-        found.append(LinearWeight(f"{name}.weight" if name else "weight", name, type(module).__name__, param, transposed))
+        pname = f"{name}.weight" if name else "weight"
+        found.append(LinearWeight(pname, name, type(module).__name__, param, transposed))
     return found
 
 

@@ -15,8 +15,8 @@ the decoder layers only), listed by auditq.formats.linear_layers; rows, "input f
 are those of the layer's (out, in) view, so a Conv1D (stored (in, out)) is pruned along its stored
 dim 0. Embeddings and norms are never touched. A module holding a 2-D weight that is neither kind is
 refused (MeasurementError: an UNKNOWN row naming it); so is a pruning that zeroes no weight that was
-not zero already (the row would repeat the unpruned model). Changed counts are in the row's details. Ties break by position (stable sort), so exactly the
-requested count goes. The achieved sparsity is measured and reported in the row's details.
+not zero already (the row would repeat the unpruned model). Changed counts are in the row's details.
+Ties break by position (stable sort), so exactly the requested count goes. The achieved sparsity is measured and reported in the row's details.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class Pruning(Format):
     def __init__(self, spec: FormatSpec, options: PruneOptions) -> None:
         super().__init__(spec, options)
         self._measured: dict[str, object] = {}
+        self._changes: dict[str, dict[str, object]] = {}
 
     @contextmanager
     def apply(self, checkpoint, ctx: FormatContext):
@@ -154,7 +155,8 @@ class Pruning(Format):
         require_covered(model, self.name, layers)
         with modified_weights(checkpoint, {lw.name: lw.param for lw in layers}) as restore:
             change = self._prune(model, {lw.module: lw for lw in layers}, checkpoint, ctx)
-            self._measured.update(change.details())
+            self._changes[str((ctx.extra or {}).get("role") or "model")] = change.details()
+            self._measured.update({**change.details(), "changes": dict(self._changes)})
             change.require_change(self.name, "every weight it selects is zero already")
             self._measured.update({**layer_details(layers), **restore})
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,

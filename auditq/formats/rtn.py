@@ -146,17 +146,24 @@ def quantizable_layers(model: torch.nn.Module, include_embeddings: bool, include
     Tied parameters are listed once (by their first name).
     """
     head = "none" if not include_head else ("all" if include_embeddings else "untied")
-    chosen = linear_layers(model, head=head)
-    if include_embeddings:
-        seen = {id(lw.param) for lw in chosen}
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Embedding) and id(module.weight) not in seen:
-                seen.add(id(module.weight))
-                chosen.append(LinearWeight(f"{name}.weight", name, type(module).__name__, module.weight))
+    linears = {lw.module: lw for lw in linear_layers(model, head=head)}
+    chosen: list[LinearWeight] = []
+    seen: set[int] = set()
+    for name, module in model.named_modules():  # module order: a tied weight keeps its embedding's name
+        if name in linears:
+            entry = linears[name]
+        elif include_embeddings and isinstance(module, torch.nn.Embedding):
+            entry = LinearWeight(f"{name}.weight", name, type(module).__name__, module.weight)
+        else:
+            continue
+        if id(entry.param) not in seen:
+            seen.add(id(entry.param))
+            chosen.append(entry)
     return chosen
 
 
-def quantizable_weights(model: torch.nn.Module, include_embeddings: bool, include_head: bool) -> dict[str, torch.nn.Parameter]:
+def quantizable_weights(model: torch.nn.Module, include_embeddings: bool,
+                        include_head: bool) -> dict[str, torch.nn.Parameter]:
     """name -> parameter of `quantizable_layers` (the stored tensors, whatever their layout)."""
     return {lw.name: lw.param for lw in quantizable_layers(model, include_embeddings, include_head)}
 
@@ -196,7 +203,8 @@ class RoundToNearest(Format):
             self._compute = {"compute_dtype": dtype, "dequantize": f"integer codes × scale in {dtype}",
                              **layer_details(layers), **restore}
             yield TorchCausalLM(model, checkpoint.pad_token_id, checkpoint.eos_token_id,
-                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens, description=f"torch fake-quant {self.name}")
+                                batch_size=ctx.batch_size, max_batch_tokens=ctx.max_batch_tokens,
+                                description=f"torch fake-quant {self.name}")
 
     def _quantize(self, layers: list[LinearWeight], recorder, model: torch.nn.Module) -> ChangeCount:
         """Quantize every layer in place, groups along its input dimension; record codes; count changes."""

@@ -2,7 +2,8 @@
 
 At the ORIGINAL weights θ_o, accumulate the gradient of the forget loss over the whole
 forget set (the sum of every batch's gradient, computed once) and score each nn.Linear
-and Conv1D weight (auditq.formats.linear_layers; a Conv1D's output rows are its stored columns) by the Frobenius norm of its accumulated gradient:
+and Conv1D weight (auditq.formats.linear_layers; a Conv1D's output rows are its stored columns)
+by the Frobenius norm of its accumulated gradient:
 
     s_i = ‖ Σ_batches ∇_{θ_i} L_forget ‖_F        (granularity "module")
     s_{i,r} = ‖ (Σ_batches ∇_{θ_i} L_forget)[r, :] ‖_2   (granularity "row": one score per output row)

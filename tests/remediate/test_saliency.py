@@ -147,3 +147,31 @@ def test_compute_saliency_on_a_real_llama_scores_every_linear_weight(tiny):
     linear = {f"{n}.weight" for n, m in ckpt.model.named_modules() if isinstance(m, torch.nn.Linear)}
     assert set(sal.scores) == linear and "lm_head.weight" in linear
     assert all(float(s) > 0 for s in sal.scores.values())
+
+
+def test_row_saliency_of_a_conv1d_weight_runs_over_its_output_columns():
+    """A weight stored (in, out) (transformers' Conv1D): its output rows are the stored columns."""
+    grads = {"c.weight": torch.tensor([[3.0, 0.0, 1.0], [4.0, 0.0, 1.0]])}  # stored (in=2, out=3)
+    sal = saliency_from_gradients(grads, "row", transposed=frozenset({"c.weight"}))
+    assert sal.scores["c.weight"].tolist() == pytest.approx([5.0, 0.0, math.sqrt(2)])
+    mask = saliency_mask(sal, 50)  # γ = sqrt(2): output channels 0 and 2
+    assert mask.trainable["c.weight"].tolist() == [[True, False, True], [True, False, True]]
+    assert mask.selected_rows() == {"c.weight": 2} and mask.trainable_count() == 4
+
+
+def test_compute_saliency_on_gpt2_scores_every_conv1d_weight(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from formats.gguf_helpers import build_gpt2_checkpoint
+
+    from auditq.checkpoint.load import load_checkpoint
+
+    ckpt = load_checkpoint(build_gpt2_checkpoint(tmp_path / "gpt2"), "base")
+    sal = compute_saliency(ckpt.model, ckpt.tokenizer, ["The quick brown fox jumps."], UnlearnConfig(), "row")
+    conv = {f"transformer.h.{i}.{n}.weight" for i in range(2) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc",
+                                                                          "mlp.c_proj")}
+    assert conv <= set(sal.scores) and sal.transposed == conv
+    c_fc = ckpt.model.transformer.h[0].mlp.c_fc
+    assert sal.scores["transformer.h.0.mlp.c_fc.weight"].shape == (c_fc.nf,)  # one score per output channel
