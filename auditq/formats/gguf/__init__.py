@@ -8,7 +8,9 @@ Pipeline of one ``GGUFFormat.apply(checkpoint, ctx)``:
 
 1. The in-memory checkpoint is written once per checkpoint and workdir as an all-F32 GGUF
    (``ctx.workdir/gguf/<checkpoint key>/model-f32.gguf``, see convert.py; Llama/Mistral,
-   Qwen2 and GPT-2 with byte-level BPE vocabularies). Every gguf:* format of the run
+   Qwen2 and GPT-2 with byte-level BPE vocabularies; what it refuses -- SentencePiece
+   vocabularies, qwen3, phi, phi3, gemma2, olmo2, gpt_neox -- goes through llama.cpp's own
+   convert_hf_to_gguf.py in a subprocess, hf_convert.py). Every gguf:* format of the run
    quantizes from that same file. Unsupported models raise ``UnsupportedModel`` (a
    ``BackendUnavailable``): the row is UNKNOWN with the reason.
 2. llama.cpp's own quantizer (``llama_model_quantize``, default parameters, no imatrix)
@@ -190,11 +192,11 @@ class GGUFFormat(Format):
         try:
             run: dict[str, Any] = {
                 "requested": self.quant.upper(),
-                "converter": "auditq HF→GGUF F32 (gguf package), then llama.cpp's quantizer with default parameters",
+                "converter": f"{conversion.converter}, then llama.cpp's quantizer with default parameters",
                 **describe_gguf(path, self.quant),
             }
             notes = [run.get("note"), *conversion.notes]
-            if conversion.arch == "gpt2":
+            if conversion.arch in ("gpt2", "phi2", "gptneox", "gemma2"):
                 notes.append("llama.cpp evaluates GELU through an fp16 lookup table, so even gguf:f32 differs "
                              "from torch by up to ~5e-3 in per-token log-prob")
             if any(notes):

