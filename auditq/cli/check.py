@@ -19,7 +19,6 @@ from auditq.cli.common import (
     DEVICE_MAP_HELP,
     DTYPE_HELP,
     MAX_BATCH_TOKENS_HELP,
-    RichEvents,
     compute_request,
     err,
     out,
@@ -37,18 +36,9 @@ def run_check(options: CheckOptions) -> int:
     validated = validate_check(options)
     if options.threads is not None or "torch" not in sys.modules:  # demo sets threads itself
         set_threads(options.threads)
-    from auditq.audit.check import prepare_request, run_check_audit
-    from auditq.report.publish import publish
+    from auditq.report.publish import audit_and_publish
 
-    request = prepare_request(options, suite=validated.suite, parsed_formats=validated.parsed_formats,
-                              config=validated.config, waivers=validated.waivers, fail_on=validated.fail_on,
-                              calibration_lines=validated.calibration_lines)
-    events = RichEvents(options.quiet, err)
-    try:
-        outcome = run_check_audit(request, events, None if options.quiet else err)
-    finally:
-        events.close()
-    return publish(outcome, request.cache, validated.out, validated.writers, out, err, options.quiet)
+    return audit_and_publish(options, validated, out, err)
 
 
 def check(

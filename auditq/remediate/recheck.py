@@ -27,21 +27,10 @@ def recheck_options(opts, checked: Path, suite_dir: Path):
 def recheck(options, console: Console, err: Console) -> int:
     """Validate the re-check's inputs (the staged checkpoint against BASE), run the audit core, print and write
     its reports; the exit code."""
-    from auditq.audit.check import prepare_request, run_check_audit
-    from auditq.report.progress import RichEvents
-    from auditq.report.publish import publish
+    from auditq.report.publish import audit_and_publish
     from auditq.validate.inputs import validate_check
 
-    validated = validate_check(options)
-    request = prepare_request(options, suite=validated.suite, parsed_formats=validated.parsed_formats,
-                              config=validated.config, waivers=validated.waivers, fail_on=validated.fail_on,
-                              calibration_lines=validated.calibration_lines)
-    events = RichEvents(options.quiet, err)
-    try:
-        outcome = run_check_audit(request, events, None if options.quiet else err)
-    finally:
-        events.close()
-    return publish(outcome, request.cache, validated.out, validated.writers, console, err, options.quiet)
+    return audit_and_publish(options, validate_check(options), console, err)
 
 
 def read_recheck(path: Path) -> dict:

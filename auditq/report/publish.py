@@ -33,3 +33,23 @@ def publish(outcome: Any, cache: Any, out_dir: Optional[Path], writers: tuple[st
                               extra_files={"samples.jsonl": render_samples(outcome.runs)})
         out.print(f"reports written: {', '.join(str(p) for p in paths)}")
     return report.exit_code
+
+
+def audit_and_publish(options: Any, validated: Any, out: Console, err: Console) -> int:
+    """Run the audit core on what the light stage validated, with progress bars, then print and write it.
+
+    One path for `auditq check`, `demo` and remediate's re-check: `validated` is
+    auditq.validate.inputs.validate_check's result for `options`; the exit code is the report's.
+    """
+    from auditq.audit.check import prepare_request, run_check_audit
+    from auditq.report.progress import RichEvents
+
+    request = prepare_request(options, suite=validated.suite, parsed_formats=validated.parsed_formats,
+                              config=validated.config, waivers=validated.waivers, fail_on=validated.fail_on,
+                              calibration_lines=validated.calibration_lines)
+    events = RichEvents(options.quiet, err)
+    try:
+        outcome = run_check_audit(request, events, None if options.quiet else err)
+    finally:
+        events.close()
+    return publish(outcome, request.cache, validated.out, validated.writers, out, err, options.quiet)
