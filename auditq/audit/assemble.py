@@ -108,7 +108,8 @@ def _format_row(request: AuditRequest, evaluator: CheckEvaluator, fmt: Format, i
     fmt_details = {**((inputs.details or {}).get(fmt.name) or fmt.details()), "reference_attack": ref_note}
     return FormatResult(format=fmt.name, details=fmt_details, roles=roles, checks=tuple(checks), privleak=privleak,
                         error="; ".join(f"{k}: {v}" for k, v in errors.items()) or None,
-                        weight_evidence=_evidence_for(fmt, (inputs.evidence or {}).get(fmt.name)))
+                        weight_evidence=_evidence_for(fmt, (inputs.evidence or {}).get(fmt.name),
+                                                      _cached_roles(inputs, fmt.name)))
 
 
 def _reference_for(reference: RunRecord | None, records: dict[str, RunRecord]) -> tuple[dict | None, str]:
@@ -124,11 +125,27 @@ def _reference_for(reference: RunRecord | None, records: dict[str, RunRecord]) -
     return None, NO_REFERENCE
 
 
-def _evidence_for(fmt: Format, found: dict[str, Any] | None) -> dict[str, Any] | None:
+def _cached_roles(inputs: RowInputs, fmt_name: str) -> list[str]:
+    """BASE / UNLEARNED when every probe of its row in this format came from the result cache (apply never ran)."""
+    out = []
+    for role in ("base", "unlearned"):
+        sources = (inputs.provenance or {}).get((fmt_name, role)) or {}
+        if sources and all(str(v).startswith("cached") for v in sources.values()):
+            out.append(role)
+    return out
+
+
+def _evidence_for(fmt: Format, found: dict[str, Any] | None, cached_roles: list[str]) -> dict[str, Any] | None:
+    """The evidence, or a note that says truthfully why there is none."""
     if found is not None or not getattr(fmt, "has_codes", False):
         return found
-    return {"note": "not recorded: no integer codes were read for BASE or UNLEARNED in this run (a failed row, a "
-                    "float-only file, or rows served from the result cache before weight-space evidence existed)"}
+    if cached_roles:
+        names = " and ".join(r.upper() for r in cached_roles)
+        return {"note": f"not recorded: {names} in this format came from the result cache, so this run read no "
+                        "integer codes for it, and no earlier run recorded evidence for this BASE / UNLEARNED pair "
+                        "(run with --no-cache to record it)"}
+    return {"note": "not recorded: no integer codes were read for BASE or UNLEARNED in this run (a failed row or a "
+                    "file that holds floats only)"}
 
 
 def _fp_on_view(fmt: Format, suite: Suite, seed: int, fp: _FpRow) -> FormatSamples | None:

@@ -71,6 +71,16 @@ def test_new_unlearned_model_reuses_the_base_rows(random_pair, tmp_path):
     assert again.hits == len(FORMATS) * len(probes) and again.misses == len(FORMATS) * len(probes)
 
 
+def test_evidence_missing_for_cached_base_rows_says_why(random_pair, tmp_path):
+    """BASE's rtn8 rows come from the cache when a new UNLEARNED is audited: no BASE codes were read, and the
+    report says exactly that (not "before weight-space evidence existed")."""
+    run_audit(_request(random_pair, ResultCache(tmp_path / "results"), probes=("mia",)), created="t")
+    report = run_audit(_request(random_pair, ResultCache(tmp_path / "results"), unlearned=random_pair["other"],
+                                probes=("mia",)), created="t").report
+    note = next(f for f in report.formats if f.format == "rtn8").weight_evidence["note"]
+    assert "BASE in this format came from the result cache" in note and "--no-cache" in note
+
+
 def test_key_changes_with_settings_suite_and_weights(random_pair, tmp_path):
     cache = ResultCache(tmp_path / "results")
     run_audit(_request(random_pair, cache, probes=("mia",)), created="t")
