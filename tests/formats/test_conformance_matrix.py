@@ -110,9 +110,10 @@ def _ctx(tmp_root: Path, arch: str, **extra):
     from auditq.formats.base import FormatContext
 
     suite = _suite()
+    fields = {"suite": suite, "role": "unlearned", "threads": 1, "parity_texts": tuple(PARITY_TEXTS),
+              "keep_quantized": True, **extra}
     return FormatContext(workdir=tmp_root / arch / "work", calibration_texts=suite.calibration_texts(), seed=0,
-                         batch_size=8, extra={"suite": suite, "role": "unlearned", "threads": 1,
-                                              "parity_texts": PARITY_TEXTS, "keep_quantized": True, **extra})
+                         batch_size=8, **fields)
 
 
 def _deviation(state, scores) -> dict:

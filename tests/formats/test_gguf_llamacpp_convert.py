@@ -39,7 +39,7 @@ def spm_llama(tmp_path_factory, one_thread):
 
 
 def _ctx(workdir: Path) -> FormatContext:
-    return FormatContext(workdir=workdir, extra={"parity_texts": PARITY_TEXTS, "role": "unlearned", "threads": 1})
+    return FormatContext(workdir=workdir, parity_texts=tuple(PARITY_TEXTS), role="unlearned", threads=1)
 
 
 @pytest.mark.slow
