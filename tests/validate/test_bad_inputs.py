@@ -269,7 +269,7 @@ CASES = {
     "format_bnb_type": (_flag("-f", "bnb:nf5"), "--formats bnb:nf5: unknown bitsandbytes type 'nf5'"),
     "format_prune_sparsity": (_flag("-f", "prune:1.5"), "--formats prune:1.5: sparsity must be in (0, 1)"),
     "format_relearn_lr": (_flag("-f", "relearn:retain:lr=2"), "lr must be positive and below 1 (got 2)"),
-    "format_fp8_block": (_flag("-f", "fp8:block0"), "--formats fp8:block0: unknown or repeated fp8 option"),
+    "format_fp8_block": (_flag("-f", "fp8:block0"), "--formats fp8:block0: unknown fp8 option 'block0'"),
     "format_stack_bad_part": (_flag("-f", "fp8+rtn4:g0"), "--formats fp8+rtn4:g0: rtn4:g0: group size 0"),
     "format_stack_rule": (_flag("-f", "bnb:nf4+relearn:retain"), "only be relearned with LoRA"),
     "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
