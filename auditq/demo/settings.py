@@ -27,8 +27,8 @@ class BuildSettings:
     fragile_group_size: int | None = None  # per output channel, as the `rtn4` format groups
     honest: UnlearnConfig = field(default_factory=lambda: UnlearnConfig(
         forget_loss="ga", retain_loss="gdr", retain_weight=5.0, lr=6e-4, max_steps=200))
-    stop_forget_em: float = 0.0       # phase 1 ends when forget QA exact match is at most this
-    stop_auc_ratio: float = 1.10      # phase 2 ends when Min-K% AUC(forget vs holdout) <= this x retrain's
+    stop_forget_em: float = 0.02      # phase 1 ends when forget QA exact match is at most this (2 of 100)
+    stop_auc_ratio: float = 1.02      # phase 2 (checked every step) ends when Min-K% AUC(forget vs holdout) <= this x retrain's
     min_retain_ratio: float = 0.7     # never accept retain QA EM below this share of base's
     check_every: int = 5
     mink_k: float = 0.4
