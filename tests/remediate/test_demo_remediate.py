@@ -23,11 +23,13 @@ pytestmark = pytest.mark.slow
 FORMATS = ("fp", "rtn8", "rtn4")
 
 
-def _passes(check: dict) -> bool:
+def _passes(name: str, check: dict) -> bool:
     """PASS, or (on the machine of 2026-12-03: rtn4 KnowMem retention 0.024 [-0.001, 0.058] vs 0.045) an
     INCONCLUSIVE whose point estimate is on the passing side: never FAIL, never UNKNOWN. Where SURE's ascent
     stops depends on the machine's float rounding (docs/demo.md)."""
     value, threshold = check.get("value"), check.get("threshold")
+    if value is not None and name == "privleak":  # |PrivLeak| <= threshold
+        value = abs(value)
     return check["verdict"] == "PASS" or (check["verdict"] == "INCONCLUSIVE" and value is not None
                                           and threshold is not None and value <= threshold)
 
@@ -52,7 +54,7 @@ def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monk
         expected_pass = ["forget_retention.verbmem", "forget_retention.knowmem", "privleak", "utility"]
         if fmt != "fp":
             expected_pass += ["recovery.verbmem", "recovery.knowmem"]
-        failing += [(fmt, name, checks[fmt][name]) for name in expected_pass if not _passes(checks[fmt][name])]
+        failing += [(fmt, name, checks[fmt][name]) for name in expected_pass if not _passes(name, checks[fmt][name])]
     assert not failing, failing
     # the demo goes FAIL (tests/test_demo_e2e.py, exit 1) -> remediate -> PASS everywhere, exit 0, without
     # --allow-inconclusive. Measured: PrivLeak +0.7 [-10.9, +15.9] at fp, -1.6 [-13.3, +13.2] at rtn4; before the
