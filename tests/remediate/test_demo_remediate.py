@@ -30,8 +30,11 @@ def _passes(name: str, check: dict) -> bool:
     value, threshold = check.get("value"), check.get("threshold")
     if value is not None and name == "privleak":  # |PrivLeak| <= threshold
         value = abs(value)
-    return check["verdict"] == "PASS" or (check["verdict"] == "INCONCLUSIVE" and value is not None
-                                          and threshold is not None and value <= threshold)
+    if check["verdict"] == "PASS":
+        return True
+    if check["verdict"] != "INCONCLUSIVE" or value is None or threshold is None:
+        return False
+    return value >= threshold if name == "utility" else value <= threshold  # utility: kept at least this much
 
 
 def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monkeypatch, capsys):
