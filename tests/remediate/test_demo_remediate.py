@@ -76,6 +76,9 @@ def test_sure_remediation_passes_at_fp_rtn8_and_rtn4(demo_models, tmp_path, monk
     # ...and they moved by about an int4 step, unlike the fragile model (whose codes are all the original's)
     for name, shift in record["changed"]["int4_rtn"].items():
         assert shift["codes_changed"] > 0.3, (name, shift)
-    assert record["training"]["steps"] < record["hyperparameters"]["steps"]  # the measured criterion stopped it
+    if record["training"]["steps"] >= record["hyperparameters"]["steps"]:  # the budget ran out (2026-12-03's
+        assert verdict == "INCONCLUSIVE"  # machine): then the re-check must not PASS what the criterion did not reach
+    else:
+        assert record["training"]["steps"] < record["hyperparameters"]["steps"]  # the measured criterion stopped it
     assert "changed" in printed and "bit-identical" in printed
     assert {role: fingerprint(getattr(models, role)) for role in ("base", "retrain")} == before
