@@ -37,6 +37,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from auditq.formats.code_recorder import codes_dir, read_index
+from auditq.regular_file import read_text, require_regular
 
 ROLES = ("base", "unlearned")
 IDENTICAL_NOTE = "UNLEARNED is bit-identical to BASE in this format: the unlearning does not exist in this format, " \
@@ -73,7 +74,7 @@ class WeightFiles:
         from safetensors import safe_open
 
         for file in sorted(Path(path).glob("*.safetensors")):
-            with safe_open(str(file), framework="pt") as reader:
+            with safe_open(str(require_regular(file)), framework="pt") as reader:
                 for key in reader.keys():
                     self.where.setdefault(key, file)
 
@@ -212,7 +213,7 @@ def compute_evidence(workdir: Path, fmt_name: str, checkpoint_paths: Mapping[str
     for role in ROLES:
         error = codes_dir(workdir, fmt_name, role) / "error.json"
         if error.is_file():
-            return {"error": f"could not read the {role} model's codes: {json.loads(error.read_text(encoding='utf-8'))}"}
+            return {"error": f"could not read the {role} model's codes: {json.loads(read_text(error))}"}
     base_index = read_index(codes_dir(workdir, fmt_name, "base"))
     unl_index = read_index(codes_dir(workdir, fmt_name, "unlearned"))
     if not base_index or not unl_index:

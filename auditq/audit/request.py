@@ -144,11 +144,13 @@ def read_calibration(calibration: Optional[str]) -> Optional[tuple[str, ...]]:
     """
     if calibration is None or calibration == "forget":
         return None
+    from auditq.regular_file import present, read_text
+
     path = Path(calibration)
-    if not path.is_file():
+    if not present(path, "--calibration"):  # a FIFO, a directory, a loop: named as what it is, never opened
         raise InputError(f"--calibration {calibration}: no such file (expected a text file, one sample a line, or 'forget')")
     try:
-        lines = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        lines = tuple(line for line in read_text(path, "--calibration").splitlines() if line.strip())
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--calibration {calibration}: cannot read as UTF-8 text ({type(exc).__name__})") from None
     if not lines:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from auditq.errors import InputError
+from auditq.regular_file import NotRegular, read_text, require_regular
 
 
 def key_file() -> Path:
@@ -77,10 +78,12 @@ def signing_key(cache_dir: Path) -> bytes:
 def read_key(path: Path) -> bytes:
     """The hex key in `path`; InputError (one line) when it is not a readable file holding >= 16 bytes of hex."""
     fix = "remove it to have auditq create a new 32-byte key, or run with --no-cache"
-    if not path.is_file():
-        raise InputError(f"cache key file {path} is not a regular file (a directory, or a dangling link); {fix}")
     try:
-        text = path.read_text(encoding="ascii")
+        require_regular(path)
+    except NotRegular as exc:  # a FIFO, a directory, a loop, a dangling link: named, never opened
+        raise InputError(f"cache key file {path} is {exc.kind}, not a regular file; {fix}") from None
+    try:
+        text = read_text(path, "cache key file", encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or type(exc).__name__
         raise InputError(f"cache key file {path} cannot be read ({why}); fix its permissions, or {fix}") from None

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterable
 
 from auditq import __version__
 from auditq.probes.base import ProbeOutput, Sample
+from auditq.regular_file import NotRegular, read_text
 from auditq.safe_parse import loads_json
 
 CACHE_FORMAT = 2  # 2: sha256 + HMAC per entry
@@ -123,6 +124,18 @@ def output_from_json(data: dict[str, Any]) -> ProbeOutput:
     return ProbeOutput(probe=data["probe"], samples=samples, info=data.get("info") or {})
 
 
+
+def _drop(path: Path) -> None:
+    """Remove a damaged or special cache entry (a FIFO, a socket, a dangling link; a directory is removed
+    when empty) so the row is measured again; never fails the audit."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
 class ResultCache:
     """A directory of JSON entries, one per (checkpoint, format, probe, settings ...) key."""
 
@@ -154,11 +167,11 @@ class ResultCache:
     def get(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)
         try:
-            data = loads_json(path.read_text(encoding="utf-8"), path)  # too deep: a ValueError, dropped
+            data = loads_json(read_text(path), path)  # too deep: a ValueError, dropped
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError, ValueError):
-            path.unlink(missing_ok=True)  # a damaged entry is a miss, and is dropped
+        except (OSError, UnicodeDecodeError, ValueError, NotRegular):  # a FIFO entry: never opened, dropped
+            _drop(path)  # a damaged entry is a miss, and is dropped
             return None
         if not isinstance(data, dict) or data.get("cache_format") != CACHE_FORMAT or data.get("key") != key:
             return None

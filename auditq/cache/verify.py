@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from auditq.errors import MeasurementError
+from auditq.regular_file import read_text
 
 TOLERANCE = 1e-4
 
@@ -65,7 +66,7 @@ def verify_cached_rows(cache, n: int, seed: int, console=None) -> list[str]:
             row = f"{fmt.name}/{checkpoint.path.name}/{probe.name}"
             if problem:
                 for path in cache.entries():
-                    if path.is_file() and digest and digest in path.read_text(encoding="utf-8", errors="replace"):
+                    if path.is_file() and digest and digest in read_text(path, errors="replace"):
                         path.unlink(missing_ok=True)
                 raise MeasurementError(f"--verify-cache: cached row {row} (entry sha256 {digest[:16]}) does not match a "
                                        f"fresh measurement: {problem}; the entry was dropped, re-run to measure it")

@@ -3,14 +3,14 @@ against config.json's shapes — all without torch or transformers, so a refusal
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from auditq.checkpoint.files import PICKLE_GLOBS
 from auditq.checkpoint.safetensors_header import TensorEntry, read_checkpoint_headers
+from auditq.checkpoint.files import PICKLE_GLOBS, TOKENIZER_FILES
 from auditq.errors import InputError
+from auditq.regular_file import present, read_text, require_regular
 from auditq.safe_parse import loads_json
 
 #: config fields that must be positive integers when present (HF names and GPT-2's)
@@ -25,8 +25,9 @@ _LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
 def read_config(path: Path, role: str) -> dict[str, Any]:
     """config.json of a checkpoint dir, type-checked (InputError naming the field, value and expectation)."""
     file = path / "config.json"
+    text = read_text(file, f"{role} checkpoint")  # a FIFO or a loop: NotRegular, one line, never a block
     try:
-        data = loads_json(file.read_text(encoding="utf-8"), file)
+        data = loads_json(text, file)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{role} checkpoint {file} is not valid JSON ({type(exc).__name__}: "
                          f"{(str(exc).splitlines() or [''])[0]})") from None
@@ -51,22 +52,27 @@ def check_dir(path: Path, role: str) -> None:
         raise InputError(f"{role} checkpoint {path} does not exist")
     if not path.is_dir():
         raise InputError(f"{role} checkpoint {path} is not a directory (expected a Hugging Face checkpoint dir)")
-    if not (path / "config.json").is_file():
+    if not present(path / "config.json", f"{role} checkpoint"):  # a FIFO config.json is named as one
         raise InputError(f"{role} checkpoint {path} has no config.json")
+    for name in ("generation_config.json", "model.safetensors.index.json", *TOKENIZER_FILES):
+        # transformers and tokenizers open these themselves: a FIFO there would block them, so check first
+        present(path / name, f"{role} checkpoint")
+    for weights in path.glob("*.safetensors"):
+        require_regular(weights, f"{role} checkpoint")
     if not any(path.glob("*.safetensors")):
         if any(p for pattern in PICKLE_GLOBS for p in path.glob(pattern)):
             raise InputError(f"{role} checkpoint {path} has only pickled weights (.bin/.pt), which auditq never loads; "
                              "convert once in a trusted environment with `AutoModelForCausalLM.from_pretrained(dir)"
                              ".save_pretrained(dir, safe_serialization=True)`")
         raise InputError(f"{role} checkpoint {path} has no *.safetensors weights")
-    if not any((path / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "vocab.json")):
+    if not any(present(path / n) for n in ("tokenizer.json", "tokenizer.model", "vocab.json")):
         raise InputError(f"{role} checkpoint {path} has no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
 
 
 def load_tokenizer_json(path: Path, role: str):
     """The fast tokenizer from tokenizer.json (None when the checkpoint has none); InputError if it is broken."""
     file = path / "tokenizer.json"
-    if not file.is_file():
+    if not present(file, f"{role} checkpoint"):
         return None
     from tokenizers import Tokenizer
 
@@ -135,9 +141,9 @@ def validate_checkpoint(path: Path, role: str) -> tuple[dict[str, Any], Any]:
     check_dir(path, role)
     config = read_config(path, role)
     tokenizer_config = path / "tokenizer_config.json"
-    if tokenizer_config.is_file():
+    if present(tokenizer_config, f"{role} checkpoint"):
         try:
-            if not isinstance(json.loads(tokenizer_config.read_text(encoding="utf-8")), dict):
+            if not isinstance(loads_json(read_text(tokenizer_config, f"{role} checkpoint"), tokenizer_config), dict):
                 raise ValueError("not an object")
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{role} checkpoint {tokenizer_config} is not a JSON object ({exc})") from None

@@ -7,10 +7,12 @@ InputError (exit 2) naming the file and the first field that cannot be right.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from pathlib import Path
 
 from auditq.errors import InputError
+from auditq.regular_file import open_regular
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 STRING, ARRAY = 8, 9
@@ -62,9 +64,10 @@ def read_gguf_header(path: Path) -> dict:
     """{'version', 'metadata': {key: value}, 'tensors': {name: (shape, ggml_type, offset)}}; InputError if bad."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            if path.stat().st_size < 24:
-                raise InputError(f"{path}: not a GGUF file ({path.stat().st_size} bytes)")
+        with open_regular(path) as handle:  # a FIFO or a device: refused, never a block
+            size = os.fstat(handle.fileno()).st_size
+            if size < 24:
+                raise InputError(f"{path}: not a GGUF file ({size} bytes)")
             data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)  # the header only is paged in
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None

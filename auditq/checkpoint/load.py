@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from auditq.checkpoint.files import TOKENIZER_FILES, WEIGHT_GLOBS
 from auditq.errors import InputError
+from auditq.regular_file import open_regular, present, read_text
 from auditq.safe_parse import loads_json
 
 if TYPE_CHECKING:  # torch is imported where weights are loaded, so validation stays light (auditq.validate.inputs)
@@ -89,7 +90,7 @@ class Checkpoint:
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:  # never blocks on a FIFO swapped in after the light stage
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -100,7 +101,7 @@ def checkpoint_files(path: Path) -> list[Path]:
     files = {p for pattern in WEIGHT_GLOBS for p in path.glob(pattern)}
     files |= {p for p in path.glob("*.safetensors.index.json")}
     files |= {path / name for name in ("config.json", "generation_config.json", *TOKENIZER_FILES)
-              if (path / name).is_file()}
+              if present(path / name)}  # a special file raises (NotRegular), never silently skipped
     return sorted(files)
 
 
@@ -115,7 +116,7 @@ def validate_checkpoint_dir(path: Path, role: str) -> None:
 
     check_dir(path, role)  # exists, is a dir, config.json, safetensors weights (pickles refused), tokenizer files
     try:
-        loads_json((path / "config.json").read_text(encoding="utf-8"), path / "config.json")
+        loads_json(read_text(path / "config.json"), path / "config.json")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{role} checkpoint {path}/config.json is not valid JSON: {exc}") from None
 
@@ -199,8 +200,8 @@ def check_configs_compatible(base: Path, other: Path, role: str) -> None:
     """Compare config.json architecture fields before any weights are loaded (fail fast, exit 2)."""
     from auditq.checkpoint.directory import check_compatible_configs
 
-    check_compatible_configs(json.loads((base / "config.json").read_text(encoding="utf-8")),
-                             json.loads((other / "config.json").read_text(encoding="utf-8")), role)
+    check_compatible_configs(loads_json(read_text(base / "config.json"), base / "config.json"),
+                             loads_json(read_text(other / "config.json"), other / "config.json"), role)
 
 
 def check_compatible(base: Checkpoint, other: Checkpoint, role: str) -> None:

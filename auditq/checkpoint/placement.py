@@ -19,6 +19,7 @@ import torch
 from auditq.checkpoint.placement_flags import ComputeRequest, parse_device, parse_device_map, parse_dtype  # noqa: F401
 from auditq.checkpoint.safetensors_read import TORCH_DTYPES
 from auditq.errors import InputError
+from auditq.regular_file import read_text
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 GIB = 1 << 30
@@ -92,8 +93,8 @@ def checkpoint_tensors(path: Path) -> dict[str, tuple[torch.dtype | None, int]]:
 def stored_dtype(path: Path) -> torch.dtype:
     """The checkpoint's own float dtype: config.json's, else the dtype holding most stored elements."""
     try:
-        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = json.loads(read_text(Path(path) / "config.json"))
+    except (OSError, ValueError, InputError):
         config = {}
     named = config.get("dtype") or config.get("torch_dtype")
     if isinstance(named, str) and named.replace("torch.", "") in DTYPES:

@@ -21,6 +21,8 @@ from typing import Iterator, Mapping
 
 import torch
 
+from auditq.regular_file import present, read_text
+
 
 def tensor_files(checkpoint_dir: Path | None) -> dict[str, Path]:
     """tensor name -> the .safetensors file holding it (index json when sharded, else every file's header)."""
@@ -28,9 +30,9 @@ def tensor_files(checkpoint_dir: Path | None) -> dict[str, Path]:
         return {}
     directory = Path(checkpoint_dir)
     index = directory / "model.safetensors.index.json"
-    if index.is_file():
+    if present(index):
         try:
-            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+            weight_map = json.loads(read_text(index)).get("weight_map", {})
             return {name: directory / file for name, file in weight_map.items()}
         except (OSError, ValueError):
             pass

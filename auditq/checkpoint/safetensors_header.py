@@ -9,10 +9,12 @@ mis-sized tensors) is an InputError (exit 2) naming the file, the tensor and wha
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from auditq.errors import InputError
+from auditq.regular_file import open_regular, present, read_text, require_regular
 from auditq.safe_parse import loads_json
 
 #: bytes per element of every dtype safetensors defines
@@ -35,8 +37,8 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
     """name -> TensorEntry for one .safetensors file; InputError with one line if it is not a valid one."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO named *.safetensors: refused, never a block
+            size = os.fstat(handle.fileno()).st_size
             prefix = handle.read(8)
             if len(prefix) < 8:
                 raise InputError(f"{path}: not a safetensors file ({size} bytes; expected an 8-byte header length "
@@ -97,9 +99,9 @@ def weight_files(directory: Path) -> list[Path]:
     """The safetensors files of a checkpoint: those named by model.safetensors.index.json, else every one."""
     directory = Path(directory)
     index = directory / "model.safetensors.index.json"
-    if index.is_file():
+    if present(index):
         try:
-            data = loads_json(index.read_text(encoding="utf-8"), index)
+            data = loads_json(read_text(index), index)
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{index}: not valid JSON ({type(exc).__name__})") from None
         weight_map = data.get("weight_map") if isinstance(data, dict) else None
@@ -108,8 +110,9 @@ def weight_files(directory: Path) -> list[Path]:
         files = []
         for name in sorted(set(weight_map.values())):
             target = (directory / name)
-            if Path(name).name != name or not target.is_file():
+            if Path(name).name != name or not os.path.lexists(target):
                 raise InputError(f"{index}: weight_map names {name!r}, which is not a file in {directory}")
+            require_regular(target)  # a FIFO, a directory, a loop: named as what it is
             files.append(target)
         return files
     return sorted(directory.glob("*.safetensors"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from auditq.checkpoint.safetensors_header import TensorEntry, read_header
+from auditq.regular_file import open_regular
 
 #: safetensors dtype -> torch dtype of the ones a checkpoint holds (others are read by safetensors itself)
 TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
@@ -33,7 +34,7 @@ class TensorReader:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.entries: dict[str, TensorEntry] = read_header(self.path)
-        self._handle = open(self.path, "rb")
+        self._handle = open_regular(self.path)
         self._data_start = 8 + int.from_bytes(self._handle.read(8), "little")
         self._buffer: torch.Tensor | None = None
 

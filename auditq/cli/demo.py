@@ -20,6 +20,7 @@ from auditq.cli.common import (
     split_list,
 )
 from auditq.errors import InputError
+from auditq.limits import check_numbers
 from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 
 DEMO_EXPLANATION = (
@@ -105,6 +106,7 @@ def demo(
     format_list = expand_presets(split_list(formats))
     extra_reports = tuple(dict.fromkeys(f.strip().lower() for v in report_format for f in v.split(",") if f.strip()))
     _check_light(unlearned, format_list, extra_reports, out_dir)
+    check_numbers({"seed": seed, "threads": threads})  # before the build and the thread pool (auditq.limits)
     set_threads(threads)
     from auditq.demo.build import build_demo
 

@@ -37,7 +37,7 @@ def remediate(
     granularity: Optional[str] = typer.Option(None, help="Saliency granularity: module (default, as the paper) or row (each output row, as the reference code)."),
     check_every: Optional[int] = typer.Option(None, min=1, help="Measure forget KnowMem/VerbMem at fp every K steps (default: the preset's: 10)."),
     target: Optional[float] = typer.Option(None, min=0.0, help="Stop once the 95% upper bound of forget KnowMem and VerbMem retention at fp is at most this (default: the re-check's own forget_retention test at fp)."),
-    privleak_target: Optional[float] = typer.Option(None, help="Then stop once the estimated PrivLeak (%, MUSE's sign: negative = under-unlearned) has risen to at least this (default 0; 'inf' stops on KnowMem/VerbMem alone)."),
+    privleak_target: Optional[float] = typer.Option(None, help="Then stop once the estimated PrivLeak (%, MUSE's sign: negative = under-unlearned) has risen to at least this (default 0; a finite number in -100..1000)."),
     retain_weight: Optional[float] = typer.Option(None, min=0.0, help="Weight of the retain term (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Forget and retain sequences per step (default: the preset's)."),
     seed: int = typer.Option(0, help="Seed for batching and the re-check's bootstrap."),

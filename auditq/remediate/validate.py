@@ -26,6 +26,17 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
 
+    from auditq.limits import check_numbers
+
+    # every hyper-parameter against its range (auditq.limits.LIMITS) first: no NaN/inf lr, no 2**70 seed
+    check_numbers({name: getattr(opts, name) for name in (
+        "lr", "steps", "percentile", "check_every", "target", "privleak_target", "retain_weight", "batch_size",
+        "seed", "threads")})
+    if opts.config_file is not None:  # read only after training starts: check now that it is a plain file
+        from auditq.regular_file import present
+
+        if not present(opts.config_file, "--config"):
+            raise InputError(f"--config {opts.config_file} does not exist")
     # files, config.json, tokenizer, headers against config.json (auditq.checkpoint.directory), as in check
     base_config, _ = validate_checkpoint(Path(opts.base), "base")
     if opts.retrain is not None:

@@ -5,10 +5,12 @@ Kept out of cli.py so that the commands there stay thin.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
 from auditq.errors import InputError
+from auditq.regular_file import read_text, require_regular
 from auditq.safe_parse import loads_json
 
 #: report files `--format` can add to --out (json, md and junit are always written by `check`)
@@ -54,10 +56,11 @@ def load_report(path: Path):
     """report.json -> AuditReport (no measuring); InputError (exit 2) when it is not one we can read."""
     from auditq.report.json_writer import report_from_dict
 
-    if not path.is_file():
-        raise InputError(f"report {path} does not exist or is not a file")
+    if not os.path.lexists(path):
+        raise InputError(f"report {path} does not exist")
+    require_regular(path, "report")  # a FIFO, a directory, a loop: named as what it is, never read
     try:
-        data = loads_json(path.read_text(encoding="utf-8"), path)
+        data = loads_json(read_text(path, "report"), path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or "schema_version" not in data or "formats" not in data:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from auditq.errors import InputError
+from auditq.regular_file import read_text
 from auditq.safe_parse import loads_json
 
 PROBE_PREFIX = ".auditq-write-probe-"
@@ -45,7 +46,7 @@ def is_auditq_output(directory: Path) -> bool:
         return True
     report = directory / "report.json"
     try:
-        data = loads_json(report.read_text(encoding="utf-8"), report)
+        data = loads_json(read_text(report, "--out"), report)  # a FIFO: refused, not read
     except (OSError, UnicodeDecodeError, ValueError):
         return False
     return isinstance(data, dict) and "schema_version" in data and "tool_version" in data

@@ -14,6 +14,7 @@ from pathlib import Path
 import tomllib
 
 from auditq.errors import InputError
+from auditq.regular_file import present, read_bytes, read_text
 from auditq.safe_parse import loads_json, loads_toml
 
 SPLITS = ("forget", "retain", "holdout")
@@ -73,7 +74,7 @@ class Suite:
             return tuple(r.text for r in self.retain.texts)
         path = self.path / self.settings.calibration
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path, "suite calibration file")
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: cannot read calibration file: {exc}") from None
         return tuple(line for line in lines(text) if line.strip())
@@ -95,12 +96,13 @@ def lines(text: str) -> list[str]:
 
 
 def _read_split(path: Path, name: str) -> Split:
-    if not path.is_file():
+    if not present(path, "suite split"):
         raise InputError(f"{path}: missing {name} split (expected {name}.jsonl)")
+    data = read_bytes(path, "suite split")
     try:
-        raw = path.read_bytes().decode("utf-8")
+        raw = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise InputError(f"{path}:{line}: not valid UTF-8") from None
     texts: list[TextRecord] = []
     qa: list[QARecord] = []
@@ -135,10 +137,10 @@ def _read_split(path: Path, name: str) -> Split:
 
 
 def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:
-    if not path.is_file():
+    if not present(path, "suite settings"):
         return path.parent.name, "", SuiteSettings()
     try:
-        data = loads_toml(path.read_text(encoding="utf-8"), path)
+        data = loads_toml(read_text(path, "suite settings"), path)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: invalid TOML: {exc}") from None
     meta = data.get("suite", {})
@@ -161,7 +163,7 @@ def content_hash(directory: Path) -> str:
     """sha256 over the suite's files (names and bytes), stable across machines."""
     digest = hashlib.sha256()
     for file in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in {".jsonl", ".toml", ".txt"}):
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+        digest.update(file.name.encode() + b"\0" + read_bytes(file, "suite file") + b"\0")
     return digest.hexdigest()
 
 

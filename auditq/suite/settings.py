@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from auditq.errors import InputError
+from auditq.limits import check_number
 
 POSITIVE_INTS = ("prefix_tokens", "max_new_tokens", "answer_tokens")
 
@@ -63,6 +64,7 @@ def check_settings(path: Path, probes: dict[str, Any]) -> None:
         where = f"{path}: [probes] {key}"
         if key in POSITIVE_INTS:
             check_positive_int(value, where)
+            check_number(key, value, where)  # the shared range (auditq.limits): no 10**12-token continuation
         elif key == "mink_k":
             check_mink_k(value, where)
         elif key == "qa_template":

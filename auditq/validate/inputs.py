@@ -20,6 +20,8 @@ from typing import Any, Optional
 
 from auditq.audit.request import PROBE_FLAGS, CheckOptions, read_calibration
 from auditq.errors import InputError
+from auditq.limits import check_context, check_numbers
+from auditq.regular_file import present, require_regular
 from auditq.suite.settings import check_mink_k, check_positive_int
 
 
@@ -47,6 +49,10 @@ def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
     from auditq.formats import parse_format
     from auditq.probes import PROBES
 
+    # every number against its range (auditq.limits.LIMITS) before anything else: NaN, inf, huge, negative
+    check_numbers({"threads": options.threads, "seed": options.seed, "batch_size": options.batch_size,
+                   "max_batch_tokens": options.max_batch_tokens, "verify_cache": options.verify_cache,
+                   **options.probe_overrides()})
     if not options.probes:
         raise InputError(f"--probes {','.join(options.probes) or repr('')}: no probe named "
                          f"(expected a comma-separated list of {', '.join(PROBES.names())})")
@@ -98,12 +104,15 @@ def _check_file(path: Optional[Path], flag: str) -> None:
         return
     if Path(path).is_dir():
         raise InputError(f"{flag} {path} is a directory; expected a file")
+    present(path, flag)  # a FIFO, a socket, a device, a loop, a dangling link: named, never opened
 
 
 def _check_artifact(path: Path, flag: str) -> None:
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise InputError(f"{flag} {path} does not exist")
+    if not path.is_dir():
+        require_regular(path, flag)  # a FIFO .gguf, a symlink loop, a device: named, never opened
     if path.is_dir():
         from auditq.checkpoint.directory import read_config
         from auditq.checkpoint.safetensors_header import read_checkpoint_headers
@@ -131,6 +140,7 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     parsed = _check_flags(options)
     fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
     _check_file(options.waivers_file, "--waivers")
+    _check_file(options.config_file, "--config")
     config = load_config(cwd, options.config_file, list(options.thresholds), list(options.severities))
     waivers = load_waivers(cwd, options.waivers_file, options.config_file)
     _check_cache_dir(options.use_cache)
@@ -169,4 +179,18 @@ def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
     suite_dir = Path(options.suite) if options.suite is not None else bundled_suite_dir()
     suite = load_suite(suite_dir)
     check_suite_lengths(suite, options.probe_overrides(), options.probes, tokenizer, configs["base"])
+    _check_context(options, suite, configs["base"])
     return suite_dir, suite
+
+
+def _check_context(options: CheckOptions, suite: Any, config: dict) -> None:
+    """The effective prefix/continuation/answer lengths (flag, else the suite's, else the default) against
+    the model's context from config.json, before any weights load (auditq.limits.check_context)."""
+    flags = options.probe_overrides()
+
+    def effective(key: str) -> int:
+        return flags[key] if flags.get(key) is not None else getattr(suite.settings, key)
+
+    source = "max_position_embeddings" if config.get("max_position_embeddings") else "n_positions"
+    check_context(effective("prefix_tokens"), effective("max_new_tokens"), effective("answer_tokens"),
+                  config.get(source), f"{options.base}/config.json {source}")

@@ -14,6 +14,7 @@ from typing import Any
 import tomllib
 
 from auditq.errors import InputError
+from auditq.regular_file import present, read_text
 from auditq.safe_parse import loads_toml
 
 SEVERITIES = ("error", "warn")
@@ -133,7 +134,7 @@ def _tool_table(data: dict[str, Any], source: str, default: Any = None) -> Any:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return loads_toml(path.read_text(encoding="utf-8"), path)
+        return loads_toml(read_text(path), path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: cannot read config: {exc}") from None
 
@@ -143,16 +144,16 @@ def load_config(directory: Path, config_file: Path | None = None,
     """Build the effective config from pyproject.toml, auditq.toml (or `config_file`) and flags."""
     config = AuditConfig()
     pyproject = directory / "pyproject.toml"
-    if pyproject.is_file():
+    if present(pyproject):
         table = _tool_table(_read_toml(pyproject), str(pyproject))
         if table:
             config = _apply_table(config, table, str(pyproject))
     toml_path = config_file if config_file is not None else directory / "auditq.toml"
-    if config_file is not None and config_file.is_dir():
+    if config_file is not None and Path(config_file).is_dir():
         raise InputError(f"--config {config_file} is a directory; expected an auditq.toml file")
-    if config_file is not None and not config_file.is_file():
+    if config_file is not None and not present(config_file, "--config"):  # a FIFO, a loop: named
         raise InputError(f"--config {config_file} does not exist")
-    if toml_path.is_file():
+    if present(toml_path):
         data = _read_toml(toml_path)
         config = _apply_table(config, _tool_table(data, str(toml_path), default=data), str(toml_path))
     checks = dict(config.checks)

@@ -31,6 +31,7 @@ from typing import Any, Iterable
 import tomllib
 
 from auditq.errors import InputError
+from auditq.regular_file import present, read_text
 from auditq.result.model import FAIL, INCONCLUSIVE, NOT_REQUESTED, UNKNOWN, WAIVED, CheckResult, FormatResult
 from auditq.safe_parse import loads_toml
 
@@ -129,7 +130,7 @@ def parse_waiver(entry: Any, where: str) -> Waiver:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return loads_toml(path.read_text(encoding="utf-8"), path)
+        return loads_toml(read_text(path, "--waivers"), path)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: cannot read waivers: {exc}") from None
 
@@ -149,17 +150,17 @@ def load_waivers(directory: Path, waivers_file: Path | None = None, config_file:
     pyproject = directory / "pyproject.toml"
     from auditq.verdict.config import _tool_table
 
-    if pyproject.is_file():
+    if present(pyproject):
         found += _entries((_tool_table(_read(pyproject), str(pyproject)) or {}).get("waivers"), str(pyproject))
     toml_path = config_file if config_file is not None else directory / "auditq.toml"
-    if toml_path.is_file():
+    if present(toml_path, "--config" if config_file is not None else ""):
         data = _read(toml_path)
         data = _tool_table(data, str(toml_path), default=data)
         found += _entries(data.get("waivers"), str(toml_path))
-    if waivers_file is not None and not waivers_file.is_file():
+    if waivers_file is not None and not present(waivers_file, "--waivers"):
         raise InputError(f"waivers file {waivers_file} does not exist")
     path = waivers_file if waivers_file is not None else directory / DEFAULT_FILE
-    if path.is_file():
+    if present(path, "--waivers" if waivers_file is not None else ""):
         data = _read(path)
         unknown = sorted(set(data) - {"waivers"})
         if unknown:
