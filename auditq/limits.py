@@ -91,7 +91,7 @@ def check_number(name: str, value: Any, where: Optional[str] = None) -> Any:
     if ok:
         ok = (limit.low < value if limit.low_open else limit.low <= value) and value <= limit.high
     if not ok:
-        raise InputError(f"{where} {_show(value)}: expected {limit.describe()}")
+        raise InputError(f"{where} = {_show(value)}: expected {limit.describe()}")
     return value
 
 

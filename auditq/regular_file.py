@@ -132,3 +132,12 @@ def read_text(path: PathLike, what: str = "", encoding: str = "utf-8", errors: s
     """The text of a regular file, decoded as `Path.read_text` does (UnicodeDecodeError passes through)."""
     with open_regular(path, what, "r", encoding=encoding, errors=errors) as handle:
         return handle.read()
+
+
+def resolve(path: PathLike, what: str = "") -> Path:
+    """Path(path).expanduser().resolve(), with a symlink loop anywhere on the way named in one line
+    (NotRegular) instead of the RuntimeError pathlib raises for it (which escaped as a traceback, exit 3)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except RuntimeError:
+        raise NotRegular(_message(path, what, "a symlink loop"), "a symlink loop") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from auditq.errors import InputError
-from auditq.regular_file import NotRegular, read_text, require_regular
+from auditq.regular_file import NotRegular, describe, read_text, require_regular
 
 
 def key_file() -> Path:
@@ -52,6 +52,8 @@ def signing_key(cache_dir: Path) -> bytes:
                              f"cache signing secret needs at least {MIN_KEY_BYTES} (or unset it, or run with --no-cache)")
         return hashlib.sha256(secret.encode()).digest()
     path = key_file()
+    if os.path.lexists(path) and describe(path) is not None:
+        read_key(path)  # a FIFO, a directory, a loop, a dangling link: refused with one line naming it
     if Path(cache_dir).resolve() in path.resolve().parents:
         raise InputError(f"cache key file {path} lies inside the cache dir {cache_dir}: whoever can write the cache "
                          "could sign entries; point AUDITQ_CACHE_KEY_FILE elsewhere")

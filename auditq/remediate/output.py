@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from auditq.checkpoint.files import TOKENIZER_FILES
 from auditq.errors import InputError
+from auditq.regular_file import resolve
 
 if TYPE_CHECKING:  # torch is imported where tensors are read, so validation (auditq.remediate.validate) stays light
     import torch
@@ -36,11 +37,11 @@ def _overlaps(a: Path, b: Path) -> bool:
 
 def check_out_dir(out: Path, inputs: Sequence[Path], force: bool) -> None:
     """Raise InputError (exit 2) if writing to `out` could touch an input or clobber a non-empty dir."""
-    target = Path(out).expanduser().resolve()
+    target = resolve(out, "--out")  # a symlink loop: one line, not pathlib's RuntimeError
     for path in inputs:
         if path is None:
             continue
-        source = Path(path).expanduser().resolve()
+        source = resolve(path)
         if _overlaps(target, source):
             raise InputError(f"--out {out} overlaps the input {path}: choose a directory outside every input")
     if target.exists():

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from auditq.errors import InputError
-from auditq.regular_file import read_text
+from auditq.regular_file import read_text, resolve
 from auditq.safe_parse import loads_json
 
 PROBE_PREFIX = ".auditq-write-probe-"
@@ -70,11 +70,11 @@ def check_out_dir(raw: Optional[str], inputs: Iterable[Optional[Path]], force: b
     if not str(raw).strip():
         raise InputError(f"{flag} '': expected a directory path (an empty path would write into the current directory)")
     out = Path(str(raw)).expanduser()
-    target = out.resolve()
+    target = resolve(out, flag)  # a symlink loop: one line, not pathlib's RuntimeError
     for path in inputs:
         if path is None:
             continue
-        source = Path(path).expanduser().resolve()
+        source = resolve(path)
         if allowed_inside is not None and source == Path(allowed_inside).resolve() and source in target.parents:
             continue
         if _overlaps(target, source):

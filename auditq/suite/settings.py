@@ -14,6 +14,7 @@ from typing import Any
 
 from auditq.errors import InputError
 from auditq.limits import check_number
+from auditq.regular_file import present, resolve
 
 POSITIVE_INTS = ("prefix_tokens", "max_new_tokens", "answer_tokens")
 
@@ -49,11 +50,11 @@ def check_qa_template(value: Any, where: str) -> str:
 def check_calibration(value: Any, where: str, suite_dir: Path) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{where} = {value!r}: expected a file name inside the suite directory")
-    root = suite_dir.resolve()
-    target = (suite_dir / value).resolve()
+    root = resolve(suite_dir)
+    target = resolve(suite_dir / value, where)  # a loop: one line
     if root not in target.parents:
         raise InputError(f"{where} = {value!r}: the calibration file must lie inside the suite directory {suite_dir}")
-    if not target.is_file():
+    if not present(target, where):  # a FIFO, a device, a dangling link: named, never read
         raise InputError(f"{where} = {value!r}: no such file in {suite_dir}")
     return value
 
