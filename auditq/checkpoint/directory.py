@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from auditq.checkpoint.safetensors_header import TensorEntry, read_checkpoint_headers
 from auditq.checkpoint.files import PICKLE_GLOBS, TOKENIZER_FILES
+from auditq.checkpoint.safetensors_header import TensorEntry, read_checkpoint_headers
 from auditq.errors import InputError
 from auditq.regular_file import present, read_text, require_regular
 from auditq.safe_parse import loads_json

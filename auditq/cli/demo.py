@@ -20,8 +20,8 @@ from auditq.cli.common import (
     split_list,
 )
 from auditq.errors import InputError
-from auditq.limits import check_numbers
 from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
+from auditq.limits import check_numbers
 
 DEMO_EXPLANATION = (
     "[bold]auditq demo[/] — the failure of Zhang et al. (ICLR 2025) on a 1M-parameter model.\n"

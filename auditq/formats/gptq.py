@@ -59,6 +59,7 @@ from auditq.formats.gptqmodel.env import GPTQ_INSTALL_HINT, ArtifactMissing, pac
 from auditq.formats.gptqmodel.load import dequantized_model, load_quantized, quant_method
 from auditq.formats.gptqmodel.quantize import QuantizeRequest
 from auditq.formats.options import GPTQOptions
+from auditq.regular_file import read_text
 
 __all__ = ["GPTQ_INSTALL_HINT", "ArtifactMissing", "GPTQFormat", "GPTQOptions", "QuantizedArtifact"]
 
@@ -89,7 +90,7 @@ class GPTQFormat(GPTQModelFormat, Format):
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    return json.loads((path / "config.json").read_text(encoding="utf-8"))
+    return json.loads(read_text(path / "config.json"))
 
 
 class QuantizedArtifact(ArtifactFormat):

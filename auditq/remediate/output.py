@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from auditq.checkpoint.files import TOKENIZER_FILES
 from auditq.errors import InputError
-from auditq.regular_file import resolve
+from auditq.regular_file import present, require_regular, resolve
 
 if TYPE_CHECKING:  # torch is imported where tensors are read, so validation (auditq.remediate.validate) stays light
     import torch
@@ -94,7 +94,7 @@ def base_weight_dtype(base_dir: Path) -> torch.dtype | None:
     files = sorted(Path(base_dir).glob("*.safetensors"))
     if not files:
         return None
-    with safe_open(str(files[0]), framework="pt") as handle:
+    with safe_open(str(require_regular(files[0])), framework="pt") as handle:
         for key in handle.keys():
             tensor = handle.get_slice(key)
             dtype = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}.get(tensor.get_dtype())
@@ -122,7 +122,7 @@ def save_checkpoint(model, tokenizer, base_dir: Path, dest: Path) -> list[Path]:
     copied = []
     for name in TOKENIZER_FILES:
         source = Path(base_dir) / name
-        if source.is_file():
+        if present(source):  # a FIFO would block copy2: NotRegular instead (the light stage refused it already)
             shutil.copy2(source, dest / name)
             copied.append(dest / name)
     if not copied:
@@ -162,7 +162,7 @@ def read_tensors(directory: Path) -> dict[str, torch.Tensor]:
 
     tensors: dict[str, torch.Tensor] = {}
     for file in sorted(Path(directory).glob("*.safetensors")):
-        tensors.update(load_file(str(file)))
+        tensors.update(load_file(str(require_regular(file))))
     return tensors
 
 

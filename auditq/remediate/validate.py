@@ -22,11 +22,10 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
     from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
     from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.formats import parse_format
+    from auditq.limits import check_numbers
     from auditq.remediate.output import check_out_dir
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
-
-    from auditq.limits import check_numbers
 
     # every hyper-parameter against its range (auditq.limits.LIMITS) first: no NaN/inf lr, no 2**70 seed
     check_numbers({name: getattr(opts, name) for name in (

@@ -80,6 +80,7 @@ from auditq.formats.gguf.convert import INSTALL_HINT, UnsupportedModel, cached_f
 from auditq.formats.gguf.quantize import QUANT_TYPES, describe_gguf, quantize_gguf, read_metadata, require_llama_cpp
 from auditq.formats.options import GGUFOptions
 from auditq.formats.resident import free_resident, structure
+from auditq.regular_file import open_regular
 
 __all__ = ["ArtifactMissing", "GGUFArtifact", "GGUFFormat", "UnsupportedModel", "QUANT_TYPES", "INSTALL_HINT"]
 
@@ -221,9 +222,9 @@ class GGUFFormat(Format):
 
 def _is_gguf(path: Path) -> bool:
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO --artifact: refused, never a block
             return handle.read(4) == b"GGUF"
-    except OSError:
+    except (OSError, InputError):
         return False
 
 

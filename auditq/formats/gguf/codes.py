@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from auditq.regular_file import require_regular
+
 LEGACY = {"Q4_0": False, "Q5_0": False, "Q8_0": False, "Q4_1": True, "Q5_1": True}  # type -> has a minimum
 FLOATS = ("F32", "F16", "BF16")
 BLOCK = 32
@@ -97,7 +99,7 @@ def record_gguf_codes(path: Path, mapping: dict[str, tuple[str, str, int]], reco
     import gguf
 
     count = 0
-    for tensor in gguf.GGUFReader(str(path)).tensors:
+    for tensor in gguf.GGUFReader(str(require_regular(path))).tensors:
         type_name = tensor.tensor_type.name
         if type_name in FLOATS or len(tensor.shape) < 2 or tensor.name not in mapping:
             continue

