@@ -106,7 +106,8 @@ def check_numbers(values: dict[str, Any], where: Optional[dict[str, str]] = None
         check_number(name, value, (where or {}).get(name))
 
 
-def check_context(prefix: int, max_new: int, answer: int, context: Optional[int], source: str) -> None:
+def check_context(prefix: int, max_new: int, answer: int, context: Optional[int], source: str,
+                  flags: tuple[str, str, str] = ("--prefix-tokens", "--max-new-tokens", "--answer-tokens")) -> None:
     """VerbMem's prompt plus continuation, and KnowMem's answer, must fit the model's context (config.json's
     max_position_embeddings / n_positions), checked before any weights load: a longer request either fails in
     the position embeddings or is silently truncated, mid-audit."""
@@ -114,7 +115,7 @@ def check_context(prefix: int, max_new: int, answer: int, context: Optional[int]
         return
     if prefix + max_new > context:
         raise InputError(f"prefix_tokens {prefix} + max_new_tokens {max_new} = {prefix + max_new} tokens exceeds the "
-                         f"model's context ({source} = {context}); lower --prefix-tokens or --max-new-tokens")
+                         f"model's context ({source} = {context}); lower {flags[0]} or {flags[1]}")
     if answer >= context:
         raise InputError(f"answer_tokens {answer} leaves no room for the question in the model's context "
-                         f"({source} = {context}); lower --answer-tokens")
+                         f"({source} = {context}); lower {flags[2]}")

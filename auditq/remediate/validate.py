@@ -22,7 +22,7 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
     from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
     from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.formats import parse_format
-    from auditq.limits import check_numbers
+    from auditq.limits import check_context, check_numbers
     from auditq.remediate.output import check_out_dir
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
@@ -44,6 +44,11 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
         compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
     suite_dir = opts.suite or bundled_suite_dir()
     suite = load_suite(suite_dir)
+    # the stop rule measures VerbMem/KnowMem with the suite's lengths during training: they must fit BASE's context
+    source = "max_position_embeddings" if base_config.get("max_position_embeddings") else "n_positions"
+    check_context(suite.settings.prefix_tokens, suite.settings.max_new_tokens, suite.settings.answer_tokens,
+                  base_config.get(source), f"{opts.base}/config.json {source}",
+                  tuple(f"the suite's [probes] {k}" for k in ("prefix_tokens", "max_new_tokens", "answer_tokens")))
     if opts.out is None and not opts.dry_run:
         raise InputError("--out is required (or pass --dry-run to only print the saliency map and the plan)")
     if opts.out is not None:

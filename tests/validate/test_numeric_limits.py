@@ -183,6 +183,18 @@ def test_check_accepts_lengths_that_fill_the_context_exactly(world):
     assert validate_check(options, cwd=world["base"].parent).suite is not None
 
 
+def test_remediate_refuses_suite_lengths_beyond_the_models_context_before_training(world, tmp_path):
+    from auditq.remediate.command import RemediateOptions
+    from auditq.remediate.validate import validate_inputs
+
+    suite = copy(world["suite"], tmp_path / "suite")
+    (suite / "suite.toml").write_text("[probes]\nprefix_tokens = 4\nmax_new_tokens = 509\nanswer_tokens = 4\n")
+    with pytest.raises(InputError, match=r"= 513 tokens exceeds .* lower the suite's \[probes\] prefix_tokens"):
+        validate_inputs(RemediateOptions(base=world["base"], suite=suite, out=tmp_path / "r"))
+    (suite / "suite.toml").write_text("[probes]\nprefix_tokens = 4\nmax_new_tokens = 508\nanswer_tokens = 4\n")
+    validate_inputs(RemediateOptions(base=world["base"], suite=suite, out=tmp_path / "r"))  # exactly full: accepted
+
+
 # ---- the named examples, through the installed CLI -----------------------------------------------------
 
 NAMED = [
