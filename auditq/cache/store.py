@@ -216,7 +216,7 @@ class ResultCache:
 
     def size(self) -> tuple[int, int]:
         files = self.entries()
-        return len(files), sum(p.stat().st_size for p in files)
+        return len(files), sum(p.lstat().st_size for p in files)  # lstat: a dangling or looping entry never raises
 
     def clear(self) -> tuple[int, int]:
         """Delete every entry (only the results/ folder: cached demo models stay); (files, bytes) removed."""
