@@ -75,6 +75,12 @@ LIMITS: dict[str, Range] = {
     "privleak_target": Range(-100.0, 1000.0, float,
                              why="PrivLeak % (MUSE's sign); -100 is its floor, 1000 far above any reachable value"),
     "retain_weight": Range(0.0, 1_000_000.0, float, why="weight of the retain loss"),
+    # numbers inside a --formats spec (auditq.formats.options)
+    "group_size": Range(1, 2**20, int, why="rtnN:gG: weights per quantization group"),
+    "prune_m": Range(2, 1024, int, why="prune:N:M: block size M"),
+    "relearn_steps": Range(1, 1_000_000, int, why="relearn:...:steps=N"),
+    "relearn_lora": Range(1, 4096, int, why="relearn:...:lora=R (LoRA rank)"),
+    "relearn_batch": Range(1, 65_536, int, why="relearn:...:batch=B"),
 }
 
 

@@ -17,6 +17,7 @@ from auditq.errors import InputError
 from auditq.formats.gguf_types import QUANT_TYPES
 from auditq.formats.relearn_data import SOURCES
 from auditq.formats.spec import QUANTIZED, STACKABLE, FormatSpec  # noqa: F401 - re-exported
+from auditq.limits import check_number
 
 
 class OptionError(InputError):
@@ -125,6 +126,7 @@ def parse_rtn(spec: FormatSpec) -> RTNOptions:
             group_size = int(arg[1:])
             if group_size < 1:
                 raise OptionError(f"group size {arg[1:]} must be a positive integer, e.g. {spec.head}:g128")
+            _in_range("group_size", group_size, "group size")
         elif arg == "emb":
             emb = True
         elif arg == "nohead":
@@ -208,6 +210,14 @@ def parse_fp8(spec: FormatSpec) -> FP8Options:
 PRUNE_METHODS = ("magnitude", "wanda")
 
 
+def _in_range(name: str, value: int, label: str) -> None:
+    """A spec's number against its range in auditq.limits.LIMITS (OptionError: the spec prefixes it)."""
+    try:
+        check_number(name, value, label)
+    except InputError as exc:
+        raise OptionError(str(exc)) from None
+
+
 def parse_prune(spec: FormatSpec) -> PruneOptions:
     args = list(spec.args)
     usage = "use prune:magnitude:0.5, prune:wanda:0.5, prune:2:4 or prune:wanda:2:4"
@@ -217,6 +227,7 @@ def parse_prune(spec: FormatSpec) -> PruneOptions:
     if len(args) == 2:
         if not all(a.isdigit() for a in args) or not 0 < int(args[0]) < int(args[1]):
             raise OptionError(f"N:M pruning needs integers 0 < N < M (got {':'.join(args)}; {usage})")
+        _in_range("prune_m", int(args[1]), "M")
         return PruneOptions(method, None, int(args[0]), int(args[1]))
     try:
         sparsity = float(args[0])
@@ -242,6 +253,8 @@ def parse_relearn(spec: FormatSpec) -> RelearnOptions:
             raise OptionError(f"{key}={value!r} is not a number") from None
         if not number > 0 or (key == "lr" and not number < 1):
             raise OptionError(f"{key} must be positive" + (" and below 1" if key == "lr" else "") + f" (got {value})")
+        if key != "lr":
+            _in_range(f"relearn_{key}", number, key)
         values[key] = number
     return RelearnOptions(spec.args[0], **values)
 

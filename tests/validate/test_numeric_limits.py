@@ -137,6 +137,27 @@ def test_remediate_refuses_every_out_of_range_hyper_parameter_before_training(wo
             validate_inputs(options)
 
 
+#: LIMITS entries inside a --formats spec -> the spec with the number as {}
+FORMAT_FIELDS = {"group_size": "rtn4:g{}", "prune_m": "prune:1:{}", "relearn_steps": "relearn:retain:steps={}",
+                 "relearn_lora": "relearn:retain:lora={}", "relearn_batch": "relearn:retain:batch={}"}
+
+
+def test_every_range_is_checked_somewhere():
+    assert set(LIMITS) == set(CHECK_FIELDS) | set(REMEDIATE_FIELDS) | set(FORMAT_FIELDS)
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT_FIELDS))
+def test_format_spec_numbers_refuse_out_of_range_values(name):
+    from auditq.formats import parse_format
+
+    limit = LIMITS[name]
+    for value in (limit.high + 1, 10**30, 2**70):
+        spec = FORMAT_FIELDS[name].format(value)
+        with pytest.raises(InputError, match=rf"^--formats {re.escape(spec)}: .* = {value}: expected an integer in"):
+            parse_format(spec, f"--formats {spec}")
+    assert parse_format(FORMAT_FIELDS[name].format(limit.high), "--formats").spec  # the top end is accepted
+
+
 @pytest.mark.parametrize("name", SUITE_FIELDS)
 def test_suite_toml_settings_refuse_out_of_range_values(tmp_path, world, name):
     from auditq.suite.records import load_suite
