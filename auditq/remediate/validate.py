@@ -11,6 +11,7 @@ file) and every --formats entry (torch-free parsers).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,19 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
 
+    from auditq.checkpoint.directory import check_same_tokenizer
+    from auditq.checkpoint.placement_flags import check_device_available
+    from auditq.verdict.waivers import today_utc
+
+    if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):  # not after ~15 s of imports
+        raise InputError(f"--lr {opts.lr}: expected a positive finite learning rate")
+    check_device_available(getattr(opts.compute, "device", None) or "auto")
+    today_utc()  # AUDITQ_TODAY: the re-check's gate clock, parsed before any training
     # files, config.json, tokenizer, headers against config.json (auditq.checkpoint.directory), as in check
-    base_config, _ = validate_checkpoint(Path(opts.base), "base")
+    base_config, base_tokenizer = validate_checkpoint(Path(opts.base), "base")
     if opts.retrain is not None:
-        retrain_config, _ = validate_checkpoint(Path(opts.retrain), "retrain")
+        retrain_config, retrain_tokenizer = validate_checkpoint(Path(opts.retrain), "retrain")
+        check_same_tokenizer(base_tokenizer, retrain_tokenizer, "retrain")
         check_compatible_configs(base_config, retrain_config, "retrain")
         compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
     suite_dir = opts.suite or bundled_suite_dir()
