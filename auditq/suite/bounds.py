@@ -28,9 +28,9 @@ def check_record_chars(texts: Iterable[tuple[str, str]], tokenizer: Any, context
     limit = context * max_token_chars(tokenizer) * SLACK
     for record_id, text in texts:
         if len(text) > limit:
-            raise InputError(f"{file}: record {record_id!r} is {len(text)} characters, more than the model's context "
-                             f"(max_position_embeddings = {context}) can hold at any tokenization (> {limit}); "
-                             "split or shorten it")
+            raise InputError(f"{file}: record {record_id!r} is {len(text)} characters: longer than the model's "
+                             f"context (max_position_embeddings = {context}) at any tokenization (over {limit} "
+                             "characters); split or shorten it")
 
 
 def check_ids_in_vocab(ids_by_record: Iterable[tuple[str, list[int]]], vocab_size: Any, file: Path) -> None:
