@@ -20,15 +20,17 @@ from auditq.errors import InputError
 
 def validate_inputs(opts: Any) -> tuple[Any, Path]:
     """(suite, suite dir) for a RemediateOptions; InputError (exit 2, one line) on the first problem."""
-    from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
+    from auditq.checkpoint.directory import (
+        check_compatible_configs,
+        check_same_tokenizer,
+        validate_checkpoint,
+    )
+    from auditq.checkpoint.placement_flags import check_device_available
     from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.formats import parse_format
     from auditq.remediate.output import check_out_dir
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
-
-    from auditq.checkpoint.directory import check_same_tokenizer
-    from auditq.checkpoint.placement_flags import check_device_available
     from auditq.verdict.waivers import today_utc
 
     if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):  # not after ~15 s of imports

@@ -25,8 +25,11 @@ def check_record_chars(texts: Iterable[tuple[str, str]], tokenizer: Any, context
     """Refuse a record whose character count alone proves it longer than the context, without tokenizing it."""
     if not context:
         return
-    limit = context * max_token_chars(tokenizer) * SLACK
+    limit = None  # the vocabulary is scanned only when some record is long enough to matter
     for record_id, text in texts:
+        if len(text) <= context * SLACK:
+            continue
+        limit = limit or context * max_token_chars(tokenizer) * SLACK
         if len(text) > limit:
             raise InputError(f"{file}: record {record_id!r} is {len(text)} characters: longer than the model's "
                              f"context (max_position_embeddings = {context}) at any tokenization (over {limit} "

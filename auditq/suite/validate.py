@@ -7,7 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from auditq.errors import InputError
-from auditq.suite.bounds import check_ids_in_vocab, check_record_chars, check_template_and_specials
+from auditq.suite.bounds import (
+    check_ids_in_vocab,
+    check_record_chars,
+    check_template_and_specials,
+)
 from auditq.suite.records import SPLITS, Suite
 
 

@@ -6,7 +6,8 @@ Checked here, in order: flags (probes, formats with every family's options, prob
 --verify-cache), auditq.toml / pyproject.toml / waivers, the result cache dir, every checkpoint
 (config.json types, tokenizer.json, safetensors headers against config.json's shapes, architecture
 agreement with BASE, the same tensor names, shapes and dtype kinds as BASE: auditq.checkpoint.tensor_match), the suite (types, placeholders, unique ids, lengths against prefix_tokens and the
-model's context), --calibration, --artifact headers, and --out (auditq.report.outdir: writable, fresh, no
+model's context), --calibration (and whether a format that calibrates gets any text), --artifact headers
+(GGUF: known ggml types, BASE's dimensions), --device cuda (torch-free), AUDITQ_TODAY, and --out (auditq.report.outdir: writable, fresh, no
 overlap with any input). What needs the model classes (tensor names against the architecture) follows
 right after the heavy imports, still before any weights are read (auditq.checkpoint.integrity).
 """

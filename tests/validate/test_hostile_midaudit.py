@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,7 +16,16 @@ from pathlib import Path
 
 import pytest
 from helpers import build_world, copy, weights
-from hostile_cases import CLASS4, CLASS8, add_token, append_record, edit_config, gguf_file, layout, rewrite_data
+from hostile_cases import (
+    CLASS4,
+    CLASS8,
+    add_token,
+    append_record,
+    edit_config,
+    gguf_file,
+    layout,
+    rewrite_data,
+)
 
 from auditq.checkpoint.directory import read_config
 from auditq.checkpoint.gguf_header import GGML_SIZES, read_gguf_header
@@ -27,7 +35,6 @@ from auditq.errors import InputError
 from auditq.suite.records import load_suite
 from auditq.suite.settings import check_qa_template
 
-AUDITQ = shutil.which("auditq") or str(Path(sys.executable).parent / "auditq")
 #: generous: a loaded 2-core CI machine; the measured times are in docs/hostile-inputs.md
 LIMIT_S = 10.0
 TIMES: dict[str, float] = {}
