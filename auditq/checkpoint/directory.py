@@ -184,7 +184,28 @@ def validate_checkpoint(path: Path, role: str) -> tuple[dict[str, Any], Any]:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{role} checkpoint {tokenizer_config} is not a JSON object ({exc})") from None
     check_headers_against_config(path, role, config)
-    return config, load_tokenizer_json(path, role)
+    tokenizer = load_tokenizer_json(path, role)
+    check_tokenizer_specials(path, tokenizer, config.get("vocab_size"), role)
+    return config, tokenizer
+
+
+def check_tokenizer_specials(path: Path, tokenizer: Any, vocab_size: Any, role: str) -> None:
+    """tokenizer_config.json's pad/bos/eos/unk tokens must have ids inside the embedding: the audit pads
+    batches with the pad id (or eos), and an id >= vocab_size fails in the first forward pass."""
+    file = path / "tokenizer_config.json"
+    if tokenizer is None or not file.is_file() or not isinstance(vocab_size, int):
+        return
+    try:
+        data = loads_json(file.read_text(encoding="utf-8"), file)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # validate_checkpoint refused an unreadable one already
+    for name in ("pad_token", "bos_token", "eos_token", "unk_token"):
+        value = data.get(name) if isinstance(data, dict) else None
+        content = value.get("content") if isinstance(value, dict) else value
+        token_id = tokenizer.token_to_id(content) if isinstance(content, str) else None
+        if token_id is not None and token_id >= vocab_size:
+            raise InputError(f"{role} checkpoint {file}: {name} {content!r} has id {token_id}, outside the embedding's "
+                             f"{vocab_size} rows (vocab_size in config.json)")
 
 
 def check_same_tokenizer(base_tokenizer: Any, other_tokenizer: Any, role: str) -> None:

@@ -136,6 +136,14 @@ def tokenizer_beyond_embedding(b, u, s, t):
     return Case(expected="record 'beyond' tokenizes to id 400, beyond the embedding")
 
 
+def tokenizer_pad_beyond_embedding(b, u, s, t):
+    for checkpoint in (b, u):
+        add_token(checkpoint, "<pad2>", 400)
+        config = json.loads((checkpoint / "tokenizer_config.json").read_text())
+        (checkpoint / "tokenizer_config.json").write_text(json.dumps({**config, "pad_token": "<pad2>"}))
+    return Case(expected="pad_token '<pad2>' has id 400, outside the embedding")
+
+
 def template_conversion(b, u, s, t):
     (s / "suite.toml").write_text((s / "suite.toml").read_text() + 'qa_template = "Q: {question!z} A:"\n')
     return Case(expected="placeholder {question!z} has a conversion or format spec")
@@ -195,7 +203,8 @@ def sparse_100g(b, u, s, t):
 
 
 CLASS4 = {f.__name__: f for f in (st_trailing_byte, st_gap, st_overlap, config_nan, config_infinity, pad_out_of_range,
-                                  tokenizer_beyond_embedding, template_conversion, template_nested_spec,
+                                  tokenizer_beyond_embedding, tokenizer_pad_beyond_embedding,
+                                  template_conversion, template_nested_spec,
                                   lone_surrogate, gguf_unknown_type, calibration_empty)}
 CLASS8 = {f.__name__: f for f in (tokenizer_differs, huge_suite_line, device_cuda, gguf_other_model, today_invalid,
                                   remediate_lr_nan, sparse_100g)}

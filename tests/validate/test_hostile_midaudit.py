@@ -175,6 +175,24 @@ def test_in_range_special_ids_pass(world, tmp_path):
     assert read_config(ckpt, "unlearned")["eos_token_id"] == [1, 399]
 
 
+@pytest.mark.parametrize("name", ["pad_token", "eos_token", "bos_token", "unk_token"])
+@pytest.mark.parametrize("shape", ["string", "object"])
+def test_tokenizer_config_specials_must_index_the_embedding(world, tmp_path, name, shape):
+    from auditq.checkpoint.directory import validate_checkpoint
+
+    ckpt = _ckpt(world, tmp_path)
+    add_token(ckpt, "<far-pad>", 470)
+    file = ckpt / "tokenizer_config.json"
+    data = json.loads(file.read_text())
+    data[name] = "<far-pad>" if shape == "string" else {"content": "<far-pad>", "special": True}
+    file.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=f"{name} '<far-pad>' has id 4[07]0, outside the embedding"):
+        validate_checkpoint(ckpt, "unlearned")
+    data[name] = "<s>"
+    file.write_text(json.dumps(data))
+    assert validate_checkpoint(ckpt, "unlearned")[1] is not None  # an in-range token passes
+
+
 @pytest.mark.parametrize("where", ["text", "template", "special"])
 def test_tokens_beyond_the_embedding_are_refused(world, tmp_path, where):
     from auditq.checkpoint.directory import load_tokenizer_json
