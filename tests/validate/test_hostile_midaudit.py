@@ -283,7 +283,7 @@ def test_calibration_needing_formats_without_text_are_refused(world, tmp_path, f
 # ---- class 8, generated instances: fast and torch-free ---------------------------------------------
 
 @pytest.mark.parametrize("value", ["", "cuda", "cuda:3"])
-def test_cuda_refusal_needs_no_torch_import(value, monkeypatch):
+def test_cuda_missing_reasons_without_importing_torch(value, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert (cuda_missing(value) is None) == (value == "")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
