@@ -3,6 +3,8 @@ against config.json's shapes — all without torch or transformers, so a refusal
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,48 @@ def read_config(path: Path, role: str) -> dict[str, Any]:
             continue
         if name in data and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InputError(f"{role} checkpoint {file}: {name} = {value!r}: expected a positive integer")
+    bad = non_finite(data)
+    if bad is not None:
+        raise InputError(f"{role} checkpoint {file}: {bad[0]} = {bad[1]!r}: not a finite number (NaN and Infinity "
+                         "are not JSON; transformers would build a model that computes NaN)")
+    check_special_ids(data, f"{role} checkpoint {file}")
     return data
+
+
+def non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
+    """(dotted path, value) of the first NaN or ±Infinity in a parsed JSON document, else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "(document)", value
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        found = non_finite(child, f"{where}.{key}" if where and isinstance(key, str) else
+                           f"{where}[{key}]" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+#: config.json's token ids that index the embedding (eos may be a list)
+SPECIAL_ID_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")
+
+
+def check_special_ids(config: dict[str, Any], where: str) -> None:
+    """Every special token id must index a row of the embedding (-vocab_size <= id < vocab_size, as torch's
+    Embedding accepts a padding_idx); an id past it fails inside transformers after the imports."""
+    vocab = config.get("vocab_size")
+    if not isinstance(vocab, int) or isinstance(vocab, bool):
+        return
+    for name in SPECIAL_ID_FIELDS:
+        value = config.get(name)
+        ids = value if isinstance(value, list) else [value]
+        for token_id in ids:
+            if token_id is None:
+                continue
+            if isinstance(token_id, bool) or not isinstance(token_id, int):
+                raise InputError(f"{where}: {name} = {value!r}: expected an integer token id (or a list of them)")
+            if not -vocab <= token_id < vocab:
+                raise InputError(f"{where}: {name} = {value!r} lies outside the embedding's {vocab} rows "
+                                 f"(vocab_size = {vocab}; expected 0..{vocab - 1})")
 
 
 def check_dir(path: Path, role: str) -> None:
@@ -148,4 +191,38 @@ def validate_checkpoint(path: Path, role: str) -> tuple[dict[str, Any], Any]:
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise InputError(f"{role} checkpoint {tokenizer_config} is not a JSON object ({exc})") from None
     check_headers_against_config(path, role, config)
-    return config, load_tokenizer_json(path, role)
+    tokenizer = load_tokenizer_json(path, role)
+    check_tokenizer_specials(path, tokenizer, config.get("vocab_size"), role)
+    return config, tokenizer
+
+
+def check_tokenizer_specials(path: Path, tokenizer: Any, vocab_size: Any, role: str) -> None:
+    """tokenizer_config.json's pad/bos/eos/unk tokens must have ids inside the embedding: the audit pads
+    batches with the pad id (or eos), and an id >= vocab_size fails in the first forward pass."""
+    file = path / "tokenizer_config.json"
+    if tokenizer is None or not file.is_file() or not isinstance(vocab_size, int):
+        return
+    try:
+        data = loads_json(file.read_text(encoding="utf-8"), file)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return  # validate_checkpoint refused an unreadable one already
+    for name in ("pad_token", "bos_token", "eos_token", "unk_token"):
+        value = data.get(name) if isinstance(data, dict) else None
+        content = value.get("content") if isinstance(value, dict) else value
+        token_id = tokenizer.token_to_id(content) if isinstance(content, str) else None
+        if token_id is not None and token_id >= vocab_size:
+            raise InputError(f"{role} checkpoint {file}: {name} {content!r} has id {token_id}, outside the embedding's "
+                             f"{vocab_size} rows (vocab_size in config.json)")
+
+
+def check_same_tokenizer(base_tokenizer: Any, other_tokenizer: Any, role: str) -> None:
+    """BASE and another role must share a vocabulary (the audit's own check, made from tokenizer.json with the
+    light `tokenizers` library, before torch and transformers are imported). Skipped unless both have one."""
+    if base_tokenizer is None or other_tokenizer is None:
+        return
+    base_vocab = base_tokenizer.get_vocab(with_added_tokens=True)
+    other_vocab = other_tokenizer.get_vocab(with_added_tokens=True)
+    if base_vocab != other_vocab:
+        differ = sorted(set(base_vocab.items()) ^ set(other_vocab.items()))
+        raise InputError(f"base and {role} checkpoints have different tokenizer vocabularies ({len(base_vocab)} vs "
+                         f"{len(other_vocab)} tokens; first difference: {differ[0][0]!r})")

@@ -19,7 +19,11 @@ STRING, ARRAY = 8, 9
 #: ggml type -> (elements per block, bytes per block) for the types whose size is fixed
 GGML_SIZES = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 36),
               10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-              24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2)}
+              24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 30: (1, 2),
+              # i-quants, ternary and fp4 types (gguf 0.19.0's GGML_QUANT_SIZES); 4, 5, 31-33, 36-38 were removed
+              16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110),
+              22: (256, 82), 23: (256, 136), 29: (256, 56), 34: (256, 54), 35: (256, 66), 39: (32, 17),
+              40: (64, 36), 41: (128, 18)}
 
 
 class _Reader:
@@ -107,7 +111,13 @@ def _walk(path: Path, data) -> dict:
         count = 1
         for dim in shape:
             count *= dim
-        per_block, block_bytes = GGML_SIZES.get(kind, (1, 0))
+        if kind not in GGML_SIZES:  # llama.cpp would refuse the file mid-audit, after BASE was measured
+            raise InputError(f"{path}: not a readable GGUF file: tensor {name!r} has unknown ggml type {kind} "
+                             f"(none of the {len(GGML_SIZES)} types gguf 0.19.0 defines)")
+        per_block, block_bytes = GGML_SIZES[kind]
+        if shape[0] % per_block:
+            raise InputError(f"{path}: not a readable GGUF file: tensor {name!r} row of {shape[0]} elements is not "
+                             f"a whole number of ggml type {kind}'s {per_block}-element blocks")
         size = count // per_block * block_bytes
         if start + offset + size > len(data):
             raise InputError(f"{path}: not a readable GGUF file: tensor {name!r} ({size} bytes at offset {offset}) "
@@ -115,3 +125,20 @@ def _walk(path: Path, data) -> dict:
     if not tensors:
         raise InputError(f"{path}: GGUF file holds no tensors")
     return {"version": version, "metadata": metadata, "tensors": tensors}
+
+
+def check_gguf_matches(header: dict, config: dict, path: Path, flag: str) -> None:
+    """The GGUF file must be of BASE's model: hidden size, layer count and vocabulary from its metadata
+    against BASE's config.json (the engine's own comparison, made from the header before any model loads)."""
+    meta = header["metadata"]
+    arch = meta.get("general.architecture")
+    tokens = meta.get("tokenizer.ggml.tokens")
+    got = {"hidden_size": meta.get(f"{arch}.embedding_length"), "num_hidden_layers": meta.get(f"{arch}.block_count"),
+           "vocab": len(tokens) if isinstance(tokens, list) else meta.get(f"{arch}.vocab_size")}
+    want = {"hidden_size": config.get("hidden_size", config.get("n_embd")),
+            "num_hidden_layers": config.get("num_hidden_layers", config.get("n_layer")),
+            "vocab": config.get("vocab_size")}
+    for key, value in got.items():
+        if isinstance(value, int) and isinstance(want[key], int) and value != want[key]:
+            raise InputError(f"{flag} {path}: GGUF file of another model ({arch}): {key} {value} vs "
+                             f"{want[key]} in BASE's config.json")

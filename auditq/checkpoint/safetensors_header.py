@@ -64,13 +64,25 @@ def read_header(path: Path) -> dict[str, TensorEntry]:
                 raise InputError(f"{path}: safetensors __metadata__ must map strings to strings")
             continue
         entries[name] = _entry(path, name, info, data_size)
-    spans = sorted((e.start, e.end, e.name) for e in entries.values() if e.end > e.start)
+    check_coverage(path, entries, data_size)
+    return entries
+
+
+def check_coverage(path: Path, entries: dict[str, TensorEntry], data_size: int) -> None:
+    """The tensors must tile the data region exactly, as the safetensors loader demands: no overlap, no
+    gap between tensors, no byte after the last one. A 100 GiB sparse file with a valid header is refused
+    here, from its size, before anything hashes or maps it."""
     position = 0
-    for start, end, name in spans:
+    for start, end, name in sorted((e.start, e.end, e.name) for e in entries.values()):
         if start < position:
             raise InputError(f"{path}: tensor {name!r} overlaps the previous tensor's bytes (offset {start} < {position})")
+        if start > position:
+            raise InputError(f"{path}: {start - position} unused data byte(s) before tensor {name!r} (offsets "
+                             f"{position}..{start}); the safetensors loader refuses a gap between tensors")
         position = end
-    return entries
+    if position != data_size:
+        raise InputError(f"{path}: {data_size - position} data byte(s) after the last tensor ({data_size} data bytes, "
+                         f"tensors cover {position}); truncated, padded or not written by safetensors")
 
 
 def _entry(path: Path, name: str, info: object, data_size: int) -> TensorEntry:

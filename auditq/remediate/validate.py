@@ -11,6 +11,7 @@ file) and every --formats entry (torch-free parsers).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,19 @@ from auditq.errors import InputError
 
 def validate_inputs(opts: Any) -> tuple[Any, Path]:
     """(suite, suite dir) for a RemediateOptions; InputError (exit 2, one line) on the first problem."""
-    from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
+    from auditq.checkpoint.directory import (
+        check_compatible_configs,
+        check_same_tokenizer,
+        validate_checkpoint,
+    )
+    from auditq.checkpoint.placement_flags import check_device_available
     from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.formats import parse_format
     from auditq.limits import check_context, check_numbers
     from auditq.remediate.output import check_out_dir
     from auditq.report.outdir import check_out_dir as check_writable
     from auditq.suite.records import bundled_suite_dir, load_suite
+    from auditq.verdict.waivers import today_utc
 
     # every hyper-parameter against its range (auditq.limits.LIMITS) first: no NaN/inf lr, no 2**70 seed
     check_numbers({name: getattr(opts, name) for name in (
@@ -36,10 +43,15 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
 
         if not present(opts.config_file, "--config"):
             raise InputError(f"--config {opts.config_file} does not exist")
+    if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):  # not after ~15 s of imports
+        raise InputError(f"--lr {opts.lr}: expected a positive finite learning rate")
+    check_device_available(getattr(opts.compute, "device", None) or "auto")
+    today_utc()  # AUDITQ_TODAY: the re-check's gate clock, parsed before any training
     # files, config.json, tokenizer, headers against config.json (auditq.checkpoint.directory), as in check
-    base_config, _ = validate_checkpoint(Path(opts.base), "base")
+    base_config, base_tokenizer = validate_checkpoint(Path(opts.base), "base")
     if opts.retrain is not None:
-        retrain_config, _ = validate_checkpoint(Path(opts.retrain), "retrain")
+        retrain_config, retrain_tokenizer = validate_checkpoint(Path(opts.retrain), "retrain")
+        check_same_tokenizer(base_tokenizer, retrain_tokenizer, "retrain")
         check_compatible_configs(base_config, retrain_config, "retrain")
         compare_tensors(Path(opts.base), Path(opts.retrain), "retrain", base_config)  # headers only, as in check
     suite_dir = opts.suite or bundled_suite_dir()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -95,6 +96,20 @@ def lines(text: str) -> list[str]:
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_surrogates(obj: dict, where: str) -> None:
+    """A JSON escape such as \\ud800 without its pair decodes to a lone surrogate, which is no Unicode text:
+    the tokenizer refuses it (UnicodeEncodeError) only when the probe runs, after the models are loaded."""
+    for key in ("id", "text", "question", "answer"):
+        value = obj.get(key)
+        found = _SURROGATE.search(value) if isinstance(value, str) else None
+        if found:
+            raise InputError(f"{where}: '{key}' holds a lone surrogate \\u{ord(found.group()):04x} at character "
+                             f"{found.start()} (an unpaired \\uD800-\\uDFFF escape is not text; fix the record)")
+
+
 def _read_split(path: Path, name: str) -> Split:
     if not present(path, "suite split"):
         raise InputError(f"{path}: missing {name} split (expected {name}.jsonl)")
@@ -116,6 +131,7 @@ def _read_split(path: Path, name: str) -> Split:
             raise InputError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise InputError(f"{path}:{number}: expected a JSON object")
+        _check_surrogates(obj, f"{path}:{number}")
         record_id = str(obj.get("id", f"{name}-{number}"))
         if record_id in seen_ids:
             raise InputError(f"{path}:{number}: duplicate id {record_id!r} (first on line {seen_ids[record_id]}); "

@@ -35,9 +35,15 @@ def check_qa_template(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"{where} = {value!r}: expected a string containing {{question}} once")
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
+                  if name is not None]
     except ValueError as exc:
         raise InputError(f"{where} = {value!r}: not a valid template ({exc}); write a literal brace as {{{{ or }}}}") from None
+    fields = [name for name, _, _ in parsed]
+    decorated = next((f"{{{n}{'!' + c if c else ''}{':' + s if s else ''}}}" for n, s, c in parsed if s or c), None)
+    if decorated:  # str.format would raise on '!z' or a nested '{x}' only when KnowMem runs, mid-audit
+        raise InputError(f"{where} = {value!r}: placeholder {decorated} has a conversion or format spec "
+                         "(only plain {question} is allowed)")
     others = sorted({f for f in fields if f != "question"})
     if others:
         raise InputError(f"{where} = {value!r}: unknown placeholder(s) {', '.join('{' + f + '}' for f in others)} "

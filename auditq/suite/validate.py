@@ -7,6 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from auditq.errors import InputError
+from auditq.suite.bounds import (
+    check_ids_in_vocab,
+    check_record_chars,
+    check_template_and_specials,
+)
 from auditq.suite.records import SPLITS, Suite
 
 
@@ -23,12 +28,17 @@ def check_suite_lengths(suite: Suite, settings: dict[str, Any], probes, tokenize
     if tokenizer is None:
         return
     context = config.get("max_position_embeddings", config.get("n_positions"))
+    check_template_and_specials(tokenizer, suite.settings.qa_template, config.get("vocab_size"),
+                                f"{suite.path / 'suite.toml'} [probes] qa_template")
     for split in SPLITS:
         part = suite.split(split)
         texts = [(r.id, r.text) for r in part.texts] + [(r.id, f"{r.question} {r.answer}") for r in part.qa]
         if not texts:
             continue
+        file = suite.path / (split + ".jsonl")
+        check_record_chars(texts, tokenizer, context, file)  # bounded before tokenizing (auditq.suite.bounds)
         encoded = tokenizer.encode_batch([t for _, t in texts], add_special_tokens=False)
+        check_ids_in_vocab(((rid, e.ids) for (rid, _), e in zip(texts, encoded)), config.get("vocab_size"), file)
         lengths = [len(e.ids) for e in encoded]
         if context:
             for (record_id, _), length in zip(texts, lengths):

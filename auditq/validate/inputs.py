@@ -6,7 +6,8 @@ Checked here, in order: flags (probes, formats with every family's options, prob
 --verify-cache), auditq.toml / pyproject.toml / waivers, the result cache dir, every checkpoint
 (config.json types, tokenizer.json, safetensors headers against config.json's shapes, architecture
 agreement with BASE, the same tensor names, shapes and dtype kinds as BASE: auditq.checkpoint.tensor_match), the suite (types, placeholders, unique ids, lengths against prefix_tokens and the
-model's context), --calibration, --artifact headers, and --out (auditq.report.outdir: writable, fresh, no
+model's context), --calibration (and whether a format that calibrates gets any text), --artifact headers
+(GGUF: known ggml types, BASE's dimensions), --device cuda (torch-free), AUDITQ_TODAY, and --out (auditq.report.outdir: writable, fresh, no
 overlap with any input). What needs the model classes (tensor names against the architecture) follows
 right after the heavy imports, still before any weights are read (auditq.checkpoint.integrity).
 """
@@ -107,7 +108,7 @@ def _check_file(path: Optional[Path], flag: str) -> None:
     present(path, flag)  # a FIFO, a socket, a device, a loop, a dangling link: named, never opened
 
 
-def _check_artifact(path: Path, flag: str) -> None:
+def _check_artifact(path: Path, flag: str, base: Path) -> None:
     path = Path(path)
     if not os.path.lexists(path):
         raise InputError(f"{flag} {path} does not exist")
@@ -122,9 +123,10 @@ def _check_artifact(path: Path, flag: str) -> None:
             raise InputError(f"{flag} {path}/config.json has no quantization_config table (expected a GPTQ/AWQ checkpoint)")
         read_checkpoint_headers(path)
     elif str(path).endswith(".gguf"):
-        from auditq.checkpoint.gguf_header import read_gguf_header
+        from auditq.checkpoint.directory import read_config
+        from auditq.checkpoint.gguf_header import check_gguf_matches, read_gguf_header
 
-        read_gguf_header(path)
+        check_gguf_matches(read_gguf_header(path), read_config(Path(base), "base"), path, flag)  # header only
     else:
         raise InputError(f"{flag} {path}: unsupported artifact (expected a .gguf file or a GPTQ/AWQ checkpoint dir)")
 
@@ -136,8 +138,14 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     from auditq.verdict.config import load_config
     from auditq.verdict.waivers import load_waivers
 
+    from auditq.checkpoint.placement_flags import check_device_available
+    from auditq.validate.calibration import check_calibration_text
+    from auditq.verdict.waivers import today_utc
+
     cwd = cwd or Path.cwd()
     parsed = _check_flags(options)
+    check_device_available(options.compute.device)  # torch-free: no 15 s of imports to learn there is no CUDA
+    today_utc()  # AUDITQ_TODAY parsed now, not after the measuring
     fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
     _check_file(options.waivers_file, "--waivers")
     _check_file(options.config_file, "--config")
@@ -146,10 +154,11 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     _check_cache_dir(options.use_cache)
     suite_dir, suite = _check_models_and_suite(options)
     calibration = read_calibration(options.calibration)
+    check_calibration_text(parsed, options.calibration, calibration, suite)
     for path in options.artifacts:
-        _check_artifact(path, "--artifact")
+        _check_artifact(path, "--artifact", options.base)
     for path in options.base_artifacts:
-        _check_artifact(path, "--base-artifact")
+        _check_artifact(path, "--base-artifact", options.base)
     out = Path(options.out) if options.out else None
     writers = check_writers(options.report_formats, out)
     calibration_file = Path(options.calibration) if calibration is not None else None
@@ -163,7 +172,7 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
 def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
     """Every checkpoint (files, config.json, tokenizer, headers; the same tensors as BASE), then the suite
     against the probe settings and the tokenizer: (suite dir, loaded suite)."""
-    from auditq.checkpoint.directory import check_compatible_configs, validate_checkpoint
+    from auditq.checkpoint.directory import check_compatible_configs, check_same_tokenizer, validate_checkpoint
     from auditq.checkpoint.tensor_match import compare_tensors
     from auditq.suite.records import bundled_suite_dir, load_suite
     from auditq.suite.validate import check_suite_lengths
@@ -172,6 +181,8 @@ def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
     tokenizer = None
     for role, path in options.models().items():
         configs[role], role_tokenizer = validate_checkpoint(path, role)
+        if role != "base":
+            check_same_tokenizer(tokenizer, role_tokenizer, role)
         tokenizer = tokenizer if tokenizer is not None else role_tokenizer
         if role != "base":
             check_compatible_configs(configs["base"], configs[role], role)
