@@ -11,7 +11,6 @@ file) and every --formats entry (torch-free parsers).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,6 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
 
         if not present(opts.config_file, "--config"):
             raise InputError(f"--config {opts.config_file} does not exist")
-    if opts.lr is not None and not (math.isfinite(opts.lr) and opts.lr > 0):  # not after ~15 s of imports
-        raise InputError(f"--lr {opts.lr}: expected a positive finite learning rate")
     check_device_available(getattr(opts.compute, "device", None) or "auto")
     today_utc()  # AUDITQ_TODAY: the re-check's gate clock, parsed before any training
     # files, config.json, tokenizer, headers against config.json (auditq.checkpoint.directory), as in check

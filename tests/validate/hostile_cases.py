@@ -194,7 +194,7 @@ def today_invalid(b, u, s, t):
 
 
 def remediate_lr_nan(b, u, s, t):
-    return Case(args=("--lr", "nan"), command="remediate", expected="--lr nan: expected a positive finite")
+    return Case(args=("--lr", "nan"), command="remediate", expected="--lr = nan: expected a finite number")
 
 
 def sparse_100g(b, u, s, t):
