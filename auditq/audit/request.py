@@ -148,7 +148,9 @@ def read_calibration(calibration: Optional[str]) -> Optional[tuple[str, ...]]:
     if not path.is_file():
         raise InputError(f"--calibration {calibration}: no such file (expected a text file, one sample a line, or 'forget')")
     try:
-        lines = tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        from auditq.suite.records import lines as split_lines  # on "\n" only: U+2028 is text, not a line end
+
+        lines = tuple(line for line in split_lines(path.read_text(encoding="utf-8")) if line.strip())
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--calibration {calibration}: cannot read as UTF-8 text ({type(exc).__name__})") from None
     if not lines:
