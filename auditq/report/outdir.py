@@ -79,7 +79,10 @@ def check_not_protected(raw: object, flag: str = "--out") -> None:
     """InputError (exit 2, one line) when `raw` is, lies inside or contains a protected path."""
     target = Path(str(raw)).expanduser().resolve()
     for path, what in protected_paths():
-        source = Path(path).expanduser().resolve()
+        try:
+            source = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symlink loop: compared as written; the key's own check names it
+            source = Path(os.path.abspath(Path(path).expanduser()))
         if _overlaps(target, source):
             relation = "is" if target == source else "lies inside" if source in target.parents else "contains"
             raise InputError(f"{flag} {raw} {relation} {what} {source}; it would be replaced or deleted: "

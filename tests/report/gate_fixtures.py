@@ -27,9 +27,19 @@ def cli(monkeypatch, capsys):
     return lambda *args: run_cli(monkeypatch, capsys, *map(str, args))
 
 
+def _resave_with_other_bytes(checkpoint: Path) -> None:
+    """The same tensors under other file bytes (a metadata entry): an unlearning that changed nothing, but not a
+    byte copy, which auditq.verdict.degenerate would mark (never PASS) on every row and so change the verdicts
+    these gate tests pin."""
+    from safetensors.torch import load_file, save_file
+
+    path = checkpoint / "model.safetensors"
+    save_file(load_file(path), path, metadata={"format": "pt", "note": "re-saved copy of base"})
+
+
 @pytest.fixture(scope="session")
 def memorised(tmp_path_factory):
-    """base == unlearned (a copy): forget retention is exactly 1.0, a certain FAIL once min_n allows it.
+    """base == unlearned (the same tensors, re-saved): forget retention is exactly 1.0, a certain FAIL once min_n allows it.
 
     Also a suite on those texts and a config (min_n = 1, privleak threshold out of reach) under
     which the only gating failures are the forget_retention checks.
@@ -41,6 +51,7 @@ def memorised(tmp_path_factory):
     root = tmp_path_factory.mktemp("memorised")
     base = save_memorising_checkpoint(root / "base")
     unlearned = Path(shutil.copytree(base, root / "unlearned"))
+    _resave_with_other_bytes(unlearned)
     forget = [{"id": f"f{i}", "text": t} for i, t in enumerate(MEMORISED)] + [{"id": "fq", "question": QA[0], "answer": QA[1]}]
     retain = [{"id": f"r{i}", "text": t} for i, t in enumerate(UNSEEN)] + [{"id": "rq", "question": QA[0], "answer": QA[1]}]
     holdout = [{"id": f"h{i}", "text": t} for i, t in enumerate(UNSEEN)] + HOLDOUT_QA
