@@ -52,6 +52,7 @@ def memorised(tmp_path_factory):
     base = save_memorising_checkpoint(root / "base")
     unlearned = Path(shutil.copytree(base, root / "unlearned"))
     _resave_with_other_bytes(unlearned)
+    byte_copy = Path(shutil.copytree(base, root / "byte-copy"))  # the cache tests: its rows hit BASE's entries
     forget = [{"id": f"f{i}", "text": t} for i, t in enumerate(MEMORISED)] + [{"id": "fq", "question": QA[0], "answer": QA[1]}]
     retain = [{"id": f"r{i}", "text": t} for i, t in enumerate(UNSEEN)] + [{"id": "rq", "question": QA[0], "answer": QA[1]}]
     holdout = [{"id": f"h{i}", "text": t} for i, t in enumerate(UNSEEN)] + HOLDOUT_QA
@@ -59,7 +60,8 @@ def memorised(tmp_path_factory):
                         toml="[probes]\nprefix_tokens = 6\nmax_new_tokens = 8\nanswer_tokens = 6\n")
     config = root / "auditq.toml"
     config.write_text("min_n = 1\nbootstrap_resamples = 200\n[checks.privleak]\nthreshold = 1000\n")
-    return {"base": base, "unlearned": unlearned, "suite": suite, "config": config, "root": root}
+    return {"base": base, "unlearned": unlearned, "byte_copy": byte_copy, "suite": suite, "config": config,
+            "root": root}
 
 
 @pytest.fixture(scope="session")

@@ -218,8 +218,8 @@ def test_cli_refuses_a_bad_key_before_any_work(world, tmp_path, monkeypatch, cap
     monkeypatch.setenv("AUDITQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("AUDITQ_CACHE_KEY_FILE", str(_key_file_cases(tmp_path)[name]))
     code, out, err = run_cli(monkeypatch, capsys, "check", str(world["base"]), str(world["unlearned"]), "--suite",
-                             str(world["suite"]), "-f", "fp", "--probes", "mia", "-q", "--threads", "1",
-                             "--out", str(tmp_path / "out"))
+                             str(world["suite"]), "-f", "fp", "--probes", "mia", "--threads", "1",
+                             "--out", str(tmp_path / "out"))  # no -q: the refusal comes before any other line
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cache key file" in err, err
     assert not (tmp_path / "out").exists() and not os.path.exists(tmp_path / "cache" / "results")
 
