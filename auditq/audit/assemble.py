@@ -17,7 +17,7 @@ from auditq.formats import Format
 from auditq.probes import ProbeOutput
 from auditq.result.model import SCHEMA_VERSION, SIGN_CONVENTION, AuditReport, FormatResult, RoleMetrics
 from auditq.suite.records import Suite
-from auditq.verdict.degenerate import identical_weights, mark_identical, never_pass
+from auditq.verdict.degenerate import IDENTICAL, RETRAIN_IDENTICAL, identical_weights, mark_identical, never_pass
 from auditq.verdict.policy import CheckEvaluator, FormatSamples
 from auditq.verdict.scoring import NO_REFERENCE, collect_samples, reference_role, role_metrics
 
@@ -72,7 +72,7 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
         seed=options.seed,
         config=request.config.as_dict(),
         checkpoints={role: {"path": str(c.path), "files": c.file_hashes,
-                            **({"identical_to_base": True} if identical and role == "unlearned" else {})}
+                            **({"identical_to_base": True} if role in identical else {})}
                      for role, c in checkpoints.items()},
         suite={"path": str(suite.path), "name": suite.name, "sha256": suite.content_hash,
                "sizes": {s: {"texts": len(suite.split(s).texts), "qa": len(suite.split(s).qa)}
@@ -88,12 +88,16 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
     )
 
 
-def _degenerate(results: list[FormatResult], checkpoints: dict[str, Checkpoint]) -> tuple[list[FormatResult], bool]:
-    """Every row marked (auditq.verdict.degenerate) when UNLEARNED's weight files are BASE's; never a PASS."""
-    base, unlearned = checkpoints.get("base"), checkpoints.get("unlearned")
-    if base is None or unlearned is None or not identical_weights(base.file_hashes, unlearned.file_hashes):
-        return results, False
-    return [replace(r, checks=tuple(mark_identical(c) for c in r.checks)) for r in results], True
+def _degenerate(results: list[FormatResult], checkpoints: dict[str, Checkpoint]) -> tuple[list[FormatResult], list[str]]:
+    """Every row marked (auditq.verdict.degenerate) when UNLEARNED's or RETRAIN's weight files are BASE's; never a
+    PASS. Returns the rows and the roles found identical to BASE."""
+    base = checkpoints.get("base")
+    roles = [role for role in ("unlearned", "retrain") if base is not None and role in checkpoints
+             and identical_weights(base.file_hashes, checkpoints[role].file_hashes)]
+    for role in roles:
+        reason = IDENTICAL if role == "unlearned" else RETRAIN_IDENTICAL
+        results = [replace(r, checks=tuple(mark_identical(c, reason, role) for c in r.checks)) for r in results]
+    return results, roles
 
 
 def _format_row(request: AuditRequest, evaluator: CheckEvaluator, fmt: Format, is_reference: bool,

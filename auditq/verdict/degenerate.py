@@ -4,7 +4,8 @@ When every weight file of UNLEARNED has the same sha256 as one of BASE's, the un
 nothing: whatever the probes say, no forgetting happened. Usually the probes agree (forget retention is
 1.0, a FAIL), but not always: a BASE that never learned the forget set, a run with `--probes mia`, or a
 suite too small to decide can leave checks that PASS, and a PASS would certify an unlearning that does
-not exist. So, after the checks and the waivers:
+not exist. The same holds for a --retrain that is BASE's weights (RETRAIN_IDENTICAL): every comparison with
+the gold reference then compares with BASE. So, after the checks and the waivers:
 
 - every measured check's message starts with IDENTICAL (the report says it on every row, in every writer);
 - a PASS becomes INCONCLUSIVE (the measurement stands; the conclusion "it forgot" does not follow);
@@ -25,6 +26,10 @@ from auditq.errors import EXIT_FAIL
 from auditq.result.model import INCONCLUSIVE, NOT_REQUESTED, PASS, CheckResult
 
 IDENTICAL = "UNLEARNED is identical to BASE (every weight file has the same sha256): the unlearning changed nothing"
+#: --retrain given as BASE's weights: the gold reference saw the forget set, so "as forgotten as RETRAIN" and
+#: PrivLeak against RETRAIN measure UNLEARNED against BASE itself and would PASS an unlearning that did nothing
+RETRAIN_IDENTICAL = ("RETRAIN is identical to BASE (every weight file has the same sha256): the reference saw the "
+                     "forget set, so comparisons with it prove nothing")
 WEIGHT_SUFFIXES = (".safetensors",)
 
 
@@ -37,13 +42,13 @@ def identical_weights(base_files: Mapping[str, str], unlearned_files: Mapping[st
     return bool(base) and base == unlearned
 
 
-def mark_identical(check: CheckResult) -> CheckResult:
-    """The check with IDENTICAL in front of its message; a PASS made INCONCLUSIVE (NOT_REQUESTED left alone)."""
+def mark_identical(check: CheckResult, reason: str = IDENTICAL, role: str = "unlearned") -> CheckResult:
+    """The check with `reason` in front of its message; a PASS made INCONCLUSIVE (NOT_REQUESTED left alone)."""
     if check.verdict == NOT_REQUESTED:
         return check
     verdict = INCONCLUSIVE if check.verdict == PASS else check.verdict
-    extras = {**check.extras, "unlearned_identical_to_base": True}
-    return replace(check, verdict=verdict, message=f"{IDENTICAL}; {check.message}", extras=extras)
+    extras = {**check.extras, f"{role}_identical_to_base": True}
+    return replace(check, verdict=verdict, message=f"{reason}; {check.message}", extras=extras)
 
 
 def never_pass(verdict: str, exit_code: int, fail_on: str | None, allow_inconclusive: bool) -> tuple[str, int]:

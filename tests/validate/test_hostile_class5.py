@@ -292,3 +292,20 @@ def test_identical_weights_are_never_pass_while_different_ones_pass(world, tmp_p
     assert all(c["verdict"] != "PASS" for c in measured)
     assert "UNLEARNED is identical to BASE" in (tmp_path / "same-out" / "report.md").read_text()
     assert "UNLEARNED is identical to BASE" in degenerate.stdout
+
+
+@pytest.mark.slow
+def test_a_retrain_that_is_base_is_never_pass(world, tmp_path, monkeypatch, capsys):
+    """--retrain given as a byte copy of BASE: the gold reference saw the forget set; the lenient audit that PASSes
+    two different models (above) is INCONCLUSIVE, and every measured row names RETRAIN."""
+    (tmp_path / "auditq.toml").write_text("min_n = 1\nbootstrap_resamples = 50\n[checks.privleak]\nthreshold = 1000\n")
+    retrain = copy(world["base"], tmp_path / "retrain")
+    code, out, err = run_cli(monkeypatch, capsys, "check", str(world["base"]), str(world["unlearned"]), "--retrain",
+                             str(retrain), "--suite", str(world["suite"]), "-f", "fp", "--probes", "mia", "--threads",
+                             "1", "-q", "--no-cache", "--config", str(tmp_path / "auditq.toml"), "--out",
+                             str(tmp_path / "out"))
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    measured = [c for f in report["formats"] for c in f["checks"] if c["verdict"] != "NOT_REQUESTED"]
+    assert code == 1 and report["verdict"] == "INCONCLUSIVE", (code, err, out[-1500:])
+    assert measured and all(c["message"].startswith("RETRAIN is identical to BASE") for c in measured)
+    assert report["checkpoints"]["retrain"]["identical_to_base"] is True

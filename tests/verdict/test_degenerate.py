@@ -41,3 +41,11 @@ def test_not_requested_checks_are_left_alone():
 def test_an_all_waived_gate_is_inconclusive_not_pass(fail_on, allow, expected):
     assert never_pass(PASS, 0, fail_on, allow) == expected
     assert never_pass(FAIL, 1, fail_on, allow) == (FAIL, 1)
+
+
+def test_retrain_identical_to_base_is_named_and_never_pass():
+    from auditq.verdict.degenerate import RETRAIN_IDENTICAL
+
+    marked = mark_identical(_check(PASS), RETRAIN_IDENTICAL, "retrain")
+    assert marked.verdict == INCONCLUSIVE and marked.message.startswith("RETRAIN is identical to BASE")
+    assert marked.extras["retrain_identical_to_base"] is True
