@@ -17,6 +17,7 @@ from auditq.formats import Format
 from auditq.probes import ProbeOutput
 from auditq.result.model import SCHEMA_VERSION, SIGN_CONVENTION, AuditReport, FormatResult, RoleMetrics
 from auditq.suite.records import Suite
+from auditq.verdict.degenerate import IDENTICAL, RETRAIN_IDENTICAL, identical_weights, mark_identical, never_pass
 from auditq.verdict.policy import CheckEvaluator, FormatSamples
 from auditq.verdict.scoring import NO_REFERENCE, collect_samples, reference_role, role_metrics
 
@@ -58,7 +59,10 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
 
     results, waiver_report = apply_waivers(results, request.waivers, request.today or today_utc()) \
         if request.waivers else (results, ())
+    results, identical = _degenerate(results, checkpoints)
     verdict, exit_code = gate([c for r in results for c in r.checks], options.allow_inconclusive, request.fail_on)
+    if identical:
+        verdict, exit_code = never_pass(verdict, exit_code, request.fail_on, options.allow_inconclusive)
     suite = request.suite
     return AuditReport(
         schema_version=SCHEMA_VERSION,
@@ -67,7 +71,9 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
         arguments=request.arguments(),
         seed=options.seed,
         config=request.config.as_dict(),
-        checkpoints={role: {"path": str(c.path), "files": c.file_hashes} for role, c in checkpoints.items()},
+        checkpoints={role: {"path": str(c.path), "files": c.file_hashes,
+                            **({"identical_to_base": True} if role in identical else {})}
+                     for role, c in checkpoints.items()},
         suite={"path": str(suite.path), "name": suite.name, "sha256": suite.content_hash,
                "sizes": {s: {"texts": len(suite.split(s).texts), "qa": len(suite.split(s).qa)}
                          for s in ("forget", "retain", "holdout")}},
@@ -80,6 +86,18 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
         waivers=waiver_report,
         cache=dict(inputs.cache_summary or {}),
     )
+
+
+def _degenerate(results: list[FormatResult], checkpoints: dict[str, Checkpoint]) -> tuple[list[FormatResult], list[str]]:
+    """Every row marked (auditq.verdict.degenerate) when UNLEARNED's or RETRAIN's weight files are BASE's; never a
+    PASS. Returns the rows and the roles found identical to BASE."""
+    base = checkpoints.get("base")
+    roles = [role for role in ("unlearned", "retrain") if base is not None and role in checkpoints
+             and identical_weights(base.file_hashes, checkpoints[role].file_hashes)]
+    for role in roles:
+        reason = IDENTICAL if role == "unlearned" else RETRAIN_IDENTICAL
+        results = [replace(r, checks=tuple(mark_identical(c, reason, role) for c in r.checks)) for r in results]
+    return results, roles
 
 
 def _format_row(request: AuditRequest, evaluator: CheckEvaluator, fmt: Format, is_reference: bool,

@@ -150,7 +150,9 @@ def read_calibration(calibration: Optional[str]) -> Optional[tuple[str, ...]]:
     if not present(path, "--calibration"):  # a FIFO, a directory, a loop: named as what it is, never opened
         raise InputError(f"--calibration {calibration}: no such file (expected a text file, one sample a line, or 'forget')")
     try:
-        lines = tuple(line for line in read_text(path, "--calibration").splitlines() if line.strip())
+        from auditq.suite.records import lines as split_lines  # on "\n" only: U+2028 is text, not a line end
+
+        lines = tuple(line for line in split_lines(read_text(path, "--calibration")) if line.strip())
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--calibration {calibration}: cannot read as UTF-8 text ({type(exc).__name__})") from None
     if not lines:

@@ -54,7 +54,12 @@ def signing_key(cache_dir: Path) -> bytes:
     path = key_file()
     if os.path.lexists(path) and describe(path) is not None:
         read_key(path)  # a FIFO, a directory, a loop, a dangling link: refused with one line naming it
-    if Path(cache_dir).resolve() in path.resolve().parents:
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: Path.resolve raises RuntimeError on Python 3.11/3.12
+        raise InputError(f"cache key file {path} is a symlink loop; remove it to have auditq create a new 32-byte "
+                         "key, or run with --no-cache") from None
+    if Path(cache_dir).resolve() in resolved.parents:
         raise InputError(f"cache key file {path} lies inside the cache dir {cache_dir}: whoever can write the cache "
                          "could sign entries; point AUDITQ_CACHE_KEY_FILE elsewhere")
     if path.exists() or path.is_symlink():

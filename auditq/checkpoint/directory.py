@@ -3,7 +3,6 @@ against config.json's shapes — all without torch or transformers, so a refusal
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -22,6 +21,8 @@ INT_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_atte
 ARCH_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers",
                "num_attention_heads", "num_key_value_heads", "vocab_size")
 _LAYER = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
+#: JSON files beside the weights that transformers parses with plain json.load: parsed here with the guard first
+SIDE_JSON = ("tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json")
 
 
 def read_config(path: Path, role: str) -> dict[str, Any]:
@@ -183,13 +184,14 @@ def validate_checkpoint(path: Path, role: str) -> tuple[dict[str, Any], Any]:
     path = Path(path)
     check_dir(path, role)
     config = read_config(path, role)
-    tokenizer_config = path / "tokenizer_config.json"
-    if present(tokenizer_config, f"{role} checkpoint"):
-        try:
-            if not isinstance(loads_json(read_text(tokenizer_config, f"{role} checkpoint"), tokenizer_config), dict):
-                raise ValueError("not an object")
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"{role} checkpoint {tokenizer_config} is not a JSON object ({exc})") from None
+    for name in SIDE_JSON:  # what transformers parses later with plain json.load (a deep one: RecursionError)
+        side = path / name
+        if present(side, f"{role} checkpoint"):
+            try:
+                if not isinstance(loads_json(read_text(side, f"{role} checkpoint"), side), dict):
+                    raise ValueError("not an object")
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise InputError(f"{role} checkpoint {side} is not a JSON object ({exc})") from None
     check_headers_against_config(path, role, config)
     tokenizer = load_tokenizer_json(path, role)
     check_tokenizer_specials(path, tokenizer, config.get("vocab_size"), role)

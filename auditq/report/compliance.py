@@ -84,6 +84,10 @@ def rerender(report_json: Path, formats: Iterable[str], out_dir: Path | None) ->
     from auditq.report import write_reports
 
     names = parse_report_formats(formats) or RERENDER_DEFAULT
+    if out_dir is not None:
+        from auditq.report.outdir import check_not_protected
+
+        check_not_protected(out_dir)  # never write into the live result cache or beside its key
     report = load_report(report_json)
     target = out_dir if out_dir is not None else report_json.parent
     try:

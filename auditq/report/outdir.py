@@ -2,6 +2,9 @@
 
 Policy (README "Reports and exit codes"):
 
+- an `--out` that is, contains, or lies inside the live result cache (which also holds the demo models) or
+  the cache's signing key file is refused (exit 2) for every command, `--force` or not (`check_not_protected`);
+
 - `--out ""` and an `--out` that is, contains, or lies inside any input (after resolving symlinks) are
   refused (exit 2) before any work;
 - writability is proven before any work by creating and removing a probe file where the directory
@@ -62,6 +65,31 @@ def probe_writable(directory: Path, flag: str, shown: str) -> None:
         raise InputError(f"{flag} {shown}: cannot write in {directory} ({exc.strerror or exc})") from None
 
 
+def protected_paths() -> list[tuple[Path, str]]:
+    """What an --out of any command must never be, lie inside or contain, whether or not this run uses it:
+    the live result cache (its root also holds the demo models) and the cache's signing key file. With
+    --force an --out is replaced as a whole, so an overlap would delete them."""
+    from auditq.cache.key import key_file
+    from auditq.cache.store import cache_root
+
+    return [(cache_root(), "the result cache (AUDITQ_CACHE_DIR; it also holds the demo models)"),
+            (key_file(), "the cache signing key file")]
+
+
+def check_not_protected(raw: object, flag: str = "--out") -> None:
+    """InputError (exit 2, one line) when `raw` is, lies inside or contains a protected path."""
+    target = Path(str(raw)).expanduser().resolve()
+    for path, what in protected_paths():
+        try:
+            source = Path(path).expanduser().resolve()
+        except (OSError, RuntimeError):  # a symlink loop: compared as written; the key's own check names it
+            source = Path(os.path.abspath(Path(path).expanduser()))
+        if _overlaps(target, source):
+            relation = "is" if target == source else "lies inside" if source in target.parents else "contains"
+            raise InputError(f"{flag} {raw} {relation} {what} {source}; it would be replaced or deleted: "
+                             "choose a directory outside it")
+
+
 def check_out_dir(raw: Optional[str], inputs: Iterable[Optional[Path]], force: bool = False,
                   flag: str = "--out", allowed_inside: Optional[Path] = None) -> Optional[Path]:
     """Validate `--out` before any work; the Path to write to (None when not given)."""
@@ -71,6 +99,7 @@ def check_out_dir(raw: Optional[str], inputs: Iterable[Optional[Path]], force: b
         raise InputError(f"{flag} '': expected a directory path (an empty path would write into the current directory)")
     out = Path(str(raw)).expanduser()
     target = resolve(out, flag)  # a symlink loop: one line, not pathlib's RuntimeError
+    check_not_protected(raw, flag)
     for path in inputs:
         if path is None:
             continue

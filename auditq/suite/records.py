@@ -171,6 +171,9 @@ def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:
     from auditq.suite.settings import check_settings
 
     check_settings(path, probes)
+    from auditq.schema import check_table
+
+    check_table(probes, SuiteSettings, f"{path}: [probes]")  # every field, strictly: mia_qa = "false" is no bool
     settings = SuiteSettings(**probes)
     return str(meta.get("name", path.parent.name)), str(meta.get("description", "")), settings
 
@@ -193,5 +196,8 @@ def load_suite(directory: Path | str) -> Suite:
         raise InputError(f"{directory / 'forget.jsonl'}: forget split has no text records (needed for VerbMem and MIA)")
     if not splits["holdout"].texts:
         raise InputError(f"{directory / 'holdout.jsonl'}: holdout split has no text records (needed for MIA)")
+    from auditq.suite.overlap import check_forget_holdout_disjoint
+
+    check_forget_holdout_disjoint(directory, splits["forget"], splits["holdout"])
     return Suite(directory, name, description, splits["forget"], splits["retain"], splits["holdout"],
                  settings, content_hash(directory))

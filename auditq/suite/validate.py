@@ -20,6 +20,31 @@ def _effective(settings: dict[str, Any], suite: Suite, key: str):
     return getattr(suite.settings, key) if value is None else value
 
 
+def _qa_text(template: str, record: Any) -> str:
+    prompt = template.format(question=record.question)
+    return prompt + ("" if prompt.endswith((" ", "\n")) else " ") + record.answer
+
+
+def _template_source(suite: Suite) -> str:
+    toml = suite.path / "suite.toml"
+    return f"{toml} [probes] qa_template" if toml.is_file() else "qa_template (default)"
+
+
+def check_template_length(suite: Suite, template: str, answer_tokens: int, tokenizer, context: int) -> None:
+    """The qa_template alone (its text without the question), plus KnowMem's answer_tokens to generate, must fit
+    the model's context: otherwise every QA prompt is too long and the audit would run for minutes on prompts
+    the model cannot read. Checked once on the template before any record is rendered with it (a 10 MB template
+    is tokenized once, not once per question)."""
+    if not suite.forget.qa and not suite.holdout.qa and not suite.retain.qa:
+        return
+    bare = template.replace("{question}", "").replace("{{", "{").replace("}}", "}")
+    length = len(tokenizer.encode(bare, add_special_tokens=False).ids)
+    if length + answer_tokens + 1 > context:
+        raise InputError(f"{_template_source(suite)} is {length} tokens before any question (+ answer_tokens = "
+                         f"{answer_tokens} to generate), longer than the model's context (max_position_embeddings = "
+                         f"{context}); shorten the template")
+
+
 def check_suite_lengths(suite: Suite, settings: dict[str, Any], probes, tokenizer, config: dict[str, Any]) -> None:
     """InputError naming the split file, the record and the limit; skipped without a tokenizer.json."""
     prefix = _effective(settings, suite, "prefix_tokens")
@@ -30,21 +55,27 @@ def check_suite_lengths(suite: Suite, settings: dict[str, Any], probes, tokenize
     context = config.get("max_position_embeddings", config.get("n_positions"))
     check_template_and_specials(tokenizer, suite.settings.qa_template, config.get("vocab_size"),
                                 f"{suite.path / 'suite.toml'} [probes] qa_template")
+    template = suite.settings.qa_template
+    if context:
+        check_template_length(suite, template, _effective(settings, suite, "answer_tokens"), tokenizer, context)
     for split in SPLITS:
         part = suite.split(split)
-        texts = [(r.id, r.text) for r in part.texts] + [(r.id, f"{r.question} {r.answer}") for r in part.qa]
+        # a QA pair as KnowMem prompts it and MIA (mia_qa) scores it: the qa_template's prompt, then the answer
+        texts = [(r.id, r.text) for r in part.texts] + [(r.id, _qa_text(template, r)) for r in part.qa]
         if not texts:
             continue
         file = suite.path / (split + ".jsonl")
         check_record_chars(texts, tokenizer, context, file)  # bounded before tokenizing (auditq.suite.bounds)
+        text_ids = {r.id for r in part.texts}
         encoded = tokenizer.encode_batch([t for _, t in texts], add_special_tokens=False)
         check_ids_in_vocab(((rid, e.ids) for (rid, _), e in zip(texts, encoded)), config.get("vocab_size"), file)
         lengths = [len(e.ids) for e in encoded]
         if context:
             for (record_id, _), length in zip(texts, lengths):
                 if length + 1 > context:
-                    raise InputError(f"{suite.path / (split + '.jsonl')}: record {record_id!r} is {length} tokens, "
-                                     f"longer than the model's context (max_position_embeddings = {context}); "
+                    shape = "" if record_id in text_ids else " (as the qa_template prompt plus its answer)"
+                    raise InputError(f"{suite.path / (split + '.jsonl')}: record {record_id!r} is {length} tokens"
+                                     f"{shape}, longer than the model's context (max_position_embeddings = {context}); "
                                      "split or shorten it")
         if split == "forget" and "verbmem" in probes:
             text_lengths = lengths[:len(part.texts)]

@@ -100,6 +100,19 @@ def _check_cache_dir(use_cache: bool) -> None:
                              "or pass --no-cache)")
 
 
+def _check_cache_key(use_cache: bool) -> None:
+    """A weak or unreadable signing key (auditq.cache.key) refused here, before any other output (the memory
+    line) is printed; nothing is created: a missing key file is made later, when the cache is opened."""
+    if not use_cache:
+        return
+    from auditq.cache.key import key_file, signing_key
+    from auditq.cache.store import results_dir
+
+    path = key_file()
+    if os.environ.get("AUDITQ_CACHE_KEY") or path.exists() or path.is_symlink():
+        signing_key(results_dir())
+
+
 def _check_file(path: Optional[Path], flag: str) -> None:
     if path is None:
         return
@@ -152,6 +165,7 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     config = load_config(cwd, options.config_file, list(options.thresholds), list(options.severities))
     waivers = load_waivers(cwd, options.waivers_file, options.config_file)
     _check_cache_dir(options.use_cache)
+    _check_cache_key(options.use_cache)
     suite_dir, suite = _check_models_and_suite(options)
     calibration = read_calibration(options.calibration)
     check_calibration_text(parsed, options.calibration, calibration, suite)

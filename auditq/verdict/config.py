@@ -100,7 +100,19 @@ def _apply_table(config: AuditConfig, table: dict[str, Any], source: str) -> Aud
             continue
         else:
             raise InputError(f"{source}: unknown setting {key!r}")
+    _check_schema(table, source)
     return replace(config, checks=checks, sources=config.sources + (source,), **scalars)
+
+
+def _check_schema(table: dict[str, Any], source: str) -> None:
+    """Every setting strictly of its field's type (auditq.schema), after the per-key range checks above: a
+    setting added to AuditConfig / CheckPolicy is type-checked without a new line here."""
+    from auditq.schema import check_table
+
+    scalars = [f for f in AuditConfig.__dataclass_fields__ if f not in ("checks", "sources")]
+    check_table(table, AuditConfig, f"{source}:", keys=scalars)
+    for name, entry in (table.get("checks") or {}).items():
+        check_table(entry, CheckPolicy, f"{source}: checks.{name}", keys=("threshold", "severity"))
 
 
 def _number(value: Any, where: str) -> float:

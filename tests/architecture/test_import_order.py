@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "auditq"
 #: stage -> rank, low to high; a module may import a stage of its own rank or lower. The root's light modules
 #: (errors, registry, interrupt) are rank 0; `entry` and `__main__` are the top (they start the CLI).
 STAGES = {
-    "": 0, "errors": 0, "registry": 0, "interrupt": 0, "safe_parse": 0, "regular_file": 0, "limits": 0,
+    "": 0, "errors": 0, "registry": 0, "interrupt": 0, "safe_parse": 0, "regular_file": 0, "limits": 0, "schema": 0,
     "result": 1,        # the report's data types
     "suite": 2,         # probe suites: records, settings
     "checkpoint": 3,    # files, headers, loading, upcast, restore, integrity, placement

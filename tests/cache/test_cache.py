@@ -46,7 +46,7 @@ def _strip_created(report) -> str:
 
 def test_warm_run_measures_nothing_and_gives_identical_verdicts(memorised, tmp_path):
     cache = ResultCache(tmp_path / "results")
-    cold = run_audit(_request(memorised, cache), created="t")
+    cold = run_audit(_request(memorised, cache, unlearned=memorised["byte_copy"]), created="t")
     n_probes = 4 * len(FORMATS)
     # base and unlearned are byte-identical copies: the unlearned rows already hit the base rows' entries
     assert cache.misses == n_probes and cache.hits == n_probes
@@ -57,7 +57,7 @@ def test_warm_run_measures_nothing_and_gives_identical_verdicts(memorised, tmp_p
         assert data["cache_format"] == 2 and len(data["hmac"]) == 64 and data["material"]["checkpoint"]["model.safetensors"]
 
     warm_cache = ResultCache(tmp_path / "results")
-    warm = run_audit(_request(memorised, warm_cache), created="t")
+    warm = run_audit(_request(memorised, warm_cache, unlearned=memorised["byte_copy"]), created="t")
     assert warm_cache.misses == 0 and warm_cache.hits == 2 * n_probes
     assert not [k for k in warm.timings if k.startswith(("probe:", "quantize:"))]  # nothing re-measured
     assert _verdicts(warm.report) == _verdicts(cold.report)

@@ -18,7 +18,7 @@ from auditq.cache.store import _plain
 
 
 def _args(memorised, out):
-    return ["check", memorised["base"], memorised["unlearned"], "--suite", memorised["suite"], "--config",
+    return ["check", memorised["base"], memorised["byte_copy"], "--suite", memorised["suite"], "--config",
             memorised["config"], "-f", "fp,rtn8", "--probes", "verbmem,knowmem", "-q", "--threads", "1",
             "--format", "sarif", "--out", out]
 

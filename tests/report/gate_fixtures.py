@@ -27,9 +27,19 @@ def cli(monkeypatch, capsys):
     return lambda *args: run_cli(monkeypatch, capsys, *map(str, args))
 
 
+def _resave_with_other_bytes(checkpoint: Path) -> None:
+    """The same tensors under other file bytes (a metadata entry): an unlearning that changed nothing, but not a
+    byte copy, which auditq.verdict.degenerate would mark (never PASS) on every row and so change the verdicts
+    these gate tests pin."""
+    from safetensors.torch import load_file, save_file
+
+    path = checkpoint / "model.safetensors"
+    save_file(load_file(path), path, metadata={"format": "pt", "note": "re-saved copy of base"})
+
+
 @pytest.fixture(scope="session")
 def memorised(tmp_path_factory):
-    """base == unlearned (a copy): forget retention is exactly 1.0, a certain FAIL once min_n allows it.
+    """base == unlearned (the same tensors, re-saved): forget retention is exactly 1.0, a certain FAIL once min_n allows it.
 
     Also a suite on those texts and a config (min_n = 1, privleak threshold out of reach) under
     which the only gating failures are the forget_retention checks.
@@ -41,6 +51,8 @@ def memorised(tmp_path_factory):
     root = tmp_path_factory.mktemp("memorised")
     base = save_memorising_checkpoint(root / "base")
     unlearned = Path(shutil.copytree(base, root / "unlearned"))
+    _resave_with_other_bytes(unlearned)
+    byte_copy = Path(shutil.copytree(base, root / "byte-copy"))  # the cache tests: its rows hit BASE's entries
     forget = [{"id": f"f{i}", "text": t} for i, t in enumerate(MEMORISED)] + [{"id": "fq", "question": QA[0], "answer": QA[1]}]
     retain = [{"id": f"r{i}", "text": t} for i, t in enumerate(UNSEEN)] + [{"id": "rq", "question": QA[0], "answer": QA[1]}]
     holdout = [{"id": f"h{i}", "text": t} for i, t in enumerate(UNSEEN)] + HOLDOUT_QA
@@ -48,7 +60,8 @@ def memorised(tmp_path_factory):
                         toml="[probes]\nprefix_tokens = 6\nmax_new_tokens = 8\nanswer_tokens = 6\n")
     config = root / "auditq.toml"
     config.write_text("min_n = 1\nbootstrap_resamples = 200\n[checks.privleak]\nthreshold = 1000\n")
-    return {"base": base, "unlearned": unlearned, "suite": suite, "config": config, "root": root}
+    return {"base": base, "unlearned": unlearned, "byte_copy": byte_copy, "suite": suite, "config": config,
+            "root": root}
 
 
 @pytest.fixture(scope="session")

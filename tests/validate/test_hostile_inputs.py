@@ -178,6 +178,14 @@ def _key_file_cases(tmp: Path) -> dict[str, Path]:
     cases["not_ascii"].write_bytes(b"\xff\xfe" * 20)
     cases["dangling_link"] = tmp / "link.key"
     cases["dangling_link"].symlink_to(tmp / "nowhere")
+    for name, content in {"crlf_only": "\r\n", "tabs_and_spaces": "\t \t\n",
+                          "padded_fifteen_bytes": "  " + "cd" * (MIN_KEY_BYTES - 1) + " \n\n"}.items():
+        cases[name] = tmp / f"{name}.key"
+        cases[name].write_bytes(content.encode())
+    cases["symlink_loop"] = tmp / "loop-a.key"
+    cases["symlink_loop"].symlink_to(tmp / "loop-b.key")
+    (tmp / "loop-b.key").symlink_to(cases["symlink_loop"])
+    cases["unreadable"] = Path("/proc/self/mem")  # a regular file whose read fails (EIO) even for root
     return cases
 
 
@@ -204,13 +212,103 @@ def test_short_secrets_are_refused(tmp_path, monkeypatch, secret):
         signing_key(tmp_path / "cache")
 
 
-@pytest.mark.parametrize("name", ["newline", "directory", "fifteen_bytes"])
+@pytest.mark.parametrize("name", ["newline", "directory", "fifteen_bytes", "unreadable", "symlink_loop"])
 def test_cli_refuses_a_bad_key_before_any_work(world, tmp_path, monkeypatch, capsys, name):
     monkeypatch.delenv("AUDITQ_CACHE_KEY", raising=False)
     monkeypatch.setenv("AUDITQ_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("AUDITQ_CACHE_KEY_FILE", str(_key_file_cases(tmp_path)[name]))
     code, out, err = run_cli(monkeypatch, capsys, "check", str(world["base"]), str(world["unlearned"]), "--suite",
-                             str(world["suite"]), "-f", "fp", "--probes", "mia", "-q", "--threads", "1",
-                             "--out", str(tmp_path / "out"))
+                             str(world["suite"]), "-f", "fp", "--probes", "mia", "--threads", "1",
+                             "--out", str(tmp_path / "out"))  # no -q: the refusal comes before any other line
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cache key file" in err, err
     assert not (tmp_path / "out").exists() and not os.path.exists(tmp_path / "cache" / "results")
+
+
+# ---- further generated instances (issue 24 "fix the class, not the example") --------------------------
+
+def _random_deep(rng, depth: int, toml: bool) -> str:
+    """A random mix of arrays and tables/objects `depth` levels deep, closed in the right order."""
+    openers = [("[", "]"), ("{b=", "}")] if toml else [("[", "]"), ('{"k":', "}"), ('[0, {"k": "[", "v":', "}]")]
+    chosen = [rng.choice(openers) for _ in range(depth)]
+    body = "".join(o for o, _ in chosen) + "1" + "".join(c for _, c in reversed(chosen))
+    return ("deep = " + body + "\n") if toml else body
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_deep_documents_are_refused_and_shallow_ones_parse(seed):
+    import random
+
+    rng = random.Random(seed)
+    for toml in (False, True):
+        depth = rng.choice([MAX_DEPTH + 1, rng.randint(MAX_DEPTH + 2, 3_000), rng.randint(3_000, 60_000)])
+        loads = loads_toml if toml else loads_json
+        with pytest.raises(InputError, match="nested"):
+            loads(_random_deep(rng, depth, toml), "gen")
+        assert loads(_random_deep(rng, rng.randint(1, MAX_DEPTH // 2 - 1), toml), "gen")  # within the limit: parsed
+
+
+SIDE_FILES = ("tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "added_tokens.json",
+              "tokenizer.json", "model.safetensors.index.json")
+
+
+@pytest.mark.parametrize("name", SIDE_FILES)
+def test_deep_json_beside_the_weights_exits_2_in_one_line(world, tmp_path, monkeypatch, capsys, name):
+    """Every JSON file of a checkpoint dir, not only config.json: each is parsed (guarded) in the light stage."""
+    import random
+
+    unlearned = copy(world["unlearned"], tmp_path / "unlearned")
+    body = _random_deep(random.Random(name), 40_000, toml=False)
+    (unlearned / name).write_text('{"deep": ' + body + "}")
+    code, out, err = run_cli(monkeypatch, capsys, "check", str(world["base"]), str(unlearned), "--suite",
+                             str(world["suite"]), "-f", "fp", "--probes", "mia", "-q", "--no-cache",
+                             "--out", str(tmp_path / "out"))
+    assert code == 2, (code, err, out[-1500:])
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err + out and "Recursion" not in err
+    assert name in err and not (tmp_path / "out").exists(), err
+
+
+@pytest.mark.slow
+def test_deep_cache_entries_are_dropped_and_the_audit_completes(world, tmp_path, monkeypatch, capsys):
+    """Every entry of a real audit's cache rewritten as a deep document: the next audit drops them, re-measures,
+    and ends as the first one did (never exit 2 or 3 because of the cache)."""
+    monkeypatch.setenv("AUDITQ_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["check", str(world["base"]), str(world["unlearned"]), "--suite", str(world["suite"]), "-f", "fp",
+            "--probes", "mia", "-q", "--threads", "1"]
+    first, _, _ = run_cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "one"))
+    entries = sorted((tmp_path / "cache" / "results").rglob("*.json"))
+    assert entries and first in (0, 1)
+    for index, entry in enumerate(entries):
+        entry.write_text('{"cache_format": ' + deep_json(sorted(JSON_SHAPES)[index % 3], 100_000) + "}")
+    second, out, err = run_cli(monkeypatch, capsys, *args, "--out", str(tmp_path / "two"))
+    assert second == first, (second, err, out[-1500:])
+    report = json.loads((tmp_path / "two" / "report.json").read_text())
+    assert report["verdict"] == json.loads((tmp_path / "one" / "report.json").read_text())["verdict"]
+    assert "Recursion" not in err + out and "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_generated_separator_placements_keep_records_and_calibration_lines_whole(world, tmp_path, seed):
+    """Class 6, generated: the JSON-valid separators at random places in every string field of a record, and in
+    a --calibration file (read by auditq.audit.request.read_calibration)."""
+    import random
+
+    from auditq.audit.request import read_calibration
+
+    rng = random.Random(seed)
+
+    def sprinkle(text: str) -> str:
+        cut = rng.randint(0, len(text))
+        return text[:cut] + "".join(rng.choice(SEPARATORS) for _ in range(rng.randint(1, 3))) + text[cut:]
+
+    suite = copy(world["suite"], tmp_path / "suite")
+    rows = [{"id": sprinkle(f"t{i}"), "text": sprinkle("Forget text number %d about glaciers." % i)} for i in range(4)]
+    rows += [{"id": sprinkle("q"), "question": sprinkle("Where is it?"), "answer": sprinkle("Far away")}]
+    (suite / "forget.jsonl").write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n",
+                                        encoding="utf-8")
+    loaded = load_suite(suite)
+    assert [r.text for r in loaded.forget.texts] == [r["text"] for r in rows[:4]]
+    assert loaded.forget.qa[0].answer == rows[4]["answer"]
+    samples = [sprinkle(f"calibration sample {i}") for i in range(5)]
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("\n".join(samples) + "\n", encoding="utf-8")
+    assert read_calibration(str(calibration)) == tuple(samples)
