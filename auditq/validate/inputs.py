@@ -203,8 +203,8 @@ def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
             compare_tensors(Path(options.base), path, role, configs["base"])  # same tensors as BASE
     suite_dir = Path(options.suite) if options.suite is not None else bundled_suite_dir()
     suite = load_suite(suite_dir)
+    _check_context(options, suite, configs["base"])  # the budgets alone first: the plainest message
     check_suite_lengths(suite, options.probe_overrides(), options.probes, tokenizer, configs["base"])
-    _check_context(options, suite, configs["base"])
     return suite_dir, suite
 
 
