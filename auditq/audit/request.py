@@ -83,6 +83,8 @@ class CheckOptions:
     #: probe protocol: "auditq" (default) or "muse" (VerbMem/KnowMem as MUSE builds them, auditq.probes.muse)
     protocol: str = "auditq"
     quiet: bool = False
+    #: --privleak-reference-auc: PrivLeak's AUC_ref without --retrain (None: 0.5; auditq.verdict.config)
+    privleak_reference_auc: Optional[float] = None
 
     def models(self) -> dict[str, Path]:
         """The checkpoint dirs given, by role (base, unlearned, retrain, reference)."""
@@ -133,7 +135,7 @@ class AuditRequest:
             "max_new_tokens": o.max_new_tokens, "answer_tokens": o.answer_tokens, "mink_k": o.mink_k,
             "calibration": o.calibration, "protocol": o.protocol,
             "device": o.compute.device, "dtype": o.compute.dtype, "device_map": o.compute.device_map,
-            "max_batch_tokens": o.max_batch_tokens,
+            "max_batch_tokens": o.max_batch_tokens, "privleak_reference_auc": o.privleak_reference_auc,
         }
 
 

@@ -76,6 +76,7 @@ def check(
     mink_k: Optional[float] = typer.Option(None, help="Min-K% fraction k (default 0.4)."),
     calibration: Optional[str] = typer.Option(None, help="GPTQ/AWQ calibration: a text file (one sample a line), or 'forget' as a stress option (default: the suite's generic calibration text)."),
     protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse (VerbMem/KnowMem exactly as MUSE builds them; see README)."),
+    privleak_reference_auc: Optional[float] = typer.Option(None, "--privleak-reference-auc", metavar="AUC", help="PrivLeak's reference AUC without --retrain (default 0.5); MUSE's tables use their retrain AUCs: News 0.4772, Books 0.5393."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
@@ -88,5 +89,5 @@ def check(
         verify_cache=verify_cache, seed=seed, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
         threads=threads, compute=compute_request(device, dtype, device_map), trust_remote_code=trust_remote_code,
         prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
-        calibration=calibration, protocol=protocol, quiet=quiet)
+        calibration=calibration, protocol=protocol, quiet=quiet, privleak_reference_auc=privleak_reference_auc)
     raise typer.Exit(run_check(options))

@@ -120,6 +120,22 @@ def _check_artifact(path: Path, flag: str) -> None:
         raise InputError(f"{flag} {path}: unsupported artifact (expected a .gguf file or a GPTQ/AWQ checkpoint dir)")
 
 
+def _with_reference_auc(config: Any, options: CheckOptions) -> Any:
+    """--privleak-reference-auc into the config: a number in (0, 1), and never beside --retrain (whose
+    measured AUC is the reference: two references for one number would leave the report ambiguous)."""
+    from dataclasses import replace
+
+    from auditq.verdict.config import check_reference_auc
+
+    if options.privleak_reference_auc is None:
+        return config
+    value = check_reference_auc(options.privleak_reference_auc)
+    if options.retrain is not None:
+        raise InputError("--privleak-reference-auc replaces the retrain model's AUC; "
+                         "with --retrain its measured AUC is the reference (give one, not both)")
+    return replace(config, privleak_reference_auc=value)
+
+
 def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     """Run the whole light validation stage; InputError (exit 2, one line) on the first problem."""
     from auditq.report.compliance import check_writers, resolve_fail_on
@@ -131,7 +147,8 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     parsed = _check_flags(options)
     fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
     _check_file(options.waivers_file, "--waivers")
-    config = load_config(cwd, options.config_file, list(options.thresholds), list(options.severities))
+    config = _with_reference_auc(load_config(cwd, options.config_file, list(options.thresholds),
+                                             list(options.severities)), options)
     waivers = load_waivers(cwd, options.waivers_file, options.config_file)
     _check_cache_dir(options.use_cache)
     suite_dir, suite = _check_models_and_suite(options)

@@ -275,6 +275,12 @@ CASES = {
     "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
     "mink_flag": (_flag("--mink-k", "1.5"), "--mink-k = 1.5"),
     "fail_on": (_flag("--fail-on", "maybe"), "--fail-on"),
+    "privleak_reference_one": (_flag("--privleak-reference-auc", "1"), "strictly between 0 and 1"),
+    "privleak_reference_zero": (_flag("--privleak-reference-auc", "0"), "strictly between 0 and 1"),
+    "privleak_reference_nan": (_flag("--privleak-reference-auc", "nan"), "strictly between 0 and 1"),
+    "privleak_reference_with_retrain": (lambda c: c.extra.extend(
+        ["--privleak-reference-auc", "0.4772", "--retrain", str(c.unlearned)]),
+                                        "give one, not both"),
     "usage_bad_int": (_flag("--seed", "abc"), "Invalid value for '--seed'"),
     "usage_unknown_option": (_flag("--bogus"), "No such option: --bogus"),
     "usage_batch_zero": (_flag("--batch-size", "0"), "--batch-size"),
