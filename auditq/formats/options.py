@@ -116,6 +116,13 @@ def parse_fp(spec: FormatSpec) -> NoOptions:
     return NoOptions()
 
 
+def parse_half(spec: FormatSpec) -> NoOptions:
+    """bf16 / fp16 (auditq.formats.half) take no options and no other bit width."""
+    if spec.head != spec.family or spec.args:
+        raise OptionError(f"{spec.family} takes no options (use bf16 or fp16)")
+    return NoOptions()
+
+
 def parse_rtn(spec: FormatSpec) -> RTNOptions:
     bits = _bits(spec, "rtn", tuple(range(2, 9)))
     group_size, emb, head, seen = None, False, True, set()
