@@ -65,5 +65,9 @@ class Stack(Format):
             yield lm
 
     def details(self):
-        return {"engine": " + ".join(p.details().get("engine", "?") for p in self.parts),
-                "stack": [{"format": p.name, **p.details()} for p in self.parts]}
+        parts = [{"format": p.name, **p.details()} for p in self.parts]
+        info = {"engine": " + ".join(d.get("engine", "?") for d in parts), "stack": parts}
+        notes = [f"{d['format']}: {d['note']}" for d in parts if d.get("note")]
+        if notes:  # a part's caveat (e.g. a relearn recipe weaker than relearn:lucki) is the row's too
+            info["note"] = "; ".join(notes)
+        return info

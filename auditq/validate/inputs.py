@@ -77,7 +77,19 @@ def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
         raise InputError("--verify-cache re-measures cached rows; it contradicts --no-cache")
     if len(options.base_artifacts) > len(options.artifacts):
         raise InputError("--base-artifact given without a matching --artifact")
+    _check_relearn_needs(parsed, options)
     return parsed
+
+
+def _check_relearn_needs(parsed: tuple[Any, ...], options: CheckOptions) -> None:
+    """relearn:uds trains on the very forget records it scores: any model recovers them, so only the retrain
+    model under the same fine-tune (UDS's R) tells what the unlearned one recovered. Without --retrain the
+    row could only FAIL, which would be a wrong FAIL: refuse it."""
+    for fmt in parsed:
+        for part in (fmt.parts or (fmt,)):
+            if getattr(part.options, "source", None) == "forget_all" and options.retrain is None:
+                raise InputError(f"--formats {fmt.spec.raw}: relearn:uds relearns and scores the same forget records; "
+                                 "it needs --retrain (the retrain model's own recovery is the bar)")
 
 
 def _check_cache_dir(use_cache: bool) -> None:
