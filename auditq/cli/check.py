@@ -55,6 +55,7 @@ def check(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
     verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
     seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeat every stochastic format (relearn, gptq, awq) under this many seeds (--seed, --seed+1, ...); the report gives each row's pass rate."),
     batch_size: int = typer.Option(64, min=1, help="At most this many sequences per forward pass (--max-batch-tokens usually binds first)."),
     max_batch_tokens: int = typer.Option(4096, min=1, help=MAX_BATCH_TOKENS_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -86,7 +87,7 @@ def check(
         base_artifacts=tuple(base_artifact), out=out_dir, force=force, report_formats=tuple(report_format),
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
         allow_inconclusive=allow_inconclusive, fail_on=fail_on, waivers_file=waivers, use_cache=not no_cache,
-        verify_cache=verify_cache, seed=seed, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+        verify_cache=verify_cache, seed=seed, seeds=seeds, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
         threads=threads, compute=compute_request(device, dtype, device_map), trust_remote_code=trust_remote_code,
         prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
         calibration=calibration, protocol=protocol, quiet=quiet, privleak_reference_auc=privleak_reference_auc)

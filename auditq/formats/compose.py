@@ -40,6 +40,10 @@ class Stack(Format):
         self.parts = parts
 
     @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return any(getattr(p, "stochastic", False) for p in self.parts)
+
+    @property
     def needs_resident(self) -> bool:  # type: ignore[override] - the first part decides
         return getattr(self.parts[0], "needs_resident", True)
 

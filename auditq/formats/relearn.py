@@ -166,6 +166,7 @@ def lora_change(peft_model, n_params: int) -> ChangeCount:
 
 class Relearning(Format):
     engine = "auditq-relearn"
+    stochastic = True  # data order and LoRA initialisation follow the seed
 
     def __init__(self, spec: FormatSpec, options: RelearnOptions) -> None:
         super().__init__(spec, options)

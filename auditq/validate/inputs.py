@@ -71,6 +71,8 @@ def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
             check_mink_k(value, PROBE_FLAGS[key])
         else:
             check_positive_int(value, PROBE_FLAGS[key])
+    if isinstance(options.seeds, bool) or not isinstance(options.seeds, int) or options.seeds < 1:
+        raise InputError(f"--seeds {options.seeds!r}: expected a number of seeds >= 1")
     if options.verify_cache < 0:
         raise InputError(f"--verify-cache {options.verify_cache}: expected a number of cached rows >= 0")
     if options.verify_cache and not options.use_cache:

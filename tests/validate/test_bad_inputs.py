@@ -278,6 +278,7 @@ CASES = {
     "prefix_flag_zero": (_flag("--prefix-tokens", "0"), "--prefix-tokens = 0"),
     "mink_flag": (_flag("--mink-k", "1.5"), "--mink-k = 1.5"),
     "fail_on": (_flag("--fail-on", "maybe"), "--fail-on"),
+    "seeds_zero": (_flag("--seeds", "0"), "--seeds 0: expected a number of seeds >= 1"),
     "privleak_reference_one": (_flag("--privleak-reference-auc", "1"), "strictly between 0 and 1"),
     "privleak_reference_zero": (_flag("--privleak-reference-auc", "0"), "strictly between 0 and 1"),
     "privleak_reference_nan": (_flag("--privleak-reference-auc", "nan"), "strictly between 0 and 1"),
