@@ -59,6 +59,9 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
 
     results, waiver_report = apply_waivers(results, request.waivers, request.today or today_utc()) \
         if request.waivers else (results, ())
+    from auditq.audit.durability import annotate
+
+    results = annotate(list(results), options.seed)  # --seeds: per-seed verdicts and pass rate of repeated rows
     results, identical = _degenerate(results, checkpoints)
     verdict, exit_code = gate([c for r in results for c in r.checks], options.allow_inconclusive, request.fail_on)
     if identical:

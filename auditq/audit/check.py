@@ -24,7 +24,7 @@ def prepare_request(options: CheckOptions, *, suite: Any, parsed_formats: Iterab
 
     for role, path in options.models().items():  # before any weights load: transformers would random-initialise
         check_tensor_names(path, role, options.trust_remote_code)
-    return AuditRequest(options=options, suite=suite, formats=tuple(built_formats(parsed_formats)),
+    return AuditRequest(options=options, suite=suite, formats=tuple(built_formats(parsed_formats, options.seeds, options.seed)),
                         artifact_formats=tuple(artifact_formats(options.artifacts, options.base_artifacts)),
                         config=config, fail_on=fail_on, waivers=tuple(waivers), calibration_lines=calibration_lines,
                         cache=_cache(options.use_cache))

@@ -83,6 +83,10 @@ class CheckOptions:
     #: probe protocol: "auditq" (default) or "muse" (VerbMem/KnowMem as MUSE builds them, auditq.probes.muse)
     protocol: str = "auditq"
     quiet: bool = False
+    #: --seeds: every stochastic format (relearn, GPTQ/AWQ) is measured under seeds seed .. seed+seeds-1
+    seeds: int = 1
+    #: --privleak-reference-auc: PrivLeak's AUC_ref without --retrain (None: 0.5; auditq.verdict.config)
+    privleak_reference_auc: Optional[float] = None
 
     def models(self) -> dict[str, Path]:
         """The checkpoint dirs given, by role (base, unlearned, retrain, reference)."""
@@ -133,7 +137,8 @@ class AuditRequest:
             "max_new_tokens": o.max_new_tokens, "answer_tokens": o.answer_tokens, "mink_k": o.mink_k,
             "calibration": o.calibration, "protocol": o.protocol,
             "device": o.compute.device, "dtype": o.compute.dtype, "device_map": o.compute.device_map,
-            "max_batch_tokens": o.max_batch_tokens,
+            "max_batch_tokens": o.max_batch_tokens, "privleak_reference_auc": o.privleak_reference_auc,
+            "seeds": o.seeds,
         }
 
 
@@ -192,15 +197,17 @@ def probe_settings(suite: "Suite", protocol: str = "auditq", **overrides: Any) -
     )
 
 
-def built_formats(parsed: Iterable[Any]) -> list["Format"]:
+def built_formats(parsed: Iterable[Any], seeds: int = 1, seed: int = 0) -> list["Format"]:
     """Format objects from the light stage's parsed --formats (auditq.formats.parse_format), "fp" first when it
-    was not named (the reference row every retention is read against)."""
+    was not named (the reference row every retention is read against); with `seeds` > 1 every stochastic
+    format is followed by its repeats under the next seeds (auditq.formats.seeded)."""
     from auditq.formats import build_format, make_format
+    from auditq.formats.seeded import with_seeds
 
     formats = [build_format(p) for p in parsed]
     if "fp" not in [f.name for f in formats]:
         formats.insert(0, make_format("fp"))
-    return formats
+    return with_seeds(formats, seeds, seed)
 
 
 _READY = ("config", "waivers", "today", "cache", "calibration_lines")
@@ -213,6 +220,7 @@ def audit_request(*, artifact_formats: Iterable["Format"] = (), **given: Any) ->
     No light-stage validation: the caller vouches for its inputs (`auditq check` runs auditq.validate first).
     """
     from auditq.formats import make_formats
+    from auditq.formats.seeded import with_seeds
     from auditq.suite.records import bundled_suite_dir, load_suite
 
     ready = {key: given.pop(key) for key in _READY if key in given}
@@ -223,5 +231,6 @@ def audit_request(*, artifact_formats: Iterable["Format"] = (), **given: Any) ->
     options = CheckOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
     suite = load_suite(Path(options.suite) if options.suite is not None else bundled_suite_dir())
     fail_on = options.fail_on or ("fail" if options.allow_inconclusive else "inconclusive")
-    return AuditRequest(options=options, suite=suite, formats=tuple(make_formats(list(options.formats))),
+    formats = with_seeds(make_formats(list(options.formats)), options.seeds, options.seed)
+    return AuditRequest(options=options, suite=suite, formats=tuple(formats),
                         artifact_formats=tuple(artifact_formats), fail_on=fail_on, **ready)

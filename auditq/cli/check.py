@@ -47,7 +47,7 @@ def check(
     retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set: the gold reference."),
     reference: Optional[Path] = typer.Option(None, help="Model that never saw the forget set, for the reference-loss attack (default: --retrain in the same format; with neither, that attack is not run)."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite dir (default: the bundled demo suite)."),
-    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", metavar="FORMATS", help="Comma-separated formats (repeatable): fp; rtnN[:gG][:emb][:nohead]; fp8, fp8:channel; gptq4, awq4; bnb:nf4|fp4|int8; gguf:q4_k_m|q4_0|q8_0|...; prune:wanda:0.5; relearn:retain[:lora=8]; A+B stacks; presets paper-code, paper-text. See docs/formats-and-attacks.md."),
+    formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", metavar="FORMATS", help="Comma-separated formats (repeatable): fp; bf16, fp16; rtnN[:gG][:emb][:nohead]; fp8, fp8:channel; gptq4, awq4; bnb:nf4|fp4|int8; gguf:q4_k_m|q4_0|q8_0|...; prune:wanda:0.5; relearn:retain[:lora=8]; A+B stacks; presets paper-code, paper-text. See docs/formats-and-attacks.md."),
     probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", metavar="PROBES", help="Comma-separated probes: verbmem, knowmem, mia, utility."),
     artifact: list[Path] = typer.Option([], metavar="PATH", help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
     base_artifact: list[Path] = typer.Option([], metavar="PATH", help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
@@ -55,6 +55,7 @@ def check(
     force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
     verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
     seed: int = typer.Option(0, help="Seed for bootstrap intervals and any sampling."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeat every stochastic format (relearn, gptq, awq) under this many seeds (--seed, --seed+1, ...); the report gives each row's pass rate."),
     batch_size: int = typer.Option(64, min=1, help="At most this many sequences per forward pass (--max-batch-tokens usually binds first)."),
     max_batch_tokens: int = typer.Option(4096, min=1, help=MAX_BATCH_TOKENS_HELP),
     device: str = typer.Option("auto", help=DEVICE_HELP),
@@ -76,6 +77,7 @@ def check(
     mink_k: Optional[float] = typer.Option(None, help="Min-K% fraction k (default 0.4)."),
     calibration: Optional[str] = typer.Option(None, help="GPTQ/AWQ calibration: a text file (one sample a line), or 'forget' as a stress option (default: the suite's generic calibration text)."),
     protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse (VerbMem/KnowMem exactly as MUSE builds them; see README)."),
+    privleak_reference_auc: Optional[float] = typer.Option(None, "--privleak-reference-auc", metavar="AUC", help="PrivLeak's reference AUC without --retrain (default 0.5); MUSE's tables use their retrain AUCs: News 0.4772, Books 0.5393."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
@@ -85,8 +87,8 @@ def check(
         base_artifacts=tuple(base_artifact), out=out_dir, force=force, report_formats=tuple(report_format),
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
         allow_inconclusive=allow_inconclusive, fail_on=fail_on, waivers_file=waivers, use_cache=not no_cache,
-        verify_cache=verify_cache, seed=seed, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+        verify_cache=verify_cache, seed=seed, seeds=seeds, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
         threads=threads, compute=compute_request(device, dtype, device_map), trust_remote_code=trust_remote_code,
         prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
-        calibration=calibration, protocol=protocol, quiet=quiet)
+        calibration=calibration, protocol=protocol, quiet=quiet, privleak_reference_auc=privleak_reference_auc)
     raise typer.Exit(run_check(options))

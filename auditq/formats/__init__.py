@@ -3,7 +3,7 @@
 Spec grammar: FAMILY[BITS][:OPTION...], e.g. fp, rtn4, rtn4:g128, rtn8:emb, gguf:q4_k_m.
 
 A "format" is any transformation of the full-precision checkpoint into the model a user
-would have: a precision (rtn, gptq, bnb, gguf, fp8), pruning (prune), or a short fine-tune
+would have: a precision (rtn, gptq, bnb, gguf, fp8, bf16, fp16), pruning (prune), or a short fine-tune
 (relearn). Transformations combine with "+", applied left to right: ``bnb:nf4+relearn:retain:lora=8``
 (auditq.formats.compose).
 
@@ -42,6 +42,8 @@ _family("gguf", "auditq.formats.gguf:GGUFFormat", "parse_gguf")
 _family("fp8", "auditq.formats.fp8:FP8WeightOnly", "parse_fp8")
 _family("prune", "auditq.formats.prune:Pruning", "parse_prune")
 _family("relearn", "auditq.formats.relearn:Relearning", "parse_relearn")
+_family("bf16", "auditq.formats.half:HalfPrecision", "parse_half")
+_family("fp16", "auditq.formats.half:HalfPrecision", "parse_half")
 
 _HEAD = re.compile(r"^([a-z_]+?)(\d*)$")
 

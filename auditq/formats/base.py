@@ -97,6 +97,10 @@ class Format(ABC):
     #: building theirs (auditq.formats.resident)
     needs_resident: bool = True
 
+    #: True when the result depends on FormatContext.seed (relearning, GPTQ/AWQ): `--seeds N` repeats it
+    #: under N seeds (auditq.formats.seeded); deterministic formats run once
+    stochastic: bool = False
+
     @property
     def stackable(self) -> bool:
         """True for transformations of the in-memory torch model (fp8, prune, relearn): they can be stacked

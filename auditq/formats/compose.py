@@ -40,6 +40,10 @@ class Stack(Format):
         self.parts = parts
 
     @property
+    def stochastic(self) -> bool:  # type: ignore[override]
+        return any(getattr(p, "stochastic", False) for p in self.parts)
+
+    @property
     def needs_resident(self) -> bool:  # type: ignore[override] - the first part decides
         return getattr(self.parts[0], "needs_resident", True)
 
@@ -65,5 +69,9 @@ class Stack(Format):
             yield lm
 
     def details(self):
-        return {"engine": " + ".join(p.details().get("engine", "?") for p in self.parts),
-                "stack": [{"format": p.name, **p.details()} for p in self.parts]}
+        parts = [{"format": p.name, **p.details()} for p in self.parts]
+        info = {"engine": " + ".join(d.get("engine", "?") for d in parts), "stack": parts}
+        notes = [f"{d['format']}: {d['note']}" for d in parts if d.get("note")]
+        if notes:  # a part's caveat (e.g. a relearn recipe weaker than relearn:lucki) is the row's too
+            info["note"] = "; ".join(notes)
+        return info

@@ -85,11 +85,43 @@ DEFAULT_BATCH = 8
 
 @dataclass(frozen=True)
 class RelearnOptions:
+    """A relearning recipe. The fields after `batch` are set only by the named presets (RELEARN_PRESETS);
+    their defaults are auditq's own recipe (constant lr, no weight decay, `steps` batches)."""
+
     source: str
     steps: int = DEFAULT_STEPS
     lr: float | None = None      # None: auto (auditq.formats.relearn.AUTO_LR)
     lora: int | None = None      # LoRA rank, None: full fine-tune
     batch: int = DEFAULT_BATCH
+    preset: str | None = None    # the published recipe this is (relearn:lucki, :uds, :deeb)
+    epochs: int | None = None    # set: passes over the data (batches of `batch`, the last one partial), not `steps`
+    lora_alpha: int | None = None            # None: 2R
+    lora_targets: tuple[str, ...] | None = None  # None: every nn.Linear but the head
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0    # warmup steps = ceil(ratio x total steps), as transformers' TrainingArguments
+    schedule: str = "constant"   # or "linear": warmup, then linear decay to 0 (get_linear_schedule_with_warmup)
+    max_texts: int | None = None  # use the first N training texts only
+    max_tokens: int = 512
+
+
+#: Łucki et al.'s LoRA targets (ethz-spylab/unlearning-vs-safety src/finetuning/finetune.py LORA_TARGET_MODULES)
+LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+#: relearn:<name>: the published relearning attacks, hyper-parameters as their code sets them (read 2026-12-03;
+#: docs/formats-and-attacks.md). "forget_all" = every forget record, scored on the same records (UDS's protocol).
+RELEARN_PRESETS: dict[str, RelearnOptions] = {
+    # src/finetuning/finetune.py: LoRA r=128 alpha=16 dropout 0 on q/k/v/o/gate/up/down, lr 2e-4, warmup_ratio
+    # 0.05 + lr_scheduler_type "linear", weight_decay 0.01, 3 epochs, batch 1, adamw_torch, MAX_SEQ_LEN 1024;
+    # the paper: 10 unrelated examples
+    "lucki": RelearnOptions("generic", preset="lucki", epochs=3, batch=1, lr=2e-4, lora=128, lora_alpha=16,
+                            lora_targets=LLAMA_PROJECTIONS, weight_decay=0.01, warmup_ratio=0.05, schedule="linear",
+                            max_texts=10, max_tokens=1024),
+    # gnueaj/unlearning-depth-score scripts/meta_eval_robustness.py finetune_on_forget10: full fine-tune, 1 epoch,
+    # lr 2e-5, batch 4 x grad_accum 4, warmup 0, weight_decay 0, Trainer's default linear schedule, max_length 512
+    "uds": RelearnOptions("forget_all", preset="uds", epochs=1, batch=16, lr=2e-5, schedule="linear", max_tokens=512),
+    # arXiv 2410.08827: fine-tune on some forget facts, score the others (auditq's seeded forget half); the
+    # paper's per-method hyper-parameters were not read here: auditq's default recipe
+    "deeb": RelearnOptions("forget", preset="deeb"),
+}
 
 
 # --------------------------------------------------------------------------- parsers
@@ -114,6 +146,13 @@ def _once(arg: str, seen: set[str], family: str) -> None:
 def parse_fp(spec: FormatSpec) -> NoOptions:
     if spec.head != "fp" or spec.args:
         raise OptionError("fp takes no options")
+    return NoOptions()
+
+
+def parse_half(spec: FormatSpec) -> NoOptions:
+    """bf16 / fp16 (auditq.formats.half) take no options and no other bit width."""
+    if spec.head != spec.family or spec.args:
+        raise OptionError(f"{spec.family} takes no options (use bf16 or fp16)")
     return NoOptions()
 
 
@@ -239,7 +278,13 @@ def parse_prune(spec: FormatSpec) -> PruneOptions:
 
 
 def parse_relearn(spec: FormatSpec) -> RelearnOptions:
-    usage = "use relearn:retain|generic|forget[:steps=N][:lr=X][:lora=R][:batch=B]"
+    usage = ("use relearn:retain|generic|forget[:steps=N][:lr=X][:lora=R][:batch=B], or a published recipe: "
+             + ", ".join(f"relearn:{name}" for name in RELEARN_PRESETS))
+    if spec.head == "relearn" and spec.args and spec.args[0] in RELEARN_PRESETS:
+        if len(spec.args) > 1:
+            raise OptionError(f"relearn:{spec.args[0]} is a published recipe and takes no options "
+                              "(vary it with relearn:retain|generic|forget:...)")
+        return RELEARN_PRESETS[spec.args[0]]
     if spec.head != "relearn" or not spec.args or spec.args[0] not in SOURCES:
         raise OptionError(usage)
     values: dict[str, float | int] = {}
@@ -274,6 +319,9 @@ def check_stack(parts: list[tuple[FormatSpec, object]]) -> None:
         return
     for spec, options in parts[1:]:
         if spec.family == "relearn" and not getattr(options, "lora", None):
+            if getattr(options, "preset", None):
+                raise OptionError(f"relearn:{options.preset} is a full fine-tune and a quantized model can only be "
+                                  "relearned with LoRA (list them as separate rows, as UDS measures NF4 and relearning)")
             raise OptionError("a quantized model can only be relearned with LoRA (add :lora=8)")
         if spec.family != "relearn":
             raise OptionError(f"{spec.raw} needs full-precision nn.Linear weights, which {first.raw} does not have")

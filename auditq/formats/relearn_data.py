@@ -3,7 +3,9 @@
 - ``retain``  the retain split: benign, related data (Hu et al., arXiv 2406.13356);
 - ``generic`` the suite's calibration text: unrelated data (Łucki et al., arXiv 2409.18025);
 - ``forget``  a fixed seeded half of the forget records (Deeb & Roger, arXiv 2410.08827): the
-  row's forget probes then score only the OTHER half, for every model in the row.
+  row's forget probes then score only the OTHER half, for every model in the row;
+- ``forget_all`` every forget record, scored on the same records (only through relearn:uds, the
+  Unlearning Depth Score's protocol; it needs --retrain, whose own relearning is the bar).
 
 Records are trained as a user would fine-tune on them: text records as they are, QA records as
 the suite's QA prompt followed by " answer" (the form the probes ask in).
@@ -59,6 +61,9 @@ def training_texts(source: str, suite: Suite, calibration: tuple[str, ...], seed
         return tuple(r.text for r in split.texts) + tuple(qa_training_text(suite, q) for q in split.qa)
     if source == "generic":
         return tuple(t for t in calibration if t.strip())
+    if source == "forget_all":  # relearn:uds: every forget record (UDS relearns on all of forget10)
+        split = suite.forget
+        return tuple(r.text for r in split.texts) + tuple(qa_training_text(suite, q) for q in split.qa)
     if source == "forget":
         halves = forget_halves(suite, seed)
         return tuple(r.text for r in halves.relearned_texts) + tuple(qa_training_text(suite, q) for q in halves.relearned_qa)

@@ -28,8 +28,8 @@ SIGN_CONVENTION = (
     "the attack AUCs in the metrics label forget texts 1 and holdout texts 0, so AUC > 0.5 means the forget "
     "texts still look like training data. PrivLeak is MUSE's: Min-K% (k = 0.4) AUC with forget labelled 0 and "
     "holdout 1 (= 1 - the metrics' Min-K% AUC), PrivLeak = (AUC_unlearned - AUC_retrain) / AUC_retrain * 100 "
-    "(AUC_retrain = 0.5 without --retrain): near 0 is good, NEGATIVE = under-unlearned (forget text still "
-    "recognised), positive = over-unlearned."
+    "(without --retrain: 0.5, or --privleak-reference-auc): near 0 is good, NEGATIVE = under-unlearned "
+    "(forget text still recognised), positive = over-unlearned."
 )
 
 

@@ -78,13 +78,27 @@ def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
             check_mink_k(value, PROBE_FLAGS[key])
         else:
             check_positive_int(value, PROBE_FLAGS[key])
+    if isinstance(options.seeds, bool) or not isinstance(options.seeds, int) or options.seeds < 1:
+        raise InputError(f"--seeds {options.seeds!r}: expected a number of seeds >= 1")
     if options.verify_cache < 0:
         raise InputError(f"--verify-cache {options.verify_cache}: expected a number of cached rows >= 0")
     if options.verify_cache and not options.use_cache:
         raise InputError("--verify-cache re-measures cached rows; it contradicts --no-cache")
     if len(options.base_artifacts) > len(options.artifacts):
         raise InputError("--base-artifact given without a matching --artifact")
+    _check_relearn_needs(parsed, options)
     return parsed
+
+
+def _check_relearn_needs(parsed: tuple[Any, ...], options: CheckOptions) -> None:
+    """relearn:uds trains on the very forget records it scores: any model recovers them, so only the retrain
+    model under the same fine-tune (UDS's R) tells what the unlearned one recovered. Without --retrain the
+    row could only FAIL, which would be a wrong FAIL: refuse it."""
+    for fmt in parsed:
+        for part in (fmt.parts or (fmt,)):
+            if getattr(part.options, "source", None) == "forget_all" and options.retrain is None:
+                raise InputError(f"--formats {fmt.spec.raw}: relearn:uds relearns and scores the same forget records; "
+                                 "it needs --retrain (the retrain model's own recovery is the bar)")
 
 
 def _check_cache_dir(use_cache: bool) -> None:
@@ -144,6 +158,22 @@ def _check_artifact(path: Path, flag: str, base: Path) -> None:
         raise InputError(f"{flag} {path}: unsupported artifact (expected a .gguf file or a GPTQ/AWQ checkpoint dir)")
 
 
+def _with_reference_auc(config: Any, options: CheckOptions) -> Any:
+    """--privleak-reference-auc into the config: a number in (0, 1), and never beside --retrain (whose
+    measured AUC is the reference: two references for one number would leave the report ambiguous)."""
+    from dataclasses import replace
+
+    from auditq.verdict.config import check_reference_auc
+
+    if options.privleak_reference_auc is None:
+        return config
+    value = check_reference_auc(options.privleak_reference_auc)
+    if options.retrain is not None:
+        raise InputError("--privleak-reference-auc replaces the retrain model's AUC; "
+                         "with --retrain its measured AUC is the reference (give one, not both)")
+    return replace(config, privleak_reference_auc=value)
+
+
 def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     """Run the whole light validation stage; InputError (exit 2, one line) on the first problem."""
     from auditq.report.compliance import check_writers, resolve_fail_on
@@ -162,7 +192,8 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
     _check_file(options.waivers_file, "--waivers")
     _check_file(options.config_file, "--config")
-    config = load_config(cwd, options.config_file, list(options.thresholds), list(options.severities))
+    config = _with_reference_auc(load_config(cwd, options.config_file, list(options.thresholds),
+                                             list(options.severities)), options)
     waivers = load_waivers(cwd, options.waivers_file, options.config_file)
     _check_cache_dir(options.use_cache)
     _check_cache_key(options.use_cache)

@@ -18,6 +18,17 @@ from auditq.regular_file import present, read_text
 from auditq.safe_parse import loads_toml
 
 SEVERITIES = ("error", "warn")
+#: MUSE's retrain-model AUCs for PrivLeak (swj0419/muse_bench constants.py AUC_RETRAIN, key
+#: forget_holdout_Min-40%; read 2026-12-03): what `--privleak-reference-auc` reproduces MUSE's tables with
+MUSE_REFERENCE_AUC = {"news": 0.4772, "books": 0.5393}
+
+
+def check_reference_auc(value: Any, where: str = "--privleak-reference-auc") -> float:
+    """A published reference AUC: a finite number strictly between 0 and 1 (PrivLeak divides by it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value < 1:
+        raise InputError(f"{where} {value!r}: expected a number strictly between 0 and 1 "
+                         f"(MUSE's retrain AUCs: News {MUSE_REFERENCE_AUC['news']}, Books {MUSE_REFERENCE_AUC['books']})")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,10 @@ class AuditConfig:
     #: "ratio" = U / B (the raw ratio, reported either way)
     retention: str = "floor"
     sources: tuple[str, ...] = ("defaults",)
+    #: PrivLeak's AUC_ref without --retrain (--privleak-reference-auc), in MUSE's convention; None: 0.5, the AUC
+    #: of a model that never saw the forget set (forget and holdout come from one distribution). MUSE's own
+    #: code uses its retrain models' measured AUCs instead (MUSE_REFERENCE_AUC)
+    privleak_reference_auc: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +79,7 @@ class AuditConfig:
             "bootstrap_resamples": self.bootstrap_resamples,
             "retention": self.retention,
             "sources": list(self.sources),
+            "privleak_reference_auc": self.privleak_reference_auc,
         }
 
 

@@ -283,7 +283,8 @@ class CheckEvaluator:
     def privleak(self, fmt: str, cur: FormatSamples) -> CheckResult:
         """MUSE's PrivLeak: Min-K% AUC with forget labelled 0 and holdout 1, (AUC_unl - AUC_ref) / AUC_ref x 100.
 
-        AUC_ref is the retrain model's AUC in this format, or 0.5 without --retrain (as MUSE).
+        AUC_ref is the retrain model's AUC in this format; without --retrain, --privleak-reference-auc
+        (e.g. MUSE's published retrain AUCs) or 0.5 (`_published_reference`).
         Negative = under-unlearned. The interval resamples forget and holdout texts separately,
         the same indices for both models (the texts pair up by record).
         """
@@ -298,9 +299,8 @@ class CheckEvaluator:
             reference_auc = stats.muse_auc(rmem, rnon)
             ref_text = f"retrain AUC {reference_auc:.3f}"
         else:
-            stat = lambda i, j: stats.privleak(stats.fast_auc(non[j], mem[i]), 0.5)  # noqa: E731
-            reference_auc = 0.5
-            ref_text = "reference AUC 0.5 (no --retrain)"
+            reference_auc, ref_text = self._published_reference()
+            stat = lambda i, j: stats.privleak(stats.fast_auc(non[j], mem[i]), reference_auc)  # noqa: E731
         value = stat(np.arange(mem.size), np.arange(non.size))
         auc = stats.muse_auc(mem, non)
         detail = (f"MUSE Min-K% AUC (forget=0, holdout=1) {auc:.3f} vs {ref_text}; "
@@ -308,6 +308,19 @@ class CheckEvaluator:
         return self._result(check, "privleak", fmt, value, self._interval(stat, (mem.size, non.size)), n, detail,
                             extras={"auc_muse": auc, "reference_auc_muse": reference_auc,
                                     "n_members": int(mem.size), "n_nonmembers": int(non.size)})
+
+    def _published_reference(self) -> tuple[float, str]:
+        """AUC_ref without a retrain model, and the words the report says about it.
+
+        Default 0.5: a model that never saw the forget set cannot tell forget from holdout texts of one
+        distribution. MUSE's code instead divides by its benchmark's retrain AUCs (News 0.4772, Books 0.5393),
+        which `--privleak-reference-auc` reproduces.
+        """
+        given = self.config.privleak_reference_auc
+        if given is not None:
+            return given, f"reference AUC {given:g} (--privleak-reference-auc; no --retrain)"
+        return 0.5, ("reference AUC 0.5 (no --retrain: a model that never saw the forget set cannot tell forget "
+                     "from holdout; MUSE's tables divide by their retrain AUCs, see --privleak-reference-auc)")
 
     def utility(self, fmt: str, cur: FormatSamples) -> CheckResult:
         check = "utility"

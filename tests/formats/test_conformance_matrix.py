@@ -45,7 +45,7 @@ pytestmark = pytest.mark.slow
 
 FORMATS = ("fp", "rtn4", "rtn8:g32", "fp8", "fp8:channel", "prune:magnitude:0.5", "prune:wanda:0.5", "prune:2:4",
            "relearn:generic:steps=2", "relearn:generic:steps=2:lora=4", "bnb:nf4", "bnb:fp4", "bnb:int8",
-           "gptq4", "awq4", "gguf:f32", "gguf:q8_0", "gguf:q4_0", "gguf:q4_k_m")
+           "gptq4", "awq4", "gguf:f32", "gguf:q8_0", "gguf:q4_0", "gguf:q4_k_m", "bf16", "fp16")
 SCORED = PARITY_TEXTS[:6]
 #: GGUF F32 vs torch, max |Δ log p| (F32 KV cache). GELU models: llama.cpp evaluates GELU through an
 #: fp16 lookup table (measured 2.5e-3 .. 4.4e-3 on these checkpoints), documented in docs/gguf.md.
@@ -150,6 +150,23 @@ def _check_torch_weights(fmt: str, model, orig: dict) -> dict:
     return {"layers_checked": len(now), "elements_changed": changed}
 
 
+def _check_half(fmt: str, model, state: dict) -> dict:
+    """bf16 / fp16: every parameter is its original value cast to the half dtype (torch's own cast as the
+    reference), the model computes in that dtype, and something changed."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[fmt]
+    changed, n = 0, 0
+    for name, param in model.named_parameters():
+        original = state[name] if name in state else None
+        if original is None:  # a tied parameter listed under its other name
+            continue
+        assert param.dtype == dtype, f"{fmt}: {name} is {param.dtype}"
+        assert torch.equal(param.detach(), original.to(dtype)), f"{fmt}: {name} is not the original cast"
+        changed += int((param.detach().to(original.dtype) != original).sum())
+        n += 1
+    assert n and changed > 0, f"{fmt} changed nothing"
+    return {"parameters_checked": n, "elements_changed": changed}
+
+
 def _check_wanda(model, orig: dict, tokenizer) -> dict:
     """Wanda block by block: norms from our own hooks on a copy whose earlier blocks are already pruned."""
     import copy
@@ -239,7 +256,9 @@ def _cell(arch: str, fmt: str, tmp_root: Path) -> dict:
         with format_.apply(ckpt, _ctx(tmp_root, arch)) as lm:
             scores = lm.score(state["seqs"])
             family = "fp8" if fmt.startswith("fp8") else fmt.split(":")[0].rstrip("0123456789")
-            if family in ("rtn", "fp8") or fmt in ("prune:magnitude:0.5", "prune:2:4"):
+            if fmt in ("bf16", "fp16"):
+                checks = _check_half(fmt, ckpt.model, state["state"])
+            elif family in ("rtn", "fp8") or fmt in ("prune:magnitude:0.5", "prune:2:4"):
                 checks = _check_torch_weights(fmt, ckpt.model, state["orig"])
             elif fmt == "prune:wanda:0.5":
                 checks = _check_wanda(ckpt.model, state["orig"], ckpt.tokenizer)

@@ -35,17 +35,19 @@ from auditq.suite.records import load_suite  # noqa: E402
 
 EXAMPLES = {
     "fp": "fp", "rtn": "rtn4:g32", "gptq": "gptq4", "awq": "awq4", "bnb": "bnb:nf4", "gguf": "gguf:q4_0",
-    "fp8": "fp8", "prune": "prune:wanda:0.5", "relearn": "relearn:forget:steps=2",
+    "fp8": "fp8", "prune": "prune:wanda:0.5", "relearn": "relearn:forget:steps=2", "bf16": "bf16", "fp16": "fp16",
 }
 #: families whose apply() needs no optional engine: run it on the tiny model
-IN_MEMORY = ("fp", "rtn", "fp8", "prune", "relearn")
+IN_MEMORY = ("fp", "rtn", "fp8", "prune", "relearn", "bf16", "fp16")
 #: more good specs and bad ones per family (a bad one: InputError naming it), and stacks
 GOOD = {
     "fp": [], "rtn": ["rtn8", "rtn3:g64:emb:nohead"], "gptq": ["gptq8:g128:act:dequant"], "awq": ["awq4:g64:dequant"],
     "bnb": ["bnb:int8", "bnb:fp4:dq"], "gguf": ["gguf:q4_k_m", "gguf:f32"],
     "fp8": ["fp8:block128", "fp8:channel", "fp8:tensor"],
-    "prune": ["prune:2:4", "prune:magnitude:0.3"], "relearn": ["relearn:retain:steps=3:lr=1e-4:lora=8:batch=2"],
-    "stack": ["bnb:nf4+relearn:retain:lora=8", "prune:2:4+relearn:forget:steps=3", "rtn4+fp8"],
+    "prune": ["prune:2:4", "prune:magnitude:0.3"], "relearn": ["relearn:retain:steps=3:lr=1e-4:lora=8:batch=2", "relearn:lucki",
+                                                                 "relearn:uds", "relearn:deeb"],
+    "bf16": ["BF16"], "fp16": [" fp16 "],
+    "stack": ["bnb:nf4+relearn:retain:lora=8", "bnb:nf4+relearn:lucki", "prune:2:4+relearn:forget:steps=3", "rtn4+fp8"],
 }
 BAD = {
     "fp": ["fp:g1", "fp4"], "rtn": ["rtn", "rtn9", "rtn4:g0", "rtn4:wat", "rtn4:g32:g64"],
@@ -53,8 +55,10 @@ BAD = {
     "bnb": ["bnb", "bnb:nf5", "bnb:int8:dq", "bnb:nf4:dq:dq"], "gguf": ["gguf", "gguf:q9_z", "gguf:q4_0:x"],
     "fp8": ["fp8:block0", "fp8:x", "fp8:channel:block128", "fp8:channel:channel", "fp8:chan"],
     "prune": ["prune", "prune:1.5", "prune:4:2", "prune:wanda:x"],
-    "relearn": ["relearn", "relearn:x", "relearn:retain:lr=2", "relearn:retain:steps=0", "relearn:retain:lr=nan"],
-    "stack": ["fp8+gptq4", "bnb:nf4+relearn:retain", "bnb:nf4+prune:2:4", "fp8+", "rtn4+rtn4:g0", "zz4"],
+    "relearn": ["relearn", "relearn:x", "relearn:retain:lr=2", "relearn:retain:steps=0", "relearn:retain:lr=nan",
+                "relearn:lucki:lr=1e-3", "relearn:forget_all"],
+    "bf16": ["bf16:x", "bf8", "bf16:g32"], "fp16": ["fp16:emb", "fp16:x:y"],
+    "stack": ["fp8+gptq4", "bnb:nf4+relearn:retain", "bnb:nf4+relearn:uds", "bnb:nf4+prune:2:4", "fp8+", "rtn4+rtn4:g0", "zz4"],
 }
 
 

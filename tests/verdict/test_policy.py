@@ -154,6 +154,39 @@ def test_privleak_check_equals_muses_formula_computed_independently():
     assert "negative = under-unlearned" in alone.message
 
 
+@pytest.mark.parametrize("reference", [0.4772, 0.5393, 0.3])
+def test_privleak_with_a_published_reference_auc_is_muses_formula_against_it(reference):
+    """--privleak-reference-auc X: PrivLeak = (AUC_unl - X) / X * 100, AUC_unl computed independently (MUSE's
+    roc_curve + auc), and the report says which reference was used; without it the reference is 0.5."""
+    from sklearn.metrics import auc, roc_curve
+
+    rng = np.random.default_rng(11)
+    n = 60
+    base = role(np.ones(n), np.ones(n), np.ones(n), rng.normal(1, 1, n), rng.normal(0, 1, n))
+    unl = role(np.zeros(n), np.zeros(n), np.ones(n), rng.normal(0.4, 1, n), rng.normal(0, 1, 50))
+    forget_min40, holdout_min40 = -unl.members["mink"], -unl.nonmembers["mink"]
+    y = np.concatenate([np.zeros(n), np.ones(50)])
+    fpr, tpr, _ = roc_curve(y, -np.concatenate([forget_min40, holdout_min40]))
+    auc_unl = auc(fpr, tpr)
+    check = CheckEvaluator(AuditConfig(privleak_reference_auc=reference), 0).privleak(
+        "fp", FormatSamples(base, unl, None))
+    assert check.value == pytest.approx((auc_unl - reference) / reference * 100, abs=1e-6)
+    assert check.extras["reference_auc_muse"] == reference
+    assert f"reference AUC {reference:g} (--privleak-reference-auc" in check.message
+    default = CheckEvaluator(AuditConfig(), 0).privleak("fp", FormatSamples(base, unl, None))
+    assert default.value == pytest.approx((auc_unl - 0.5) / 0.5 * 100, abs=1e-6) != check.value
+    assert "reference AUC 0.5 (no --retrain" in default.message
+    assert AuditConfig(privleak_reference_auc=reference).as_dict()["privleak_reference_auc"] == reference
+
+
+def test_muse_reference_aucs_are_muses_published_values():
+    """swj0419/muse_bench constants.py AUC_RETRAIN[...]['forget_holdout_Min-40%'] (0.47719999999999996, 0.5392999999999999)."""
+    from auditq.verdict.config import MUSE_REFERENCE_AUC
+
+    assert MUSE_REFERENCE_AUC == {"news": pytest.approx(0.47719999999999996, abs=1e-12),
+                                  "books": pytest.approx(0.5392999999999999, abs=1e-12)}
+
+
 def test_recovery_allows_the_retrain_models_own_quantization_noise():
     """With --retrain, what quantization does to a model that never saw the forget set is allowed on top."""
     n = 40

@@ -57,6 +57,7 @@ class GPTQModelFormat:
     """
 
     method = "gptq"
+    stochastic = True  # GPTQModel's calibration pass is seeded (QuantizeRequest.seed)
     needs_resident = False  # GPTQModel builds its own models: the resident copy is freed first
 
     def _request(self, group_size: int, device: str, seed: int) -> QuantizeRequest:  # pragma: no cover
