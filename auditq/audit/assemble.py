@@ -59,10 +59,10 @@ def build_report(request: AuditRequest, formats: list[Format], runs: list[RunRec
 
     results, waiver_report = apply_waivers(results, request.waivers, request.today or today_utc()) \
         if request.waivers else (results, ())
+    results, identical = _degenerate(results, checkpoints)
     from auditq.audit.durability import annotate
 
     results = annotate(list(results), options.seed)  # --seeds: per-seed verdicts and pass rate of repeated rows
-    results, identical = _degenerate(results, checkpoints)
     verdict, exit_code = gate([c for r in results for c in r.checks], options.allow_inconclusive, request.fail_on)
     if identical:
         verdict, exit_code = never_pass(verdict, exit_code, request.fail_on, options.allow_inconclusive)
