@@ -209,7 +209,7 @@ def audit_request(*, artifact_formats: Iterable["Format"] = (), **given: Any) ->
     No light-stage validation: the caller vouches for its inputs (`auditq check` runs auditq.validate first).
     """
     from auditq.formats import make_formats
-    from auditq.suite.records import bundled_suite_dir, load_suite
+    from auditq.suite.records import load_suite, resolve_suite
 
     ready = {key: given.pop(key) for key in _READY if key in given}
     known = {f.name for f in fields(CheckOptions)}
@@ -217,7 +217,7 @@ def audit_request(*, artifact_formats: Iterable["Format"] = (), **given: Any) ->
     if unknown:
         raise TypeError(f"audit_request: unknown option(s) {', '.join(unknown)}")
     options = CheckOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
-    suite = load_suite(Path(options.suite) if options.suite is not None else bundled_suite_dir())
+    suite = load_suite(resolve_suite(options.suite))
     fail_on = options.fail_on or ("fail" if options.allow_inconclusive else "inconclusive")
     return AuditRequest(options=options, suite=suite, formats=tuple(make_formats(list(options.formats))),
                         artifact_formats=tuple(artifact_formats), fail_on=fail_on, **ready)

@@ -99,6 +99,20 @@ def bundled_suite_dir(name: str = "demo") -> Path:
     raise InputError(f"bundled suite {name!r} is missing from this installation")
 
 
+def resolve_suite(value: Path | str | None) -> Path:
+    """The suite directory of --suite: a directory as given, else the bundled suite of that name ("demo-mcq"),
+    else the path as given (load_suite then refuses it); None is the bundled demo suite."""
+    if value is None:
+        return bundled_suite_dir()
+    path = Path(value)
+    if not path.is_dir() and path.name == str(value) and not str(value).startswith("."):
+        try:
+            return bundled_suite_dir(str(value))
+        except InputError:
+            pass
+    return path
+
+
 def lines(text: str) -> list[str]:
     """Lines split on "\n" only (a trailing "\r" dropped). str.splitlines() also splits on U+2028, U+2029,
     U+0085, \v, \f, \x1c-\x1e, which JSON allows raw inside a string: it would cut a valid record in two."""
