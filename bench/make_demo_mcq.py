@@ -6,8 +6,11 @@ of its text and QA records plus multiple-choice questions over the same facts:
 - forget MCQ: one per forget QA record (the facts the unlearned demo models were made to forget);
 - retain MCQ: one per retain QA record (facts that must stay);
 - each question has 4 choices: the true answer and 3 distractors, the same attribute (year, birthplace,
-  occupation, employer, pet, ...) of HOLDOUT records, which no demo model was trained on. So a model that
-  never saw the forget set has no reason to prefer the true answer: its expected accuracy is chance, 1/4.
+  occupation, employer, pet, ...) of OTHER records of the same split. Every choice is then an equally
+  familiar string to a model trained on that split: only the person-fact association tells them apart. (A
+  first version drew distractors from holdout records, which no demo model saw: the unlearned models then
+  picked the true answer ~50 % of the time at fp by its familiarity as a string alone, measured 2026-12-03.)
+  A model that never saw the split has no reason to prefer the true answer: expected accuracy 1/4.
   The true answer's position is drawn with a fixed seed.
 
 Run `python bench/make_demo_mcq.py` to (re)write probes/demo-mcq/; tests/suite/test_demo_mcq_suite.py checks
@@ -36,10 +39,10 @@ def _attribute(record_id: str) -> str:
     return record_id.rsplit("-", 1)[1]
 
 
-def mcq_records(qa: list[dict], holdout_qa: list[dict], rng: random.Random) -> list[dict]:
-    """One 4-choice question per QA record, distractors from holdout answers of the same attribute."""
+def mcq_records(qa: list[dict], rng: random.Random) -> list[dict]:
+    """One 4-choice question per QA record, distractors from the other records' answers of the same attribute."""
     pool: dict[str, list[str]] = {}
-    for record in holdout_qa:
+    for record in qa:
         pool.setdefault(_attribute(record["id"]), [])
         if record["answer"] not in pool[_attribute(record["id"])]:
             pool[_attribute(record["id"])].append(record["answer"])
@@ -59,17 +62,16 @@ def mcq_records(qa: list[dict], holdout_qa: list[dict], rng: random.Random) -> l
 def build(target: Path = TARGET) -> None:
     rng = random.Random(SEED)
     target.mkdir(parents=True, exist_ok=True)
-    holdout_qa = [r for r in _records(SOURCE / "holdout.jsonl") if "question" in r]
     for split in ("forget", "retain", "holdout"):
         records = _records(SOURCE / f"{split}.jsonl")
-        extra = mcq_records([r for r in records if "question" in r], holdout_qa, rng) if split != "holdout" else []
+        extra = mcq_records([r for r in records if "question" in r], rng) if split != "holdout" else []
         (target / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records + extra),
                                               encoding="utf-8")
     shutil.copyfile(SOURCE / "calibration.txt", target / "calibration.txt")
     settings = (SOURCE / "suite.toml").read_text(encoding="utf-8")
     settings = settings.replace('name = "demo"', 'name = "demo-mcq"', 1).replace(
         'description = "', 'description = "demo + 4-choice questions over its forget/retain facts, distractors from '
-        'holdout records (bench/make_demo_mcq.py). ', 1)
+        'other records of the split (bench/make_demo_mcq.py). ', 1)
     (target / "suite.toml").write_text(settings, encoding="utf-8")
 
 

@@ -54,10 +54,11 @@ def test_bundled_demo_mcq_is_the_generator_output(tmp_path):
     assert all(filecmp.cmp(tmp_path / "demo-mcq" / n, bundled / n, shallow=False) for n in names)
     suite = load_suite(bundled)
     assert len(suite.forget.mcq) == len(suite.forget.qa) == 100 and len(suite.retain.mcq) == 100
-    holdout_answers = {r.answer for r in suite.holdout.qa}
-    for record in suite.forget.mcq + suite.retain.mcq:  # distractors come from records no demo model saw
-        assert len(record.choices) == 4
-        assert all(c in holdout_answers for i, c in enumerate(record.choices) if i != record.answer)
+    for split in (suite.forget, suite.retain):  # distractors: other records' answers of the same split
+        answers = {r.id.replace("-qa-", "-mcq-"): r.answer for r in split.qa}
+        for record in split.mcq:
+            assert len(record.choices) == 4 and record.choices[record.answer] == answers[record.id]
+            assert all(c in answers.values() for c in record.choices)
     positions = [r.answer for r in suite.forget.mcq]
     assert all(positions.count(i) >= 15 for i in range(4))  # the true answer is not always in one place
     demo = load_suite(bundled_suite_dir("demo"))
