@@ -91,12 +91,15 @@ def time_muse_style(model_dir: str, suite) -> dict[str, float]:
     """The paper's MUSE loop: reload, then one generate / forward per sample (see the module docstring)."""
     import torch
 
+    from auditq.probes.mia import member_records
     from auditq.probes.text import rouge_l_f1
+    from auditq.probes.verbmem import VerbMem
 
     settings, times, clock = _settings(suite), {}, Clock()
     model, tokenizer = _load(model_dir)
     with torch.no_grad():
-        for record in suite.forget.texts:  # VerbMem: first prefix_tokens tokens -> greedy continuation
+        # the same records auditq's probes read: VerbMem on its splits (forget, and holdout for the floor)
+        for record in [r for split in VerbMem.splits for r in suite.split(split).texts]:
             ids = tokenizer(record.text, return_tensors="pt").input_ids
             prompt, truth = ids[:, :settings.prefix_tokens], ids[0, settings.prefix_tokens:]
             out = model.generate(prompt, max_new_tokens=settings.max_new_tokens, do_sample=False,
@@ -111,9 +114,9 @@ def time_muse_style(model_dir: str, suite) -> dict[str, float]:
                                      pad_token_id=tokenizer.pad_token_id)
                 rouge_l_f1(tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True), record.answer)
         times["knowmem"] = clock.lap()
-        for split in ("forget", "holdout"):  # MIA: one forward per text, Min-K% from its token log-probs
-            for record in suite.split(split).texts:
-                ids = tokenizer(record.text, return_tensors="pt").input_ids
+        for split in ("forget", "holdout"):  # MIA: one forward per text (QA pairs too with mia_qa), Min-K%
+            for _, text in member_records(suite, split, settings.qa_template):
+                ids = tokenizer(text, return_tensors="pt").input_ids
                 logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1)
                 token_logp = logp.gather(-1, ids[0, 1:, None])[:, 0].numpy()
                 k = max(1, int(len(token_logp) * settings.mink_k))
@@ -131,7 +134,9 @@ def time_lm_eval(model_dir: str, suite) -> dict[str, float] | None:
         return None
     clock = Clock()
     lm = HFLM(pretrained=model_dir, device="cpu", dtype="float32", batch_size=16)
-    texts = [r.text for split in ("forget", "holdout") for r in suite.split(split).texts]
+    from auditq.probes.mia import member_records
+
+    texts = [t for split in ("forget", "holdout") for _, t in member_records(suite, split, suite.settings.qa_template)]
     requests = [Instance(request_type="loglikelihood_rolling", doc={}, arguments=(t,), idx=i)
                 for i, t in enumerate(texts)]
     lm.loglikelihood_rolling(requests, disable_tqdm=True)
