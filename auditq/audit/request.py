@@ -221,7 +221,7 @@ def audit_request(*, artifact_formats: Iterable["Format"] = (), **given: Any) ->
     """
     from auditq.formats import make_formats
     from auditq.formats.seeded import with_seeds
-    from auditq.suite.records import bundled_suite_dir, load_suite
+    from auditq.suite.records import load_suite, resolve_suite
 
     ready = {key: given.pop(key) for key in _READY if key in given}
     known = {f.name for f in fields(CheckOptions)}
@@ -229,7 +229,7 @@ def audit_request(*, artifact_formats: Iterable["Format"] = (), **given: Any) ->
     if unknown:
         raise TypeError(f"audit_request: unknown option(s) {', '.join(unknown)}")
     options = CheckOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
-    suite = load_suite(Path(options.suite) if options.suite is not None else bundled_suite_dir())
+    suite = load_suite(resolve_suite(options.suite))
     fail_on = options.fail_on or ("fail" if options.allow_inconclusive else "inconclusive")
     formats = with_seeds(make_formats(list(options.formats)), options.seeds, options.seed)
     return AuditRequest(options=options, suite=suite, formats=tuple(formats),

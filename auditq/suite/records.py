@@ -35,10 +35,21 @@ class QARecord:
 
 
 @dataclass(frozen=True)
+class MCQRecord:
+    """A multiple-choice question (the `mcq` probe): `answer` is the index of the correct choice."""
+
+    id: str
+    question: str
+    choices: tuple[str, ...]
+    answer: int
+
+
+@dataclass(frozen=True)
 class Split:
     name: str
     texts: tuple[TextRecord, ...]
     qa: tuple[QARecord, ...]
+    mcq: tuple[MCQRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,20 @@ def bundled_suite_dir(name: str = "demo") -> Path:
     raise InputError(f"bundled suite {name!r} is missing from this installation")
 
 
+def resolve_suite(value: Path | str | None) -> Path:
+    """The suite directory of --suite: a directory as given, else the bundled suite of that name ("demo-mcq"),
+    else the path as given (load_suite then refuses it); None is the bundled demo suite."""
+    if value is None:
+        return bundled_suite_dir()
+    path = Path(value)
+    if not path.is_dir() and path.name == str(value) and not str(value).startswith("."):
+        try:
+            return bundled_suite_dir(str(value))
+        except InputError:
+            pass
+    return path
+
+
 def lines(text: str) -> list[str]:
     """Lines split on "\n" only (a trailing "\r" dropped). str.splitlines() also splits on U+2028, U+2029,
     U+0085, \v, \f, \x1c-\x1e, which JSON allows raw inside a string: it would cut a valid record in two."""
@@ -121,6 +146,7 @@ def _read_split(path: Path, name: str) -> Split:
         raise InputError(f"{path}:{line}: not valid UTF-8") from None
     texts: list[TextRecord] = []
     qa: list[QARecord] = []
+    mcq: list[MCQRecord] = []
     seen_ids: dict[str, int] = {}
     for number, line in enumerate(lines(raw), start=1):
         if not line.strip():
@@ -141,15 +167,34 @@ def _read_split(path: Path, name: str) -> Split:
             if not isinstance(obj["text"], str) or not obj["text"].strip():
                 raise InputError(f"{path}:{number}: 'text' must be a non-empty string")
             texts.append(TextRecord(record_id, obj["text"]))
+        elif "choices" in obj:
+            mcq.append(_mcq_record(obj, record_id, f"{path}:{number}"))
         elif "question" in obj and "answer" in obj:
             if not all(isinstance(obj[k], str) and obj[k].strip() for k in ("question", "answer")):
                 raise InputError(f"{path}:{number}: 'question' and 'answer' must be non-empty strings")
             qa.append(QARecord(record_id, obj["question"], obj["answer"]))
         else:
-            raise InputError(f"{path}:{number}: a record needs 'text', or 'question' and 'answer'")
-    if not texts and not qa:
+            raise InputError(f"{path}:{number}: a record needs 'text', 'question' and 'answer', "
+                             "or 'question', 'choices' and 'answer'")
+    if not texts and not qa and not mcq:
         raise InputError(f"{path}: {name} split is empty")
-    return Split(name, tuple(texts), tuple(qa))
+    return Split(name, tuple(texts), tuple(qa), tuple(mcq))
+
+
+def _mcq_record(obj: dict, record_id: str, where: str) -> MCQRecord:
+    """A multiple-choice record: a question, >= 2 distinct non-empty choices, the answer's 0-based index."""
+    question, choices, answer = obj.get("question"), obj["choices"], obj.get("answer")
+    if not isinstance(question, str) or not question.strip():
+        raise InputError(f"{where}: 'question' must be a non-empty string")
+    if (not isinstance(choices, list) or len(choices) < 2
+            or not all(isinstance(c, str) and c.strip() for c in choices)):
+        raise InputError(f"{where}: 'choices' must be a list of at least 2 non-empty strings")
+    if len(set(choices)) != len(choices):
+        raise InputError(f"{where}: 'choices' has a duplicate choice")
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(choices):
+        raise InputError(f"{where}: 'answer' = {answer!r}: expected the index of the correct choice, "
+                         f"0 to {len(choices) - 1}")
+    return MCQRecord(record_id, question, tuple(choices), answer)
 
 
 def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:

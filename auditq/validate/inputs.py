@@ -219,7 +219,7 @@ def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
     against the probe settings and the tokenizer: (suite dir, loaded suite)."""
     from auditq.checkpoint.directory import check_compatible_configs, check_same_tokenizer, validate_checkpoint
     from auditq.checkpoint.tensor_match import compare_tensors
-    from auditq.suite.records import bundled_suite_dir, load_suite
+    from auditq.suite.records import load_suite, resolve_suite
     from auditq.suite.validate import check_suite_lengths
 
     configs: dict[str, dict] = {}
@@ -232,7 +232,7 @@ def _check_models_and_suite(options: CheckOptions) -> tuple[Path, Any]:
         if role != "base":
             check_compatible_configs(configs["base"], configs[role], role)
             compare_tensors(Path(options.base), path, role, configs["base"])  # same tensors as BASE
-    suite_dir = Path(options.suite) if options.suite is not None else bundled_suite_dir()
+    suite_dir = resolve_suite(options.suite)
     suite = load_suite(suite_dir)
     _check_context(options, suite, configs["base"])  # the budgets alone first: the plainest message
     check_suite_lengths(suite, options.probe_overrides(), options.probes, tokenizer, configs["base"])

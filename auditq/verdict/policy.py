@@ -25,11 +25,14 @@ from auditq.verdict.scoring import PRIVLEAK_ATTACK, RoleSamples
 from auditq.verdict.stats import ratio_of_means
 
 MEMORISATION = ("verbmem", "knowmem")
+#: forget-knowledge metrics whose arrays are RoleSamples.<metric>_forget / _holdout; mcq's checks are added only
+#: when --probes asks for mcq (not a default probe: every other audit keeps its rows)
+FORGET_METRICS = MEMORISATION + ("mcq",)
 #: the probes a check reads (by the check's last name part): it is requested when any of them is in --probes.
 #: The utility check reads KnowMem on retain; asking for the `utility` probe (retain likelihood) alone asks for it
 #: too, and it is then UNKNOWN with a reason naming knowmem, not silently dropped.
 CHECK_PROBES = {"verbmem": ("verbmem",), "knowmem": ("knowmem",), "privleak": ("mia",),
-                "utility": ("knowmem", "utility")}
+                "utility": ("knowmem", "utility"), "mcq": ("mcq",)}
 
 
 def check_probes(check: str) -> tuple[str, ...]:
@@ -114,7 +117,7 @@ class FormatSamples:
 def _field(samples: RoleSamples | None, metric: str) -> np.ndarray | None:
     if samples is None:
         return None
-    return getattr(samples, f"{metric}_forget" if metric in MEMORISATION else metric)
+    return getattr(samples, f"{metric}_forget" if metric in FORGET_METRICS else metric)
 
 
 def _holdout(samples: RoleSamples | None, metric: str) -> np.ndarray | None:
@@ -130,6 +133,10 @@ class CheckEvaluator:
         self.config = config
         self.seed = seed
         self.requested = None if requested is None else frozenset(requested)
+
+    def _metrics(self) -> tuple[str, ...]:
+        """The forget metrics with checks: VerbMem and KnowMem always, MCQ when --probes names mcq."""
+        return FORGET_METRICS if self.requested is not None and "mcq" in self.requested else MEMORISATION
 
     def _asked(self, check: str) -> bool:
         return self.requested is None or bool(self.requested & set(check_probes(check)))
@@ -200,6 +207,10 @@ class CheckEvaluator:
 
     def _describe(self, metric: str, unl, base, holdout, unl_holdout) -> str:
         raw = ratio_of_means(unl, base)
+        if metric == "mcq" and self.config.retention == "floor":
+            return (f"(unlearned acc {unl.mean():.3f} - chance {holdout.mean():.3f}) / (base acc {base.mean():.3f} - "
+                    f"chance {holdout.mean():.3f}); chance = mean 1/n_choices over {holdout.size} forget questions "
+                    f"(lm-eval acc); raw ratio {raw:.3f}")
         if self.config.retention == "ratio":
             return f"unlearned/base {metric} = {unl.mean():.3f}/{base.mean():.3f} (raw ratio)"
         return (f"(unlearned {unl.mean():.3f} - floor {holdout.mean():.3f}) / (base {base.mean():.3f} - floor "
@@ -337,21 +348,43 @@ class CheckEvaluator:
         return self._result(check, "utility", fmt, value,
                             self._interval(lambda i: ratio_of_means(unl[i], base[i]), (unl.size,)), int(unl.size), detail)
 
+    def mcq_utility(self, fmt: str, cur: FormatSamples) -> CheckResult:
+        """Retain MCQ accuracy above chance, unlearned relative to base: (acc_U - c) / (acc_B - c), c = mean 1/k."""
+        check = "utility.mcq"
+        unl = cur.unlearned.mcq_retain if cur.unlearned else None
+        base = cur.base.mcq_retain if cur.base else None
+        if unl is None or base is None or cur.base.mcq_retain_chance is None:
+            return self._unknown(check, "utility", fmt, "retain MCQ accuracy was not measured (no retain MCQ records)")
+        chance = cur.base.mcq_retain_chance
+        if not base.mean() > chance.mean():
+            return self._unknown(check, "utility", fmt, f"the base model's retain MCQ accuracy {base.mean():.3f} is "
+                                 f"not above chance {chance.mean():.3f}: nothing to preserve")
+        stat = lambda i: (unl[i].mean() - chance[i].mean()) / (base[i].mean() - chance[i].mean())  # noqa: E731
+        detail = (f"retain MCQ (unlearned acc {unl.mean():.3f} - chance {chance.mean():.3f}) / "
+                  f"(base acc {base.mean():.3f} - chance {chance.mean():.3f})")
+        return self._result(check, "utility", fmt, stat(np.arange(unl.size)), self._interval(stat, (unl.size,)),
+                            int(unl.size), detail)
+
     def evaluate(self, fmt: str, cur: FormatSamples, ref: FormatSamples | None,
                  is_reference: bool) -> tuple[CheckResult, ...]:
         """All checks for one format; `ref` is the full-precision row, `is_reference` true for fp itself."""
-        results = [self.forget_retention(fmt, cur, m) for m in MEMORISATION]
+        metrics = self._metrics()
+        results = [self.forget_retention(fmt, cur, m) for m in metrics]
         if not is_reference:
             results += [self.recovery(fmt, cur, ref, m) if ref is not None else
                         self._unknown(f"recovery.{m}", "recovery", fmt, "the full-precision row could not be measured")
-                        for m in MEMORISATION]
+                        for m in metrics]
         results += [self.privleak(fmt, cur), self.utility(fmt, cur)]
+        if "mcq" in metrics:
+            results.append(self.mcq_utility(fmt, cur))
         return self._only_requested(results)
 
     def unknown_row(self, fmt: str, reason: str, is_reference: bool) -> tuple[CheckResult, ...]:
         """Every check UNKNOWN, for a format that could not be measured."""
-        checks = [(f"forget_retention.{m}", "forget_retention") for m in MEMORISATION]
+        metrics = self._metrics()
+        checks = [(f"forget_retention.{m}", "forget_retention") for m in metrics]
         if not is_reference:
-            checks += [(f"recovery.{m}", "recovery") for m in MEMORISATION]
+            checks += [(f"recovery.{m}", "recovery") for m in metrics]
         checks += [("privleak", "privleak"), ("utility", "utility")]
+        checks += [("utility.mcq", "utility")] if "mcq" in metrics else []
         return self._only_requested(self._unknown(c, fam, fmt, reason) for c, fam in checks)

@@ -31,6 +31,13 @@ class RoleSamples:
     #: the same probes on holdout records (never trained): the non-member floor of forget retention
     verbmem_holdout: np.ndarray | None = None
     knowmem_holdout: np.ndarray | None = None
+    #: mcq probe: per-question acc (0/1) on forget and retain MCQ; `mcq_holdout` is NOT measured on holdout
+    #: records: it is each forget question's chance accuracy 1/n_choices, the floor of MCQ retention (the
+    #: retention rule then reads (acc_U - chance) / (acc_B - chance): accuracy above chance, relative to base)
+    mcq_forget: np.ndarray | None = None
+    mcq_holdout: np.ndarray | None = None
+    mcq_retain: np.ndarray | None = None
+    mcq_retain_chance: np.ndarray | None = None
 
 
 def _mean(values: np.ndarray | None) -> float | None:
@@ -69,7 +76,19 @@ def collect_samples(outputs: dict[str, ProbeOutput], reference: dict[str, ProbeO
         retain_tokens=util.values("retain", "n_tokens") if util else None,
         verbmem_holdout=_split_values(verb, "holdout"),
         knowmem_holdout=_split_values(know, "holdout"),
+        **_mcq_arrays(outputs.get("mcq")),
     )
+
+
+def _mcq_arrays(output: ProbeOutput | None) -> dict[str, np.ndarray | None]:
+    """The mcq probe's per-question accuracy and chance (1/n_choices) on forget and retain, None where absent."""
+    arrays: dict[str, np.ndarray | None] = {}
+    for split, acc_key, chance_key in (("forget", "mcq_forget", "mcq_holdout"),
+                                       ("retain", "mcq_retain", "mcq_retain_chance")):
+        acc = output.values(split, "acc") if output is not None else np.empty(0)
+        arrays[acc_key] = acc if acc.size else None
+        arrays[chance_key] = 1.0 / output.values(split, "n_choices") if acc.size else None
+    return arrays
 
 
 def _split_values(output: ProbeOutput | None, split: str) -> np.ndarray | None:
@@ -118,7 +137,8 @@ def role_metrics(role: str, samples: RoleSamples) -> RoleMetrics:
     counts = {name: int(arr.size) for name, arr in (
         ("verbmem_forget", samples.verbmem_forget), ("knowmem_forget", samples.knowmem_forget),
         ("knowmem_retain", samples.knowmem_retain), ("retain_texts", samples.retain_nll),
-        ("verbmem_holdout", samples.verbmem_holdout), ("knowmem_holdout", samples.knowmem_holdout))
+        ("verbmem_holdout", samples.verbmem_holdout), ("knowmem_holdout", samples.knowmem_holdout),
+        ("mcq_forget", samples.mcq_forget), ("mcq_retain", samples.mcq_retain))
         if arr is not None}
     return RoleMetrics(
         role=role,

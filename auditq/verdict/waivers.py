@@ -37,7 +37,7 @@ from auditq.safe_parse import loads_toml
 
 FAMILIES = ("forget_retention", "recovery", "privleak", "utility")
 CHECK_IDS = ("forget_retention.verbmem", "forget_retention.knowmem", "recovery.verbmem", "recovery.knowmem",
-             "privleak", "utility")
+             "privleak", "utility", "forget_retention.mcq", "recovery.mcq", "utility.mcq")
 REQUIRED = ("check", "format", "reason", "expires")
 OPTIONAL = ("owner", "ticket")
 WAIVABLE = (FAIL, INCONCLUSIVE)

@@ -25,17 +25,19 @@ import pytest
 from auditq.probes import PROBES
 from auditq.probes.base import Probe, ProbeOutput, ProbeSettings
 from auditq.probes.muse import MUSE_ICL_EXAMPLES, PROTOCOLS
-from auditq.suite.records import SPLITS, QARecord, Split, Suite, TextRecord
+from auditq.suite.records import SPLITS, MCQRecord, QARecord, Split, Suite, TextRecord
 
 #: short generations: the tiny model's texts are ~20 tokens, so a prefix of 6 leaves a continuation
 SETTINGS = {"prefix_tokens": 6, "max_new_tokens": 12, "answer_tokens": 8}
 
 
 def _suite(tiny) -> Suite:
-    """Every split with texts AND QA (enough retain QA that MUSE's in-context examples leave some to score)."""
+    """Every split with texts, QA AND multiple-choice questions (enough retain QA that MUSE's in-context examples
+    leave some to score)."""
     def split(name: str, texts, qa) -> Split:
+        mcq = (MCQRecord(f"{name}-mcq-0", qa[0][0], (qa[0][1], "somewhere else", "nobody knows"), 0),)
         return Split(name, tuple(TextRecord(f"{name}-{i}", t) for i, t in enumerate(texts)),
-                     tuple(QARecord(f"{name}-qa-{i}", q, a) for i, (q, a) in enumerate(qa)))
+                     tuple(QARecord(f"{name}-qa-{i}", q, a) for i, (q, a) in enumerate(qa)), mcq)
 
     retain_qa = [(f"What is item {i}?", f"answer {i}") for i in range(MUSE_ICL_EXAMPLES + 2)]
     return Suite(path=Path("."), name="contract", description="",
@@ -91,6 +93,6 @@ def test_probe_contract(name: str, protocol: str, tiny, one_thread) -> None:
 
 
 def _ids(suite: Suite, split: str) -> set[str]:
-    """Record ids of a split: text ids and QA ids (MIA with mia_qa scores QA pairs as texts)."""
+    """Record ids of a split: text, QA and MCQ ids (MIA with mia_qa scores QA pairs as texts)."""
     part = suite.split(split)
-    return {r.id for r in part.texts} | {r.id for r in part.qa}
+    return {r.id for r in part.texts} | {r.id for r in part.qa} | {r.id for r in part.mcq}

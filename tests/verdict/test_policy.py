@@ -201,3 +201,49 @@ def test_recovery_allows_the_retrain_models_own_quantization_noise():
     alone = CheckEvaluator(AuditConfig(), 0).recovery("rtn4", FormatSamples(base, q_unl, None),
                                                       FormatSamples(base, fp_unl, None), "verbmem")
     assert alone.verdict == "FAIL" and alone.threshold == pytest.approx(0.10)
+
+
+def _mcq_role(forget_acc, retain_acc, n_choices=4):
+    """A model with only MCQ measured: per-question accuracy (0/1) on forget and retain questions."""
+    arr = lambda x: np.asarray(x, dtype=float)  # noqa: E731
+    forget_acc, retain_acc = arr(forget_acc), arr(retain_acc)
+    return RoleSamples(None, None, None, {}, {}, None, None, mcq_forget=forget_acc,
+                       mcq_holdout=np.full(forget_acc.size, 1 / n_choices), mcq_retain=retain_acc,
+                       mcq_retain_chance=np.full(retain_acc.size, 1 / n_choices))
+
+
+def test_mcq_checks_are_accuracy_above_chance_relative_to_base():
+    """(acc_U - 1/k) / (acc_B - 1/k): at chance = 0 (PASS), as good as base = 1 (FAIL); recovery caught at rtn4;
+    asked only when --probes names mcq."""
+    n = 100
+    chance_level = np.resize([1.0, 0.0, 0.0, 0.0], n)  # 25 % right on 4 choices
+    base = _mcq_role(np.ones(n), np.ones(n))
+    forgot = _mcq_role(chance_level, np.ones(n))
+    evaluator = CheckEvaluator(AuditConfig(), seed=0, requested=["mcq"])
+    fp = FormatSamples(base, forgot, None)
+    fp_checks = {c.check: c for c in evaluator.evaluate("fp", fp, None, True)}
+    assert fp_checks["forget_retention.mcq"].value == pytest.approx(0.0)
+    assert fp_checks["forget_retention.mcq"].verdict == "PASS"
+    assert fp_checks["utility.mcq"].verdict == "PASS" and fp_checks["utility.mcq"].value == pytest.approx(1.0)
+    assert fp_checks["forget_retention.verbmem"].verdict == "NOT_REQUESTED"
+    q4 = FormatSamples(base, base, None)  # the quantized unlearned model answers like base: recovered
+    q4_checks = {c.check: c for c in evaluator.evaluate("rtn4", q4, fp, False)}
+    assert q4_checks["forget_retention.mcq"].verdict == "FAIL" and q4_checks["forget_retention.mcq"].value == 1.0
+    assert q4_checks["recovery.mcq"].verdict == "FAIL" and q4_checks["recovery.mcq"].value == pytest.approx(1.0)
+    half = _mcq_role(np.resize([1.0, 0.0], n), np.ones(n))  # 50 %: (0.5-0.25)/0.75
+    value = {c.check: c for c in evaluator.evaluate("fp", FormatSamples(base, half, None), None, True)}
+    assert value["forget_retention.mcq"].value == pytest.approx(1 / 3)
+    lost_retain = _mcq_role(chance_level, chance_level)
+    util = {c.check: c for c in evaluator.evaluate("fp", FormatSamples(base, lost_retain, None), None, True)}
+    assert util["utility.mcq"].verdict == "FAIL"
+    default = {c.check for c in CheckEvaluator(AuditConfig(), 0, requested=["verbmem"]).evaluate("fp", fp, None, True)}
+    assert not any("mcq" in c for c in default)  # no mcq rows unless asked
+
+
+def test_mcq_is_unknown_when_base_is_at_chance():
+    n = 40
+    at_chance = _mcq_role(np.resize([1.0, 0.0, 0.0, 0.0], n), np.resize([1.0, 0.0, 0.0, 0.0], n))
+    checks = {c.check: c for c in CheckEvaluator(AuditConfig(), 0, requested=["mcq"]).evaluate(
+        "fp", FormatSamples(at_chance, at_chance, None), None, True)}
+    assert checks["forget_retention.mcq"].verdict == "UNKNOWN"
+    assert checks["utility.mcq"].verdict == "UNKNOWN" and "not above chance" in checks["utility.mcq"].message
