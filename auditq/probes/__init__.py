@@ -10,6 +10,7 @@ PROBES.register("verbmem", "auditq.probes.verbmem:VerbMem")
 PROBES.register("knowmem", "auditq.probes.knowmem:KnowMem")
 PROBES.register("mia", "auditq.probes.mia:MembershipInference")
 PROBES.register("utility", "auditq.probes.utility:RetainLikelihood")
+PROBES.register("tofu", "auditq.probes.tofu:TofuMetrics")
 
 DEFAULT_PROBES = ("verbmem", "knowmem", "mia", "utility")
 

@@ -34,8 +34,10 @@ SETTINGS = {"prefix_tokens": 6, "max_new_tokens": 12, "answer_tokens": 8}
 def _suite(tiny) -> Suite:
     """Every split with texts AND QA (enough retain QA that MUSE's in-context examples leave some to score)."""
     def split(name: str, texts, qa) -> Split:
+        # every QA record carries TOFU's paraphrased / perturbed answers (the tofu probe needs them)
         return Split(name, tuple(TextRecord(f"{name}-{i}", t) for i, t in enumerate(texts)),
-                     tuple(QARecord(f"{name}-qa-{i}", q, a) for i, (q, a) in enumerate(qa)))
+                     tuple(QARecord(f"{name}-qa-{i}", q, a, f"it is {a}", (f"not {a}", "far north"))
+                           for i, (q, a) in enumerate(qa)))
 
     retain_qa = [(f"What is item {i}?", f"answer {i}") for i in range(MUSE_ICL_EXAMPLES + 2)]
     return Suite(path=Path("."), name="contract", description="",
