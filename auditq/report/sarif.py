@@ -53,6 +53,24 @@ RULES: dict[str, dict[str, str]] = {
         "short": "Unlearning (or quantization) destroyed utility on the retain set",
         "full": "Retain-set KnowMem of the unlearned model divided by the base model's at the same precision.",
     },
+    "forget_quality": {
+        "name": "TofuForgetQuality",
+        "short": "TOFU forget quality: the forget truth ratios differ from the retrain model's",
+        "full": "TOFU's forget quality as open-unlearning computes it: the two-sample KS-test p-value of the "
+                "unlearned model's forget truth ratios against the retrain model's at the same format.",
+    },
+    "tofu_probability": {
+        "name": "TofuAnswerProbability",
+        "short": "The unlearned model still gives the forget answers high probability",
+        "full": "TOFU's answer probability (exp of the mean per-token NLL of answer + EOS) on forget QA, unlearned "
+                "divided by base at the same precision; with --retrain compared with the retrain model's ratio.",
+    },
+    "model_utility": {
+        "name": "TofuModelUtility",
+        "short": "TOFU model utility on the retain set dropped",
+        "full": "TOFU's model utility (harmonic mean of retain answer probability, ROUGE-L recall and truth "
+                "ratio) of the unlearned model divided by the base model's at the same precision.",
+    },
 }
 
 

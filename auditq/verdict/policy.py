@@ -23,13 +23,15 @@ from auditq.verdict.config import AuditConfig, CheckPolicy
 from auditq.verdict.retention import retention
 from auditq.verdict.scoring import PRIVLEAK_ATTACK, RoleSamples
 from auditq.verdict.stats import ratio_of_means
+from auditq.verdict.tofu import TOFU_CHECKS, has_tofu, tofu_checks
 
 MEMORISATION = ("verbmem", "knowmem")
 #: the probes a check reads (by the check's last name part): it is requested when any of them is in --probes.
 #: The utility check reads KnowMem on retain; asking for the `utility` probe (retain likelihood) alone asks for it
 #: too, and it is then UNKNOWN with a reason naming knowmem, not silently dropped.
 CHECK_PROBES = {"verbmem": ("verbmem",), "knowmem": ("knowmem",), "privleak": ("mia",),
-                "utility": ("knowmem", "utility")}
+                "utility": ("knowmem", "utility"), "forget_quality": ("tofu",), "probability": ("tofu",),
+                "model_utility": ("tofu",)}
 
 
 def check_probes(check: str) -> tuple[str, ...]:
@@ -333,7 +335,16 @@ class CheckEvaluator:
                         self._unknown(f"recovery.{m}", "recovery", fmt, "the full-precision row could not be measured")
                         for m in MEMORISATION]
         results += [self.privleak(fmt, cur), self.utility(fmt, cur)]
+        if self._tofu_wanted(cur):
+            results += tofu_checks(self, fmt, cur)
         return self._only_requested(results)
+
+    def _tofu_wanted(self, cur: FormatSamples | None) -> bool:
+        """TOFU rows appear when --probes asks for tofu (or, with no --probes view, when it was measured):
+        audits that never ask for it keep their rows unchanged."""
+        if self.requested is not None:
+            return "tofu" in self.requested
+        return cur is not None and has_tofu(cur)
 
     def unknown_row(self, fmt: str, reason: str, is_reference: bool) -> tuple[CheckResult, ...]:
         """Every check UNKNOWN, for a format that could not be measured."""
@@ -341,4 +352,6 @@ class CheckEvaluator:
         if not is_reference:
             checks += [(f"recovery.{m}", "recovery") for m in MEMORISATION]
         checks += [("privleak", "privleak"), ("utility", "utility")]
+        if self._tofu_wanted(None):
+            checks += list(TOFU_CHECKS)
         return self._only_requested(self._unknown(c, fam, fmt, reason) for c, fam in checks)

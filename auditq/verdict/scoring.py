@@ -31,6 +31,8 @@ class RoleSamples:
     #: the same probes on holdout records (never trained): the non-member floor of forget retention
     verbmem_holdout: np.ndarray | None = None
     knowmem_holdout: np.ndarray | None = None
+    #: the tofu probe's per-sample scores, "<split>.<score>" -> array (auditq.verdict.tofu)
+    tofu: dict[str, np.ndarray] | None = None
 
 
 def _mean(values: np.ndarray | None) -> float | None:
@@ -69,7 +71,16 @@ def collect_samples(outputs: dict[str, ProbeOutput], reference: dict[str, ProbeO
         retain_tokens=util.values("retain", "n_tokens") if util else None,
         verbmem_holdout=_split_values(verb, "holdout"),
         knowmem_holdout=_split_values(know, "holdout"),
+        tofu=_tofu_values(outputs.get("tofu")),
     )
+
+
+def _tofu_values(output: ProbeOutput | None) -> dict[str, np.ndarray] | None:
+    if output is None:
+        return None
+    from auditq.probes.tofu import SCORES, SPLITS
+
+    return {f"{split}.{key}": output.values(split, key) for split in SPLITS for key in SCORES}
 
 
 def _split_values(output: ProbeOutput | None, split: str) -> np.ndarray | None:
