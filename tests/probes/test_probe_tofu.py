@@ -187,5 +187,5 @@ def test_suite_fields_are_read_and_bad_ones_exit_2(tmp_path):
 def test_check_suite_names_the_record_lacking_tofu_fields(tmp_path):
     plain = {"question": "Where?", "answer": "Brill", "id": "q1"}
     suite = load_suite(write_suite(tmp_path / "s", forget=[{"text": "Alice was born in Brill."}, plain]))
-    with pytest.raises(InputError, match=r"forget.jsonl: the tofu probe needs .* record 'q1' lacks"):
+    with pytest.raises(InputError, match=r"forget.jsonl: the tofu probe needs .*\(record 'q1' lacks"):
         TofuMetrics().check_suite(suite)
