@@ -73,6 +73,8 @@ RULES: dict[str, dict[str, str]] = {
     },
 }
 
+#: rule families a report lists only when it has such a check
+OPTIONAL_FAMILIES = ("forget_quality", "tofu_probability", "model_utility")
 
 def _level(check: CheckResult) -> str:
     verdict = (check.waiver or {}).get("original_verdict", check.verdict) if check.verdict == WAIVED else check.verdict
@@ -109,7 +111,9 @@ class SarifWriter(ReportWriter):
 
 
 def sarif_log(report: AuditReport) -> dict[str, Any]:
-    families = list(RULES)
+    # the TOFU families (auditq.verdict.tofu) are listed only when the audit ran them
+    present = {c.family for c in report.all_checks()}
+    families = [f for f in RULES if f not in OPTIONAL_FAMILIES or f in present]
     rules = _rules(report, families)
     artifacts, primary = _artifacts(report)
     results = []

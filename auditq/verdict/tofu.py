@@ -12,7 +12,7 @@ tofu.model_utility    TOFU's model utility (harmonic mean of retain prob, retain
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +20,10 @@ from auditq.probes import tofu_metrics as tm
 from auditq.result.model import CheckResult
 from auditq.verdict.stats import ratio_of_means
 
-if TYPE_CHECKING:
-    from auditq.verdict.policy import CheckEvaluator, FormatSamples
+#: `ev` below is the calling auditq.verdict.policy.CheckEvaluator and `cur` its FormatSamples; not imported
+#: here (policy imports this module; tests/architecture forbids the cycle, even under TYPE_CHECKING)
+Evaluator = Any
+Samples = Any
 
 #: (check, family) of every TOFU check, in report order
 TOFU_CHECKS = (("tofu.forget_quality", "forget_quality"), ("tofu.probability", "tofu_probability"),
@@ -34,7 +36,7 @@ def _arr(samples, key: str) -> np.ndarray | None:
     return values if values is not None and values.size else None
 
 
-def has_tofu(cur: "FormatSamples") -> bool:
+def has_tofu(cur: Samples) -> bool:
     return any(_arr(s, "forget.prob") is not None for s in (cur.base, cur.unlearned, cur.retrain))
 
 
@@ -46,7 +48,7 @@ def utility_of(samples, idx=None) -> float:
     return tm.model_utility([prob.mean(), rouge.mean(), tm.true_better(ratios)])
 
 
-def forget_quality(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> CheckResult:
+def forget_quality(ev: Evaluator, fmt: str, cur: Samples) -> CheckResult:
     check, family = TOFU_CHECKS[0]
     unl, ret = _arr(cur.unlearned, "forget.truth_ratio"), _arr(cur.retrain, "forget.truth_ratio")
     if unl is None:
@@ -67,7 +69,7 @@ def forget_quality(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> Chec
                               "truth_ratio_retrain": tm.closer_to_1_better(ret)})
 
 
-def probability(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> CheckResult:
+def probability(ev: Evaluator, fmt: str, cur: Samples) -> CheckResult:
     check, family = TOFU_CHECKS[1]
     unl, base = _arr(cur.unlearned, "forget.prob"), _arr(cur.base, "forget.prob")
     if unl is None or base is None or unl.size != base.size:
@@ -89,7 +91,7 @@ def probability(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> CheckRe
                       threshold=ret_value + margin, extras=extras)
 
 
-def model_utility(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> CheckResult:
+def model_utility(ev: Evaluator, fmt: str, cur: Samples) -> CheckResult:
     check, family = TOFU_CHECKS[2]
     if _arr(cur.unlearned, "retain.prob") is None or _arr(cur.base, "retain.prob") is None:
         return ev._unknown(check, family, fmt, "the tofu probe did not measure both models on retain QA")
@@ -104,5 +106,5 @@ def model_utility(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> Check
                       extras={"model_utility_unlearned": unl, "model_utility_base": base})
 
 
-def tofu_checks(ev: "CheckEvaluator", fmt: str, cur: "FormatSamples") -> list[CheckResult]:
+def tofu_checks(ev: Evaluator, fmt: str, cur: Samples) -> list[CheckResult]:
     return [forget_quality(ev, fmt, cur), probability(ev, fmt, cur), model_utility(ev, fmt, cur)]
