@@ -11,6 +11,7 @@ PROBES.register("knowmem", "auditq.probes.knowmem:KnowMem")
 PROBES.register("mia", "auditq.probes.mia:MembershipInference")
 PROBES.register("utility", "auditq.probes.utility:RetainLikelihood")
 PROBES.register("mcq", "auditq.probes.mcq:MultipleChoice")
+PROBES.register("tofu", "auditq.probes.tofu:TofuMetrics")
 
 DEFAULT_PROBES = ("verbmem", "knowmem", "mia", "utility")
 

@@ -53,8 +53,28 @@ RULES: dict[str, dict[str, str]] = {
         "short": "Unlearning (or quantization) destroyed utility on the retain set",
         "full": "Retain-set KnowMem of the unlearned model divided by the base model's at the same precision.",
     },
+    "forget_quality": {
+        "name": "TofuForgetQuality",
+        "short": "TOFU forget quality: the forget truth ratios differ from the retrain model's",
+        "full": "TOFU's forget quality as open-unlearning computes it: the two-sample KS-test p-value of the "
+                "unlearned model's forget truth ratios against the retrain model's at the same format.",
+    },
+    "tofu_probability": {
+        "name": "TofuAnswerProbability",
+        "short": "The unlearned model still gives the forget answers high probability",
+        "full": "TOFU's answer probability (exp of the mean per-token NLL of answer + EOS) on forget QA, unlearned "
+                "divided by base at the same precision; with --retrain compared with the retrain model's ratio.",
+    },
+    "model_utility": {
+        "name": "TofuModelUtility",
+        "short": "TOFU model utility on the retain set dropped",
+        "full": "TOFU's model utility (harmonic mean of retain answer probability, ROUGE-L recall and truth "
+                "ratio) of the unlearned model divided by the base model's at the same precision.",
+    },
 }
 
+#: rule families a report lists only when it has such a check
+OPTIONAL_FAMILIES = ("forget_quality", "tofu_probability", "model_utility")
 
 def _level(check: CheckResult) -> str:
     verdict = (check.waiver or {}).get("original_verdict", check.verdict) if check.verdict == WAIVED else check.verdict
@@ -91,7 +111,9 @@ class SarifWriter(ReportWriter):
 
 
 def sarif_log(report: AuditReport) -> dict[str, Any]:
-    families = list(RULES)
+    # the TOFU families (auditq.verdict.tofu) are listed only when the audit ran them
+    present = {c.family for c in report.all_checks()}
+    families = [f for f in RULES if f not in OPTIONAL_FAMILIES or f in present]
     rules = _rules(report, families)
     artifacts, primary = _artifacts(report)
     results = []

@@ -32,6 +32,9 @@ class QARecord:
     id: str
     question: str
     answer: str
+    #: TOFU's truth ratio (auditq.probes.tofu): the answer said another way, and wrong answers in that form
+    paraphrased_answer: str | None = None
+    perturbed_answers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def _read_split(path: Path, name: str) -> Split:
         elif "question" in obj and "answer" in obj:
             if not all(isinstance(obj[k], str) and obj[k].strip() for k in ("question", "answer")):
                 raise InputError(f"{path}:{number}: 'question' and 'answer' must be non-empty strings")
-            qa.append(QARecord(record_id, obj["question"], obj["answer"]))
+            qa.append(QARecord(record_id, obj["question"], obj["answer"], *_tofu_fields(obj, f"{path}:{number}")))
         else:
             raise InputError(f"{path}:{number}: a record needs 'text', 'question' and 'answer', "
                              "or 'question', 'choices' and 'answer'")
@@ -195,6 +198,20 @@ def _mcq_record(obj: dict, record_id: str, where: str) -> MCQRecord:
         raise InputError(f"{where}: 'answer' = {answer!r}: expected the index of the correct choice, "
                          f"0 to {len(choices) - 1}")
     return MCQRecord(record_id, question, tuple(choices), answer)
+
+
+def _tofu_fields(obj: dict, where: str) -> tuple[str | None, tuple[str, ...]]:
+    """The optional TOFU fields of a QA record, checked here (the light stage) so a bad one exits 2."""
+    para = obj.get("paraphrased_answer")
+    if para is not None and (not isinstance(para, str) or not para.strip()):
+        raise InputError(f"{where}: 'paraphrased_answer' must be a non-empty string")
+    perturbed = obj.get("perturbed_answers")
+    if perturbed is None:
+        return para, ()
+    if not isinstance(perturbed, list) or not perturbed or \
+            not all(isinstance(a, str) and a.strip() for a in perturbed):
+        raise InputError(f"{where}: 'perturbed_answers' must be a non-empty list of non-empty strings")
+    return para, tuple(perturbed)
 
 
 def _read_settings(path: Path) -> tuple[str, str, SuiteSettings]:

@@ -49,6 +49,12 @@ DEFAULT_CHECKS: dict[str, CheckPolicy] = {
     "privleak": CheckPolicy(20.0, "error", "abs<="),
     # KnowMem on retain, unlearned / base at the same precision
     "utility": CheckPolicy(0.50, "warn", ">="),
+    # TOFU (auditq.verdict.tofu): KS p-value vs the retrain model's forget truth ratios (needs --retrain)
+    "forget_quality": CheckPolicy(0.05, "error", ">="),
+    # TOFU forget answer probability, unlearned / base at the same precision (retrain's ratio + margin with --retrain)
+    "tofu_probability": CheckPolicy(0.25, "error", "<="),
+    # TOFU model utility (harmonic mean over the suite's retain QA), unlearned / base at the same precision
+    "model_utility": CheckPolicy(0.50, "warn", ">="),
 }
 
 

@@ -23,6 +23,7 @@ from auditq.verdict.config import AuditConfig, CheckPolicy
 from auditq.verdict.retention import retention
 from auditq.verdict.scoring import PRIVLEAK_ATTACK, RoleSamples
 from auditq.verdict.stats import ratio_of_means
+from auditq.verdict.tofu import TOFU_CHECKS, has_tofu, tofu_checks
 
 MEMORISATION = ("verbmem", "knowmem")
 #: forget-knowledge metrics whose arrays are RoleSamples.<metric>_forget / _holdout; mcq's checks are added only
@@ -32,7 +33,8 @@ FORGET_METRICS = MEMORISATION + ("mcq",)
 #: The utility check reads KnowMem on retain; asking for the `utility` probe (retain likelihood) alone asks for it
 #: too, and it is then UNKNOWN with a reason naming knowmem, not silently dropped.
 CHECK_PROBES = {"verbmem": ("verbmem",), "knowmem": ("knowmem",), "privleak": ("mia",),
-                "utility": ("knowmem", "utility"), "mcq": ("mcq",)}
+                "utility": ("knowmem", "utility"), "mcq": ("mcq",), "forget_quality": ("tofu",), "probability": ("tofu",),
+                "model_utility": ("tofu",)}
 
 
 def check_probes(check: str) -> tuple[str, ...]:
@@ -377,7 +379,16 @@ class CheckEvaluator:
         results += [self.privleak(fmt, cur), self.utility(fmt, cur)]
         if "mcq" in metrics:
             results.append(self.mcq_utility(fmt, cur))
+        if self._tofu_wanted(cur):
+            results += tofu_checks(self, fmt, cur)
         return self._only_requested(results)
+
+    def _tofu_wanted(self, cur: FormatSamples | None) -> bool:
+        """TOFU rows appear when --probes asks for tofu (or, with no --probes view, when it was measured):
+        audits that never ask for it keep their rows unchanged."""
+        if self.requested is not None:
+            return "tofu" in self.requested
+        return cur is not None and has_tofu(cur)
 
     def unknown_row(self, fmt: str, reason: str, is_reference: bool) -> tuple[CheckResult, ...]:
         """Every check UNKNOWN, for a format that could not be measured."""
@@ -387,4 +398,6 @@ class CheckEvaluator:
             checks += [(f"recovery.{m}", "recovery") for m in metrics]
         checks += [("privleak", "privleak"), ("utility", "utility")]
         checks += [("utility.mcq", "utility")] if "mcq" in metrics else []
+        if self._tofu_wanted(None):
+            checks += list(TOFU_CHECKS)
         return self._only_requested(self._unknown(c, fam, fmt, reason) for c, fam in checks)

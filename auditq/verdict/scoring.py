@@ -38,6 +38,8 @@ class RoleSamples:
     mcq_holdout: np.ndarray | None = None
     mcq_retain: np.ndarray | None = None
     mcq_retain_chance: np.ndarray | None = None
+    #: the tofu probe's per-sample scores, "<split>.<score>" -> array (auditq.verdict.tofu)
+    tofu: dict[str, np.ndarray] | None = None
 
 
 def _mean(values: np.ndarray | None) -> float | None:
@@ -77,6 +79,7 @@ def collect_samples(outputs: dict[str, ProbeOutput], reference: dict[str, ProbeO
         verbmem_holdout=_split_values(verb, "holdout"),
         knowmem_holdout=_split_values(know, "holdout"),
         **_mcq_arrays(outputs.get("mcq")),
+        tofu=_tofu_values(outputs.get("tofu")),
     )
 
 
@@ -89,6 +92,14 @@ def _mcq_arrays(output: ProbeOutput | None) -> dict[str, np.ndarray | None]:
         arrays[acc_key] = acc if acc.size else None
         arrays[chance_key] = 1.0 / output.values(split, "n_choices") if acc.size else None
     return arrays
+
+
+def _tofu_values(output: ProbeOutput | None) -> dict[str, np.ndarray] | None:
+    if output is None:
+        return None
+    from auditq.probes.tofu import SCORES, SPLITS
+
+    return {f"{split}.{key}": output.values(split, key) for split in SPLITS for key in SCORES}
 
 
 def _split_values(output: ProbeOutput | None, split: str) -> np.ndarray | None:

@@ -35,9 +35,11 @@ def _suite(tiny) -> Suite:
     """Every split with texts, QA AND multiple-choice questions (enough retain QA that MUSE's in-context examples
     leave some to score)."""
     def split(name: str, texts, qa) -> Split:
+        # every QA record carries TOFU's paraphrased / perturbed answers (the tofu probe needs them)
         mcq = (MCQRecord(f"{name}-mcq-0", qa[0][0], (qa[0][1], "somewhere else", "nobody knows"), 0),)
         return Split(name, tuple(TextRecord(f"{name}-{i}", t) for i, t in enumerate(texts)),
-                     tuple(QARecord(f"{name}-qa-{i}", q, a) for i, (q, a) in enumerate(qa)), mcq)
+                     tuple(QARecord(f"{name}-qa-{i}", q, a, f"it is {a}", (f"not {a}", "far north"))
+                           for i, (q, a) in enumerate(qa)), mcq)
 
     retain_qa = [(f"What is item {i}?", f"answer {i}") for i in range(MUSE_ICL_EXAMPLES + 2)]
     return Suite(path=Path("."), name="contract", description="",
