@@ -48,7 +48,7 @@ def check(
     reference: Optional[Path] = typer.Option(None, help="Model that never saw the forget set, for the reference-loss attack (default: --retrain in the same format; with neither, that attack is not run)."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite dir (default: the bundled demo suite)."),
     formats: list[str] = typer.Option([DEFAULT_FORMATS], "--formats", "-f", metavar="FORMATS", help="Comma-separated formats (repeatable): fp; bf16, fp16; rtnN[:gG][:emb][:nohead]; fp8, fp8:channel; gptq4, awq4; bnb:nf4|fp4|int8; gguf:q4_k_m|q4_0|q8_0|...; prune:wanda:0.5; relearn:retain[:lora=8]; A+B stacks; presets paper-code, paper-text. See docs/formats-and-attacks.md."),
-    probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", metavar="PROBES", help="Comma-separated probes: verbmem, knowmem, mia, utility; mcq (multiple choice, not a default)."),
+    probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", metavar="PROBES", help="Comma-separated probes: verbmem, knowmem, mia, utility; mcq (multiple choice), tofu (TOFU metrics): not defaults."),
     artifact: list[Path] = typer.Option([], metavar="PATH", help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
     base_artifact: list[Path] = typer.Option([], metavar="PATH", help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
     out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here (a fresh directory: an existing one is replaced as a whole; see --force)."),
