@@ -54,6 +54,7 @@ class ServedLM(LanguageModel):
                                     "without a BOS token; audit this model with vLLM or in process")
             self.notes.append(FIRST_TOKEN_NOTE)
         self.requests = 0
+        self._pieces: dict[str, int] | None = None
 
     # ------------------------------------------------------------------ tokenization
 
@@ -132,12 +133,30 @@ class ServedLM(LanguageModel):
                 raise EndpointError(f"{where}: the completion carries no token ids")
         else:
             text = self._as_text(prompt, "prompt")
-            answer = self._completion({"prompt": text, "max_tokens": max_new_tokens})
-            full = self.server_tokenize(text + completion_text(answer, where))
-            if full[: len(prompt)] != [int(t) for t in prompt]:
-                raise EndpointError(f"{where}: the prompt's tokens change when the completion is appended")
-            new = full[len(prompt):]
+            answer = self._completion({"prompt": text, "max_tokens": max_new_tokens, "logprobs": 1})
+            new = self._piece_ids(answer, where)
+            if new is None:  # a piece that is no single token: re-tokenize prompt + completion instead
+                full = self.server_tokenize(text + completion_text(answer, where))
+                if full[: len(prompt)] != [int(t) for t in prompt]:
+                    raise EndpointError(f"{where}: the prompt's tokens change when the completion is appended")
+                new = full[len(prompt):]
         return _cut(new, max_new_tokens, self.eos_token_id, stops)
+
+    def _piece_ids(self, answer: dict, where: str) -> list[int] | None:
+        """The generated ids from the answer's per-token pieces (`logprobs.tokens`), when each piece is the
+        text of exactly one vocabulary entry; None otherwise. Re-tokenizing the completion text instead
+        can merge pieces into other tokens (measured on the demo model: 259+85 -> 544)."""
+        logprobs = answer["choices"][0].get("logprobs")
+        pieces = logprobs.get("tokens") if isinstance(logprobs, dict) else None
+        if not isinstance(pieces, list) or "".join(map(str, pieces)) != completion_text(answer, where):
+            return None
+        if self._pieces is None:
+            by_text: dict[str, list[int]] = {}
+            for token in range(int(self.n_vocab or 0)):
+                by_text.setdefault(self._decode([token]), []).append(token)
+            self._pieces = {text: ids[0] for text, ids in by_text.items() if len(ids) == 1 and text}
+        ids = [self._pieces.get(str(piece)) for piece in pieces]
+        return None if any(i is None for i in ids) else [int(i) for i in ids]
 
     # ------------------------------------------------------------------ requests
 
