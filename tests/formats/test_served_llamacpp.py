@@ -144,7 +144,7 @@ def _small_suite(src: Path, dst: Path, keep_every: int = 3) -> Path:
 
 def test_installed_auditq_audits_the_served_model_like_the_in_process_gguf_row(served, demo_models, tmp_path):
     url, _ = served
-    suite = _small_suite(Path(demo_models.suite), tmp_path / "suite")
+    suite = _small_suite(Path(demo_models.suite), tmp_path / "suite", keep_every=4)
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
            "AUDITQ_CACHE_DIR": str(tmp_path / "cache"), "LANG": "C.UTF-8", "AUDITQ_API_KEY": SECRET}
     out = tmp_path / "out"
