@@ -93,11 +93,23 @@ class ServedFormat(Format):
         from auditq.formats import make_format
 
         stand_in = make_format(self.stand_in)
+        same_tokens = self._skips_first_token()
         with stand_in.apply(checkpoint, replace(ctx, codes_as=self.name)) as lm:
             self._runs[role] = {"stand_in": f"no endpoint given for the {role} model: its checkpoint was measured "
-                                            f"in process as {self.stand_in} (--served-as)",
+                                            f"in process as {self.stand_in} (--served-as)"
+                                            + (", scored over tokens 2..n like the served model" if same_tokens else ""),
                                 "stand_in_engine": getattr(stand_in, "engine", "")}
-            yield lm
+            yield SkipFirstToken(lm) if same_tokens else lm
+
+    def _skips_first_token(self) -> bool:
+        """Whether the served models' server withholds log p(x1 | BOS) (llama-cpp-python): then an in-process
+        role of this row is scored over the same tokens 2..n, so the row compares like with like."""
+        from auditq.backends.served_api import LLAMA_CPP_PYTHON, discover
+
+        served = next(iter(r for r in ("unlearned", "base") if r in self.role_urls), None)
+        if served is None:
+            return False
+        return discover(self.client(served), self.models.get(served)).server == LLAMA_CPP_PYTHON
 
     def details(self) -> dict[str, Any]:
         info: dict[str, Any] = {"engine": self.engine, "endpoints": dict(self.role_urls), "served_as": self.stand_in}
@@ -107,6 +119,28 @@ class ServedFormat(Format):
             if served:
                 info.update({k: v for k, v in served[-1].items() if k not in ("requests",)})
         return info
+
+
+class SkipFirstToken:
+    """A LanguageModel view whose scores leave out the first predicted token (see ServedFormat._skips_first_token)."""
+
+    def __init__(self, lm) -> None:
+        self._lm = lm
+        self.description = f"{lm.description}, tokens 2..n"
+
+    def score(self, sequences):
+        from auditq.backends.base import TokenScores
+
+        return [TokenScores(s.logprobs[1:], s.mean_logp[1:], s.std_logp[1:]) for s in self._lm.score(sequences)]
+
+    def score_logprobs(self, sequences):
+        from auditq.backends.base import TokenScores
+
+        return [TokenScores(s.logprobs[1:], s.mean_logp[1:], s.std_logp[1:])
+                for s in self._lm.score_logprobs(sequences)]
+
+    def __getattr__(self, name):  # generate, close, tokenize: the wrapped model's
+        return getattr(self._lm, name)
 
 
 def check_served_tokenizer(lm, tokenizer, texts) -> int:
