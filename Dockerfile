@@ -1,5 +1,5 @@
 # CPU image of auditq with every engine that installs on CPU: gguf (llama.cpp), gptq (GPTQModel, also
-# AWQ), bnb (bitsandbytes), relearn (peft). See docs/docker.md.
+# AWQ), bnb (bitsandbytes), relearn (peft), server (llama-cpp-python's OpenAI server). See docs/docker.md.
 #   docker build -t auditq .
 #   docker run --rm -e AUDITQ_CACHE_KEY -v auditq-cache:/cache -v "$PWD:/work" \
 #       auditq check base unlearned --out report
@@ -18,7 +18,7 @@ COPY pyproject.toml README.md constraints.txt ./
 COPY auditq ./auditq
 COPY probes ./probes
 # the `all` extra less `dev`; tests/docker checks that this list matches pyproject.toml
-ARG AUDITQ_EXTRAS=gguf,gguf-convert,gptq,bnb,relearn
+ARG AUDITQ_EXTRAS=gguf,gguf-convert,gptq,bnb,relearn,server
 # torch: the CPU build from PyTorch's CPU index (2.13.0+cpu satisfies the constraint torch==2.13.0 and
 # sorts above PyPI's CUDA 2.13.0); constraints.txt keeps every other requirement, and the build
 # environments, on it.

@@ -24,8 +24,10 @@ def prepare_request(options: CheckOptions, *, suite: Any, parsed_formats: Iterab
 
     for role, path in options.models().items():  # before any weights load: transformers would random-initialise
         check_tensor_names(path, role, options.trust_remote_code)
-    return AuditRequest(options=options, suite=suite, formats=tuple(built_formats(parsed_formats, options.seeds, options.seed)),
-                        artifact_formats=tuple(artifact_formats(options.artifacts, options.base_artifacts)),
+    return AuditRequest(options=options, suite=suite,
+                        formats=tuple(built_formats(parsed_formats, options.seeds, options.seed)),
+                        artifact_formats=(*artifact_formats(options.artifacts, options.base_artifacts),
+                                          *served_formats(options)),
                         config=config, fail_on=fail_on, waivers=tuple(waivers), calibration_lines=calibration_lines,
                         cache=_cache(options.use_cache))
 
@@ -63,6 +65,19 @@ def artifact_formats(artifacts: Iterable[Path], base_artifacts: Iterable[Path] =
         else:
             raise InputError(f"--artifact {path}: unsupported artifact (expected a .gguf file or a GPTQ/AWQ checkpoint dir)")
     return formats
+
+
+def served_formats(options: CheckOptions) -> list:
+    """The --served row (auditq.formats.served): UNLEARNED (and BASE with --served-base) through their endpoints."""
+    if not options.served:
+        return []
+    from auditq.backends.http_client import HttpSettings
+    from auditq.formats.served import ServedFormat
+
+    urls = {"unlearned": options.served, **({"base": options.served_base} if options.served_base else {})}
+    models = {"unlearned": options.served_model, "base": options.served_base_model}
+    return [ServedFormat(urls, models=models, stand_in=options.served_as,
+                         settings=HttpSettings(timeout_s=options.served_timeout, concurrency=options.concurrency))]
 
 
 def _cache(use_cache: bool):

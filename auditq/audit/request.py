@@ -87,6 +87,17 @@ class CheckOptions:
     seeds: int = 1
     #: --privleak-reference-auc: PrivLeak's AUC_ref without --retrain (None: 0.5; auditq.verdict.config)
     privleak_reference_auc: Optional[float] = None
+    #: --served URL / --served-base URL: endpoints standing for UNLEARNED / BASE as served (auditq.formats.served)
+    served: Optional[str] = None
+    served_base: Optional[str] = None
+    #: --served-model / --served-base-model: the model ids to audit (None: the only one the server lists)
+    served_model: Optional[str] = None
+    served_base_model: Optional[str] = None
+    #: --served-as: the in-process format BASE is measured in when it has no endpoint
+    served_as: str = "fp"
+    #: --served-timeout seconds per request, --concurrency requests in flight
+    served_timeout: float = 60.0
+    concurrency: int = 4
 
     def models(self) -> dict[str, Path]:
         """The checkpoint dirs given, by role (base, unlearned, retrain, reference)."""
@@ -138,8 +149,18 @@ class AuditRequest:
             "calibration": o.calibration, "protocol": o.protocol,
             "device": o.compute.device, "dtype": o.compute.dtype, "device_map": o.compute.device_map,
             "max_batch_tokens": o.max_batch_tokens, "privleak_reference_auc": o.privleak_reference_auc,
-            "seeds": o.seeds,
+            "seeds": o.seeds, **_served_arguments(o),
         }
+
+
+def _served_arguments(o: CheckOptions) -> dict[str, Any]:
+    """--served & co. for report.json (URLs without credentials; the API key is never an argument)."""
+    if not o.served:
+        return {}
+    from auditq.formats.served import display_url
+
+    return {"served": display_url(o.served), "served_base": display_url(o.served_base) if o.served_base else None,
+            "served_model": o.served_model, "served_base_model": o.served_base_model, "served_as": o.served_as}
 
 
 def read_calibration(calibration: Optional[str]) -> Optional[tuple[str, ...]]:

@@ -51,6 +51,13 @@ def check(
     probes: list[str] = typer.Option(["verbmem,knowmem,mia,utility"], "--probes", metavar="PROBES", help="Comma-separated probes: verbmem, knowmem, mia, utility; mcq (multiple choice), tofu (TOFU metrics): not defaults."),
     artifact: list[Path] = typer.Option([], metavar="PATH", help="An existing quantized file of the unlearned model (e.g. .gguf) to score as one more row."),
     base_artifact: list[Path] = typer.Option([], metavar="PATH", help="The matching quantized file of BASE (default: BASE quantized by auditq to the same type)."),
+    served: Optional[str] = typer.Option(None, "--served", metavar="URL", help="An OpenAI-compatible server (llama-cpp-python, vLLM) serving UNLEARNED: audited as one more row, over HTTP (docs/served.md). API key: AUDITQ_API_KEY or OPENAI_API_KEY."),
+    served_model: Optional[str] = typer.Option(None, "--served-model", metavar="NAME", help="Model id to audit on --served (default: the only one it lists)."),
+    served_base: Optional[str] = typer.Option(None, "--served-base", metavar="URL", help="A server serving BASE (default: BASE measured in process as --served-as)."),
+    served_base_model: Optional[str] = typer.Option(None, "--served-base-model", metavar="NAME", help="Model id to audit on --served-base."),
+    served_as: str = typer.Option("fp", "--served-as", metavar="FORMAT", help="Format BASE is measured in when it has no endpoint, e.g. gguf:q8_0 for a Q8_0 GGUF server."),
+    served_timeout: float = typer.Option(60.0, "--served-timeout", metavar="SECONDS", help="Timeout per HTTP request (429/5xx are retried with backoff)."),
+    concurrency: int = typer.Option(4, "--concurrency", metavar="N", help="HTTP requests in flight at once."),
     out_dir: Optional[str] = typer.Option(None, "--out", "-o", help="Write report.json, samples.jsonl, report.md and junit.xml here (a fresh directory: an existing one is replaced as a whole; see --force)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out that holds files auditq did not write."),
     verify_cache: int = typer.Option(0, "--verify-cache", help="Re-measure N random cached rows and exit 3 if any differs (release gates: this or --no-cache)."),
@@ -90,5 +97,7 @@ def check(
         verify_cache=verify_cache, seed=seed, seeds=seeds, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
         threads=threads, compute=compute_request(device, dtype, device_map), trust_remote_code=trust_remote_code,
         prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
-        calibration=calibration, protocol=protocol, quiet=quiet, privleak_reference_auc=privleak_reference_auc)
+        calibration=calibration, protocol=protocol, quiet=quiet, privleak_reference_auc=privleak_reference_auc,
+        served=served, served_model=served_model, served_base=served_base, served_base_model=served_base_model,
+        served_as=served_as, served_timeout=served_timeout, concurrency=concurrency)
     raise typer.Exit(run_check(options))

@@ -174,6 +174,51 @@ def _with_reference_auc(config: Any, options: CheckOptions) -> Any:
     return replace(config, privleak_reference_auc=value)
 
 
+def _check_url(url: str, flag: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise InputError(f"{flag}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"{flag}: expected an http(s)://host[:port] URL of an OpenAI-compatible server")
+    if parts.username or parts.password:
+        raise InputError(f"{flag}: the URL holds credentials; put the API key in AUDITQ_API_KEY or OPENAI_API_KEY")
+    if parts.query or parts.fragment:
+        raise InputError(f"{flag}: the URL has a query or fragment; give the server's base URL")
+
+
+def check_served(options: CheckOptions) -> None:
+    """--served and friends: syntax, then a health check of each endpoint (reachable, OpenAI-shaped, the model
+    listed) before any weights are read; an unusable endpoint exits 2 with one line."""
+    if not options.served:
+        if options.served_base or options.served_model or options.served_base_model:
+            raise InputError("--served-base/--served-model given without --served URL")
+        return
+    from auditq.backends.http_client import EndpointError, HttpClient, HttpSettings, api_key_from_env
+    from auditq.backends.served_api import discover
+    from auditq.formats import parse_format
+    from auditq.formats.served import display_url
+
+    if not options.served_timeout > 0:
+        raise InputError(f"--served-timeout {options.served_timeout}: expected seconds > 0")
+    if options.concurrency < 1:
+        raise InputError(f"--concurrency {options.concurrency}: expected at least 1")
+    parse_format(options.served_as, f"--served-as {options.served_as}")
+    settings = HttpSettings(timeout_s=options.served_timeout, retries=1, concurrency=1)
+    for flag, url, model in (("--served", options.served, options.served_model),
+                             ("--served-base", options.served_base, options.served_base_model)):
+        if not url:
+            continue
+        _check_url(url, flag)
+        try:
+            discover(HttpClient(url, settings, api_key_from_env()), model)
+        except EndpointError as exc:
+            raise InputError(f"{flag} {display_url(url)}: {exc}") from None
+
+
 def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     """Run the whole light validation stage; InputError (exit 2, one line) on the first problem."""
     from auditq.report.compliance import check_writers, resolve_fail_on
@@ -204,6 +249,7 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
         _check_artifact(path, "--artifact", options.base)
     for path in options.base_artifacts:
         _check_artifact(path, "--base-artifact", options.base)
+    check_served(options)
     out = Path(options.out) if options.out else None
     writers = check_writers(options.report_formats, out)
     calibration_file = Path(options.calibration) if calibration is not None else None

@@ -132,6 +132,8 @@ def role_metrics(role: str, samples: RoleSamples) -> RoleMetrics:
     mia: dict[str, AttackResult] = {}
     for attack, member in samples.members.items():
         nonmember = samples.nonmembers[attack]
+        if member.size and np.isnan(member).all() and np.isnan(nonmember).all():
+            continue  # a feature the engine cannot give (Min-K%++ over a top-k endpoint): absent, never scored
         mia[attack] = AttackResult(
             auc=stats.roc_auc(member, nonmember),
             tpr_at_1pct_fpr=stats.tpr_at_fpr(member, nonmember, 0.01),
