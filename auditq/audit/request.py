@@ -83,6 +83,12 @@ class CheckOptions:
     #: probe protocol: "auditq" (default) or "muse" (VerbMem/KnowMem as MUSE builds them, auditq.probes.muse)
     protocol: str = "auditq"
     quiet: bool = False
+    #: who runs the jobs: "local" (this process) or "ray" (auditq.audit.executors)
+    executor: str = "local"
+    #: --ray-address: "auto", "ray://host:port", "host:port" or "local" (start one here); None: local
+    ray_address: Optional[str] = None
+    #: Ray tasks still running after this many seconds are cancelled; their rows are UNKNOWN
+    ray_timeout: float = 6 * 3600.0
 
     def models(self) -> dict[str, Path]:
         """The checkpoint dirs given, by role (base, unlearned, retrain, reference)."""
