@@ -133,9 +133,13 @@ def ray_cluster(tmp_path_factory):
 
     marker = tmp_path_factory.mktemp("ray-fault") / "marker"
     os.environ["AUDITQ_TEST_RAY_FAULT"] = str(marker)
+    # a test cluster without Ray's token authentication, so a client in a clean environment (the console script
+    # in a subprocess) connects with nothing but the address
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield SimpleNamespace(address=ray.get_runtime_context().gcs_address, fault=marker)
     finally:
         ray.shutdown()
         os.environ.pop("AUDITQ_TEST_RAY_FAULT", None)
+        os.environ.pop("RAY_AUTH_MODE", None)

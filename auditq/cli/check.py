@@ -18,7 +18,10 @@ from auditq.cli.common import (
     DEVICE_HELP,
     DEVICE_MAP_HELP,
     DTYPE_HELP,
+    EXECUTOR_HELP,
     MAX_BATCH_TOKENS_HELP,
+    RAY_ADDRESS_HELP,
+    RAY_TIMEOUT_HELP,
     compute_request,
     err,
     out,
@@ -77,6 +80,9 @@ def check(
     calibration: Optional[str] = typer.Option(None, help="GPTQ/AWQ calibration: a text file (one sample a line), or 'forget' as a stress option (default: the suite's generic calibration text)."),
     protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse (VerbMem/KnowMem exactly as MUSE builds them; see README)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    ray_timeout: float = typer.Option(6 * 3600.0, "--ray-timeout", min=1, help=RAY_TIMEOUT_HELP),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
     options = CheckOptions(
@@ -88,5 +94,6 @@ def check(
         verify_cache=verify_cache, seed=seed, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
         threads=threads, compute=compute_request(device, dtype, device_map), trust_remote_code=trust_remote_code,
         prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
-        calibration=calibration, protocol=protocol, quiet=quiet)
+        calibration=calibration, protocol=protocol, quiet=quiet, executor=executor, ray_address=ray_address,
+        ray_timeout=ray_timeout)
     raise typer.Exit(run_check(options))

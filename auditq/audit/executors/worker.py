@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 #: failure injection for the tests only: the path of a marker file the TEST writes ("once": the first task to
-#: claim it SIGKILLs its own worker after its first step; "always": every task does). Unset or no file: no-op.
+#: claim it SIGKILLs its own worker after its first step, mid-task; "always": every try of every task SIGKILLs
+#: its worker as it starts, so Ray's retries run out). Unset or no file: no-op.
 FAULT_ENV = "AUDITQ_TEST_RAY_FAULT"
 
 
@@ -64,6 +65,7 @@ def _null_timer(name: str) -> Iterator[None]:
 
 def run_role(task: RoleTask) -> list[StepResult]:
     """Load the checkpoint once, measure every step (resident formats first), release it."""
+    _fault_hook("always")
     import torch
 
     from auditq.audit.executor import measure_step, resident_first
@@ -86,7 +88,7 @@ def run_role(task: RoleTask) -> list[StepResult]:
                                   advance=lambda n=1: None, events=_NullEvents(), cache=None)
             results.append(StepResult(record, _details(step.format) if record.error is None else None))
             if index == 0:
-                _fault_hook()
+                _fault_hook("once")
     finally:
         checkpoint.release()
         release_free_memory()
@@ -100,8 +102,8 @@ def _details(fmt) -> Optional[dict]:
         return None
 
 
-def _fault_hook() -> None:
-    """Test-only: kill this worker process with a real SIGKILL when the test's marker file says so."""
+def _fault_hook(when: str) -> None:
+    """Test-only: kill this worker process with a real SIGKILL when the test's marker file says `when`."""
     marker = os.environ.get(FAULT_ENV)
     if not marker:
         return
@@ -110,12 +112,11 @@ def _fault_hook() -> None:
         mode = path.read_text(encoding="utf-8").strip()
     except OSError:
         return
+    if mode != when:
+        return
     if mode == "once":
         try:  # claim it atomically: of two tasks racing, one dies
             os.rename(path, f"{path}.taken")
         except OSError:
             return
-    elif mode != "always":
-        return
     os.kill(os.getpid(), signal.SIGKILL)
-
