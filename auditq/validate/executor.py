@@ -58,7 +58,7 @@ def _resolve(address: str) -> tuple[str, int]:
         return _resolve(found)
     rest = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InputError(f"--ray-address {address}: expected auto, local, ray://HOST:PORT or HOST:PORT")
     return host.strip("[]"), int(port)
 

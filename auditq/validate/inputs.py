@@ -129,6 +129,9 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
 
     cwd = cwd or Path.cwd()
     parsed = _check_flags(options)
+    from auditq.validate.executor import check_executor  # --executor, --ray-address: a flag, checked as one
+
+    check_executor(getattr(options, "executor", "local"), getattr(options, "ray_address", None))
     fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
     _check_file(options.waivers_file, "--waivers")
     config = load_config(cwd, options.config_file, list(options.thresholds), list(options.severities))
@@ -146,9 +149,6 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     out_inputs = [*options.models().values(), suite_dir, *options.artifacts, *options.base_artifacts,
                   options.config_file, options.waivers_file, calibration_file]
     out = check_out_dir(options.out, out_inputs, force=options.force, allowed_inside=options.out_inside)
-    from auditq.validate.executor import check_executor
-
-    check_executor(getattr(options, "executor", "local"), getattr(options, "ray_address", None))
     return Validated(config=config, waivers=waivers, fail_on=fail_on, writers=writers, out=out, suite_dir=suite_dir,
                      suite=suite, parsed_formats=parsed, calibration_lines=calibration)
 
