@@ -27,7 +27,7 @@ class CandidateRow:
     path: str
     verdict: str
     exit_code: int
-    #: family -> (worst gating verdict across formats, the value behind it)
+    #: family -> (worst verdict across formats, the value behind it; warn-level checks included)
     families: dict[str, tuple[str, Optional[float]]]
     retention_fp: Optional[float]
     retention_worst: Optional[float]
@@ -58,8 +58,8 @@ def candidate_row(label: str, path: str, report: AuditReport) -> CandidateRow:
         values = [c.value for c in fmt.checks if c.family == "forget_retention" and c.verdict != NOT_REQUESTED]
         retention[fmt.format] = _worst(values)
         recovery += [c.value for c in fmt.checks if c.family == "recovery" and c.value is not None]
-        for check in fmt.checks:
-            if check.verdict == NOT_REQUESTED or not check.gating:
+        for check in fmt.checks:  # every requested check, warn-level too (utility is warn by default)
+            if check.verdict == NOT_REQUESTED:
                 continue
             old = families.get(check.family)
             if old is None or BADNESS.get(check.verdict, 2) > BADNESS.get(old[0], 2):

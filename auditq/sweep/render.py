@@ -35,8 +35,8 @@ def render_json(summary: dict[str, Any]) -> str:
     return json.dumps(_plain(summary), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-HEADER = ("rank", "candidate", "verdict", *FAMILIES, "retention fp", "retention worst", "worst format", "recovery",
-          "utility", "measured here")
+HEADER = ("rank", "candidate", "verdict", *(f"{f} (worst)" for f in FAMILIES), "retention fp", "retention worst",
+          "worst format", "max recovery", "utility at fp", "measured here")
 
 
 def _cells(row: dict[str, Any]) -> list[str]:

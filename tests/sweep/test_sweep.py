@@ -93,3 +93,26 @@ def test_sweep_light_stage_refusals(tmp_path):
     manifest.write_text('[[candidate]]\nlabel = "x"\n', encoding="utf-8")
     with pytest.raises(InputError, match="needs exactly label and path"):
         read_manifest(manifest)
+
+
+def _row(label, verdict, code, worst, fp=0.0, utility=0.9):
+    from auditq.sweep.rank import CandidateRow
+
+    return CandidateRow(label, f"/runs/{label}", verdict, code, {"forget_retention": (verdict, worst)}, fp, worst,
+                        "rtn4", None, utility)
+
+
+def test_ranking_and_gate_never_read_unknown_as_pass():
+    from auditq.sweep.rank import ranked, summary, sweep_exit_code
+    from auditq.sweep.render import render_html, render_json
+
+    rows = [_row("unknown", "UNKNOWN", 3, None), _row("fails", "FAIL", 1, 0.9), _row("good", "PASS", 0, 0.3),
+            _row("better", "PASS", 0, 0.1, utility=0.5)]
+    assert [r.label for r in ranked(rows)] == ["better", "good", "unknown", "fails"]
+    assert sweep_exit_code(rows, "any") == 0 and sweep_exit_code(rows, "all") == 1
+    assert sweep_exit_code([rows[0]], "any") == 3            # could not measure: neither pass nor fail
+    assert sweep_exit_code([rows[0], rows[1]], "any") == 1
+    data = summary(rows, "all", {"base": "<b>", "retrain": None, "formats": ["fp", "rtn4"]})
+    assert json.loads(render_json(data))["ranking"][0] == "better"
+    page = render_html(data, rows)
+    assert "&lt;b&gt;" in page and "<b>" not in page and "data:image/svg+xml;base64," in page
