@@ -121,3 +121,25 @@ def pytest_unconfigure(config):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS[-1])
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One real local Ray cluster for the whole session (startup is ~10 s on a loaded 2-core machine), always
+    shut down. Its workers inherit AUDITQ_TEST_RAY_FAULT: the path of a marker file a test writes to make a
+    worker SIGKILL itself (auditq.audit.executors.worker); no file, no fault."""
+    ray = pytest.importorskip("ray")
+    from types import SimpleNamespace
+
+    marker = tmp_path_factory.mktemp("ray-fault") / "marker"
+    os.environ["AUDITQ_TEST_RAY_FAULT"] = str(marker)
+    # a test cluster without Ray's token authentication, so a client in a clean environment (the console script
+    # in a subprocess) connects with nothing but the address
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield SimpleNamespace(address=ray.get_runtime_context().gcs_address, fault=marker)
+    finally:
+        ray.shutdown()
+        os.environ.pop("AUDITQ_TEST_RAY_FAULT", None)
+        os.environ.pop("RAY_AUTH_MODE", None)

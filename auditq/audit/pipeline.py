@@ -89,11 +89,16 @@ def run_audit(request: AuditRequest, events: Events | None = None, created: str 
     probes = _probes(request)
     if options.max_batch_tokens is not None and options.max_batch_tokens < 1:
         raise InputError(f"--max-batch-tokens must be positive, got {options.max_batch_tokens}")
-    placement = _placement(request, events)
-    checkpoints = _load_lazily(request, placement, timer)
-    # the scratch dir lives for the whole audit (formats leave per-role artefacts in it for the report)
-    with tempfile.TemporaryDirectory(prefix="auditq-") as scratch:
-        measured = _measure(request, Path(scratch), formats, probes, settings, checkpoints, placement, events, timer)
+    from auditq.audit.executors import EXECUTORS
+
+    # connected first: an unreachable Ray cluster is bad input (exit 2) before any weights are read
+    with EXECUTORS.load(getattr(options, "executor", "local"))(options) as executor:
+        placement = _placement(request, events)
+        checkpoints = _load_lazily(request, placement, timer)
+        # the scratch dir lives for the whole audit (formats leave per-role artefacts in it for the report)
+        with tempfile.TemporaryDirectory(prefix="auditq-") as scratch:
+            measured = _measure(request, Path(scratch), formats, probes, settings, checkpoints, placement, events,
+                                timer, executor)
     provenance, cache_summary = row_provenance(measured.cache, formats, checkpoints, [p.name for p in probes],
                                                request.cache)
     inputs = RowInputs(details=measured.details, provenance=provenance, cache_summary=cache_summary,
@@ -151,10 +156,10 @@ def format_context(request: AuditRequest, scratch: Path, placement) -> FormatCon
 
 def _measure(request: AuditRequest, scratch: Path, formats: list[Format], probes: list[Probe],
              settings: ProbeSettings, checkpoints: dict[str, Checkpoint], placement, events: Events,
-             timer: Timer) -> _Measured:
+             timer: Timer, executor: Any) -> _Measured:
     """Plan against the cache, execute, and read the weight-space evidence the formats left in `scratch`."""
     from auditq.audit.evidence import evidence_for_formats, through_cache
-    from auditq.audit.executor import execute, row_details
+    from auditq.audit.executor import row_details
     from auditq.audit.plan import plan_audit
 
     suite = request.suite
@@ -174,13 +179,15 @@ def _measure(request: AuditRequest, scratch: Path, formats: list[Format], probes
     identity = lambda role: repr(sorted(checkpoints[role].file_hashes.items()))  # noqa: E731 - the cache's key
     with timer("cache"):
         plan = plan_audit(formats, roles, probes, lookup, identity)
-    runs = execute(plan, checkpoints, ctx, suite, settings, timer=timer, advance=advance, events=events,
-                   cache=cache, lookup=lookup)
+    executed = executor.execute(plan, checkpoints, ctx, suite, settings, timer=timer, advance=advance,
+                                events=events, cache=cache, lookup=lookup)
+    runs = executed.runs
     with timer("weight_evidence"):
         evidence = evidence_for_formats(scratch, [f.name for f in formats],
                                         {r: c.path for r, c in checkpoints.items()})
         evidence = {f.name: through_cache(cache, f, checkpoints, evidence.get(f.name)) for f in formats}
-    details = row_details(formats, placement, cache.details() if cache is not None else None)
+    # what each format reported where it was applied (a Ray worker), unless the cache served it whole
+    details = row_details(formats, placement, {**executed.details, **(cache.details() if cache is not None else {})})
     return _Measured(runs=runs, details=details, evidence=evidence, cache=cache)
 
 

@@ -98,6 +98,12 @@ class CheckOptions:
     #: --served-timeout seconds per request, --concurrency requests in flight
     served_timeout: float = 60.0
     concurrency: int = 4
+    #: who runs the jobs: "local" (this process) or "ray" (auditq.audit.executors)
+    executor: str = "local"
+    #: --ray-address: "auto", "ray://host:port", "host:port" or "local" (start one here); None: local
+    ray_address: Optional[str] = None
+    #: Ray tasks still running after this many seconds are cancelled; their rows are UNKNOWN
+    ray_timeout: float = 6 * 3600.0
 
     def models(self) -> dict[str, Path]:
         """The checkpoint dirs given, by role (base, unlearned, retrain, reference)."""

@@ -306,13 +306,16 @@ class CacheSession:
         material = self.material(fmt, checkpoint, f"probe:{probe_name}")
         self.cache.put(entry_key(material), material, {"output": output_to_json(output)})
 
-    def store_details(self, fmt, checkpoint) -> None:
-        """After a measured run: what the format reported about itself (engine, tensor types, notes)."""
+    def store_details(self, fmt, checkpoint, details: dict[str, Any] | None = None) -> None:
+        """After a measured run: what the format reported about itself (engine, tensor types, notes).
+
+        `details`: what the format reported where it was applied (a Ray worker); None: ask `fmt` here.
+        """
         self.applied.add(fmt.name)
         if not self.enabled(fmt, checkpoint):
             return
         try:
-            details = fmt.details()
+            details = fmt.details() if details is None else details
         except Exception:  # noqa: BLE001 - details are informational; build_report asks again
             return
         material = self.material(fmt, checkpoint, "details")

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from auditq import __version__
-from auditq.cli import cache, check, demo, remediate, report
+from auditq.cli import cache, check, demo, remediate, report, sweep
 from auditq.cli.common import RichEvents, err, out  # noqa: F401 - RichEvents re-exported for library callers
 from auditq.errors import EXIT_MEASURE, AuditqError
 
@@ -25,6 +25,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 app.command(short_help="Audit an unlearned checkpoint against its base in every format.", epilog=EXIT_CODES)(check.check)
 app.command(short_help="Build tiny demo models and audit the planted failure.", epilog=EXIT_CODES)(demo.demo)
 app.command(short_help="Re-unlearn from BASE with SURE, write it, re-check it.", epilog=EXIT_CODES)(remediate.remediate)
+app.command(short_help="Audit many candidates against one BASE and rank them.", epilog=EXIT_CODES)(sweep.sweep)
 app.command("report", short_help="Re-render reports from a report.json, no measuring.")(report.report_cmd)
 app.add_typer(cache.cache_app, name="cache", short_help="The result cache: info, clear.")
 

@@ -18,7 +18,10 @@ from auditq.cli.common import (
     DEVICE_HELP,
     DEVICE_MAP_HELP,
     DTYPE_HELP,
+    EXECUTOR_HELP,
     MAX_BATCH_TOKENS_HELP,
+    RAY_ADDRESS_HELP,
+    RAY_TIMEOUT_HELP,
     compute_request,
     err,
     out,
@@ -86,6 +89,9 @@ def check(
     protocol: str = typer.Option("auditq", help="Probe protocol: auditq (default) or muse (VerbMem/KnowMem exactly as MUSE builds them; see README)."),
     privleak_reference_auc: Optional[float] = typer.Option(None, "--privleak-reference-auc", metavar="AUC", help="PrivLeak's reference AUC without --retrain (default 0.5); MUSE's tables use their retrain AUCs: News 0.4772, Books 0.5393."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    executor: str = typer.Option("local", "--executor", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    ray_timeout: float = typer.Option(6 * 3600.0, "--ray-timeout", min=1, help=RAY_TIMEOUT_HELP),
 ) -> None:
     """Quantize BASE and UNLEARNED to every format, probe them, and gate on the verdicts."""
     options = CheckOptions(
@@ -99,5 +105,6 @@ def check(
         prefix_tokens=prefix_tokens, max_new_tokens=max_new_tokens, answer_tokens=answer_tokens, mink_k=mink_k,
         calibration=calibration, protocol=protocol, quiet=quiet, privleak_reference_auc=privleak_reference_auc,
         served=served, served_model=served_model, served_base=served_base, served_base_model=served_base_model,
-        served_as=served_as, served_timeout=served_timeout, concurrency=concurrency)
+        served_as=served_as, served_timeout=served_timeout, concurrency=concurrency, executor=executor,
+        ray_address=ray_address, ray_timeout=ray_timeout)
     raise typer.Exit(run_check(options))

@@ -18,6 +18,10 @@ DEVICE_HELP = "auto (CUDA when available), cpu, cuda or cuda:N."
 DTYPE_HELP = ("auto (on CUDA the checkpoint's dtype; on CPU float32 unless it would not fit, then bfloat16), "
               "float32, bfloat16 or float16.")
 DEVICE_MAP_HELP = "auto: spread a model larger than one GPU over every visible GPU (accelerate)."
+EXECUTOR_HELP = "Who runs the jobs: local (this process) or ray (a Ray cluster; pip install 'auditq[ray]')."
+RAY_ADDRESS_HELP = ("With --executor ray: auto (RAY_ADDRESS or the `ray start` cluster here), ray://HOST:PORT, "
+                    "HOST:PORT, or local (start a Ray cluster in this process with this machine's CPUs).")
+RAY_TIMEOUT_HELP = "With --executor ray: cancel tasks still running after this many seconds (rows UNKNOWN)."
 MAX_BATCH_TOKENS_HELP = "Padded tokens per forward pass (rows × longest sequence); sequences are batched longest first."
 
 

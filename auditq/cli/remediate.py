@@ -13,6 +13,9 @@ from auditq.cli.common import (
     DEVICE_HELP,
     DEVICE_MAP_HELP,
     DTYPE_HELP,
+    EXECUTOR_HELP,
+    RAY_ADDRESS_HELP,
+    RAY_TIMEOUT_HELP,
     compute_request,
     err,
     out,
@@ -55,6 +58,9 @@ def remediate(
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow custom model code from the checkpoint dirs (off by default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    executor: str = typer.Option("local", "--executor", help="The re-check's executor. " + EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help=RAY_ADDRESS_HELP),
+    ray_timeout: float = typer.Option(6 * 3600.0, "--ray-timeout", min=1, help=RAY_TIMEOUT_HELP),
 ) -> None:
     """Re-unlearn from BASE so the result stays unlearned once quantized (SURE), write NEW_DIR, and re-check it.
 
@@ -72,7 +78,8 @@ def remediate(
         batch_size=batch_size, seed=seed, formats=expand_presets(split_list(formats)), retrain=retrain, force=force, dry_run=dry_run,
         config_file=config_file, thresholds=tuple(threshold), severities=tuple(severity),
         allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code, quiet=quiet,
-        compute=compute_request(device, dtype, device_map), threads=threads)
+        compute=compute_request(device, dtype, device_map), threads=threads, executor=executor,
+        ray_address=ray_address, ray_timeout=ray_timeout)
     validated = validate_inputs(options)  # exit 2 before torch is imported (auditq.remediate.validate)
     set_threads(threads)
     raise typer.Exit(run_remediate(options, out, err, validated))

@@ -76,6 +76,10 @@ class RemediateOptions:
     compute: object = None
     #: torch CPU threads (the CLI sets them before training)
     threads: Optional[int] = None
+    #: the re-check's executor (auditq.audit.executors): local, or ray at --ray-address
+    executor: str = "local"
+    ray_address: Optional[str] = None
+    ray_timeout: float = 6 * 3600.0
 
 
 def make_plan(opts: RemediateOptions, n_params: int):

@@ -21,7 +21,9 @@ def recheck_options(opts, checked: Path, suite_dir: Path):
         out=str(checked / RECHECK_DIR), out_inside=checked, config_file=opts.config_file,
         thresholds=tuple(opts.thresholds), severities=tuple(opts.severities),
         allow_inconclusive=opts.allow_inconclusive, seed=opts.seed, batch_size=16, max_batch_tokens=4096,
-        compute=opts.compute or ComputeRequest(), trust_remote_code=opts.trust_remote_code, quiet=opts.quiet)
+        compute=opts.compute or ComputeRequest(), trust_remote_code=opts.trust_remote_code, quiet=opts.quiet,
+        executor=getattr(opts, "executor", "local"), ray_address=getattr(opts, "ray_address", None),
+        ray_timeout=getattr(opts, "ray_timeout", 6 * 3600.0))
 
 
 def recheck(options, console: Console, err: Console) -> int:

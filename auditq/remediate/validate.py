@@ -65,6 +65,10 @@ def validate_inputs(opts: Any) -> tuple[Any, Path]:
         check_writable(str(opts.out), [], force=True)  # writable now, not after training (probe file)
     for raw in opts.formats:  # a bad format is an input error before any training (torch-free parsers)
         parse_format(raw, f"--formats {raw.strip()}")
+    from auditq.validate.executor import check_executor
+
+    # the re-check's executor: an unreachable cluster is refused now, not after training
+    check_executor(getattr(opts, "executor", "local"), getattr(opts, "ray_address", None))
     return suite, suite_dir
 
 

@@ -42,10 +42,21 @@ def _nearest_existing(path: Path) -> Path:
     return Path("/")
 
 
+def _is_sweep(path: Path) -> bool:
+    """`auditq sweep --out` (auditq.sweep.render): a sweep.json with its schema key."""
+    try:
+        data = loads_json(path.read_text(encoding="utf-8"), path)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "sweep_schema" in data
+
+
 def is_auditq_output(directory: Path) -> bool:
-    """True for an empty dir or one holding a report.json that auditq wrote."""
+    """True for an empty dir or one holding a report.json (or a sweep's sweep.json) that auditq wrote."""
     entries = list(directory.iterdir())
     if not entries:
+        return True
+    if _is_sweep(directory / "sweep.json"):
         return True
     report = directory / "report.json"
     try:

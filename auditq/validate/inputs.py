@@ -234,6 +234,9 @@ def validate_check(options: CheckOptions, cwd: Path | None = None) -> Validated:
     parsed = _check_flags(options)
     check_device_available(options.compute.device)  # torch-free: no 15 s of imports to learn there is no CUDA
     today_utc()  # AUDITQ_TODAY parsed now, not after the measuring
+    from auditq.validate.executor import check_executor  # --executor, --ray-address: a flag, checked as one
+
+    check_executor(getattr(options, "executor", "local"), getattr(options, "ray_address", None))
     fail_on = resolve_fail_on(options.fail_on, options.allow_inconclusive)
     _check_file(options.waivers_file, "--waivers")
     _check_file(options.config_file, "--config")

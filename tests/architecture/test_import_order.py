@@ -32,6 +32,7 @@ STAGES = {
     "validate": 12,     # the light, torch-free validation stage
     "remediate": 13,
     "demo": 13,
+    "sweep": 13,        # many candidates against one base: runs the audit core, writes reports
     "cli": 14,          # one module per command
     "entry": 15, "__main__": 15,
 }
