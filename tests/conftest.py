@@ -136,7 +136,9 @@ def ray_cluster(tmp_path_factory):
     # a test cluster without Ray's token authentication, so a client in a clean environment (the console script
     # in a subprocess) connects with nothing but the address
     os.environ["RAY_AUTH_MODE"] = "disabled"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from auditq.audit.executors.onray import start_local_cluster
+
+    start_local_cluster(num_cpus=2)  # on 127.0.0.1, as `--ray-address local` starts one
     try:
         yield SimpleNamespace(address=ray.get_runtime_context().gcs_address, fault=marker)
     finally:

@@ -28,6 +28,23 @@ MAX_RETRIES = 1
 POLL_S = 2.0
 
 
+def start_local_cluster(num_cpus: int) -> None:
+    """Start a one-machine Ray cluster bound to the loopback interface (127.0.0.1).
+
+    On Linux Ray binds a new cluster to the machine's network address so other nodes could join; a cluster
+    that `--ray-address local` starts here serves this process alone, so nothing of it should listen beyond
+    this machine. Ray keeps a cluster on loopback when its "single-machine" switch is off (the one it uses on
+    macOS and Windows), read from the environment at import and again when the node address is resolved."""
+    import logging
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+
+
 def connect(address: str | None) -> bool:
     """Connect to (or, for "local", start) a Ray cluster; True when this call started it. Exit 2 if unreachable."""
     import logging
@@ -39,7 +56,7 @@ def connect(address: str | None) -> bool:
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if address in (None, "local"):
-            ray.init(num_cpus=os.cpu_count() or 1, **quiet)
+            start_local_cluster(os.cpu_count() or 1)
         else:
             quiet.pop("include_dashboard")
             ray.init(address=address, **quiet)
