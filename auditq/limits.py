@@ -34,6 +34,7 @@ class Range:
     high: float
     kind: type
     low_open: bool = False
+    high_open: bool = False
     #: how the high end reads in the docs when it depends on the machine
     high_text: str = ""
     why: str = ""
@@ -43,7 +44,7 @@ class Range:
         high = self.high_text or _fmt(self.high)
         if self.kind is int:
             return f"an integer in {_fmt(self.low)}..{high}"
-        return f"a finite number in {'(' if self.low_open else '['}{_fmt(self.low)}, {high}]"
+        return f"a finite number in {'(' if self.low_open else '['}{_fmt(self.low)}, {high}{')' if self.high_open else ']'}"
 
 
 def _fmt(number: float) -> str:
@@ -65,6 +66,12 @@ LIMITS: dict[str, Range] = {
     "prefix_tokens": Range(1, MAX_TOKENS, int, why="and prefix + max_new_tokens within the model's context"),
     "max_new_tokens": Range(1, MAX_TOKENS, int, why="and prefix + max_new_tokens within the model's context"),
     "answer_tokens": Range(1, MAX_TOKENS, int, why="and below the model's context"),
+    "seeds": Range(1, 1000, int, why="seeds per stochastic format (--seeds N repeats each such row N times)"),
+    "privleak_reference_auc": Range(0.0, 1.0, float, low_open=True, high_open=True,
+                                    why="PrivLeak's reference AUC without --retrain (MUSE: News 0.4772, Books 0.5393)"),
+    "served_timeout": Range(0.0, 86_400.0, float, low_open=True, why="seconds per HTTP request to --served"),
+    "concurrency": Range(1, 1024, int, why="HTTP requests in flight to --served"),
+    "ray_timeout": Range(1.0, 30 * 86_400.0, float, why="seconds before outstanding Ray tasks are cancelled"),
     "mink_k": Range(0.0, 1.0, float, low_open=True, why="Min-K%'s fraction of tokens"),
     # auditq remediate's hyper-parameters
     "lr": Range(0.0, 1.0, float, low_open=True, why="AdamW learning rate"),
@@ -95,7 +102,8 @@ def check_number(name: str, value: Any, where: Optional[str] = None) -> Any:
     if ok and isinstance(value, float):
         ok = math.isfinite(value)
     if ok:
-        ok = (limit.low < value if limit.low_open else limit.low <= value) and value <= limit.high
+        ok = (limit.low < value if limit.low_open else limit.low <= value) and \
+            (value < limit.high if limit.high_open else value <= limit.high)
     if not ok:
         raise InputError(f"{where} = {_show(value)}: expected {limit.describe()}")
     return value

@@ -53,7 +53,9 @@ def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
     # every number against its range (auditq.limits.LIMITS) before anything else: NaN, inf, huge, negative
     check_numbers({"threads": options.threads, "seed": options.seed, "batch_size": options.batch_size,
                    "max_batch_tokens": options.max_batch_tokens, "verify_cache": options.verify_cache,
-                   **options.probe_overrides()})
+                   "seeds": options.seeds, "privleak_reference_auc": options.privleak_reference_auc,
+                   "served_timeout": options.served_timeout, "concurrency": options.concurrency,
+                   "ray_timeout": options.ray_timeout, **options.probe_overrides()})
     if not options.probes:
         raise InputError(f"--probes {','.join(options.probes) or repr('')}: no probe named "
                          f"(expected a comma-separated list of {', '.join(PROBES.names())})")

@@ -29,7 +29,8 @@ AUDITQ = str(Path(sys.executable).parent / "auditq")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "options.md"
 #: LIMITS entries that are options of `auditq check` (CheckOptions fields) / `auditq remediate` (RemediateOptions)
 CHECK_FIELDS = ("threads", "seed", "batch_size", "max_batch_tokens", "verify_cache", "prefix_tokens",
-                "max_new_tokens", "answer_tokens", "mink_k")
+                "max_new_tokens", "answer_tokens", "mink_k", "seeds", "privleak_reference_auc", "served_timeout",
+                "concurrency", "ray_timeout")
 REMEDIATE_FIELDS = ("lr", "steps", "percentile", "check_every", "target", "privleak_target", "retain_weight",
                     "batch_size", "seed", "threads")
 SUITE_FIELDS = ("prefix_tokens", "max_new_tokens", "answer_tokens")
@@ -39,7 +40,7 @@ def outside(name: str) -> list:
     """Values just outside LIMITS[name], far outside, and of the wrong kind."""
     limit = LIMITS[name]
     step = 1 if limit.kind is int else 1e-9 * max(1.0, abs(limit.high))
-    values = [limit.high + step, 10**30, -(10**30), -1 if limit.low >= 0 else limit.low - 1, True]
+    values = [limit.high if limit.high_open else limit.high + step, 10**30, -(10**30), -1 if limit.low >= 0 else limit.low - 1, True]
     values.append(limit.low if limit.low_open else limit.low - step)
     if limit.kind is float:
         values += [math.nan, math.inf, -math.inf]
@@ -51,7 +52,8 @@ def outside(name: str) -> list:
 def inside(name: str) -> list:
     limit = LIMITS[name]
     low = limit.low + (1e-6 if limit.low_open else 0)
-    return [limit.kind(low), limit.kind(limit.high)]
+    high = limit.high - (1e-6 if limit.high_open else 0)
+    return [limit.kind(low), limit.kind(high)]
 
 
 # ---- the table itself ----------------------------------------------------------------------------------
@@ -200,7 +202,8 @@ def test_check_accepts_lengths_that_fill_the_context_exactly(world):
     from auditq.validate.inputs import validate_check
 
     options = CheckOptions(base=world["base"], unlearned=world["unlearned"], suite=world["suite"], formats=("fp",),
-                           probes=("knowmem",), use_cache=False, max_new_tokens=508, answer_tokens=511)
+                           probes=("knowmem",), use_cache=False, max_new_tokens=508, answer_tokens=501)
+    # 4 + 508 = 512 = the context; BOS + the 10-token qa_template + 501 answer tokens = 512 as well
     assert validate_check(options, cwd=world["base"].parent).suite is not None
 
 
