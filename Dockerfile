@@ -17,8 +17,9 @@ WORKDIR /src
 COPY pyproject.toml README.md constraints.txt ./
 COPY auditq ./auditq
 COPY probes ./probes
-# the `all` extra less `dev`; tests/docker checks that this list matches pyproject.toml
-ARG AUDITQ_EXTRAS=gguf,gguf-convert,gptq,bnb,relearn,server
+# the `all` extra less `dev` and `peers` (lm-eval, for the comparison tests and benchmarks only);
+# tests/docker checks that this list matches pyproject.toml
+ARG AUDITQ_EXTRAS=gguf,gguf-convert,gptq,bnb,relearn,server,ray
 # torch: the CPU build from PyTorch's CPU index (2.13.0+cpu satisfies the constraint torch==2.13.0 and
 # sorts above PyPI's CUDA 2.13.0); constraints.txt keeps every other requirement, and the build
 # environments, on it.

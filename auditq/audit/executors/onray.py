@@ -28,20 +28,33 @@ MAX_RETRIES = 1
 POLL_S = 2.0
 
 
-def start_local_cluster(num_cpus: int) -> None:
-    """Start a one-machine Ray cluster bound to the loopback interface (127.0.0.1).
+def _stay_on_loopback() -> None:
+    """Keep this process's Ray node address on 127.0.0.1.
 
-    On Linux Ray binds a new cluster to the machine's network address so other nodes could join; a cluster
-    that `--ray-address local` starts here serves this process alone, so nothing of it should listen beyond
-    this machine. Ray keeps a cluster on loopback when its "single-machine" switch is off (the one it uses on
-    macOS and Windows), read from the environment at import and again when the node address is resolved."""
-    import logging
-
+    On Linux Ray replaces a loopback address (a cluster's own, or the one a client is given) by the machine's
+    network address, so other nodes could join. A cluster that `--ray-address local` starts here serves this
+    process alone, and a client given 127.0.0.1:PORT must reach that address, not the rewritten one (where
+    nothing listens: the client would retry forever). Ray keeps loopback when its multi-machine switch is off
+    (as on macOS and Windows): read from the environment at import, and again when an address is resolved."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    import ray
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"].lower() in ("1", "true")
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def start_local_cluster(num_cpus: int) -> None:
+    """Start a one-machine Ray cluster bound to the loopback interface (127.0.0.1): it serves this process
+    alone, so nothing of it should listen beyond this machine."""
+    import logging
+
+    _stay_on_loopback()
+    import ray
+
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
 
 
@@ -59,6 +72,8 @@ def connect(address: str | None) -> bool:
             start_local_cluster(os.cpu_count() or 1)
         else:
             quiet.pop("include_dashboard")
+            if address != "auto" and _is_loopback(address):
+                _stay_on_loopback()
             ray.init(address=address, **quiet)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError: one line, exit 2
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
