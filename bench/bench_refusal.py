@@ -21,7 +21,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.insert(0, str(HERE.parent / "tests" / "validation"))
+sys.path.insert(0, str(HERE.parent / "tests" / "validate"))
 
 
 def main() -> None:

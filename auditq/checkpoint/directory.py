@@ -184,32 +184,39 @@ def validate_checkpoint(path: Path, role: str) -> tuple[dict[str, Any], Any]:
     path = Path(path)
     check_dir(path, role)
     config = read_config(path, role)
-    for name in SIDE_JSON:  # what transformers parses later with plain json.load (a deep one: RecursionError)
-        side = path / name
-        if present(side, f"{role} checkpoint"):
-            try:
-                if not isinstance(loads_json(read_text(side, f"{role} checkpoint"), side), dict):
-                    raise ValueError("not an object")
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
-                raise InputError(f"{role} checkpoint {side} is not a JSON object ({exc})") from None
+    side_json = read_side_json(path, role)
     check_headers_against_config(path, role, config)
     tokenizer = load_tokenizer_json(path, role)
-    check_tokenizer_specials(path, tokenizer, config.get("vocab_size"), role)
+    check_tokenizer_specials(side_json.get("tokenizer_config.json"), tokenizer, config.get("vocab_size"),
+                             path / "tokenizer_config.json", role)
     return config, tokenizer
 
 
-def check_tokenizer_specials(path: Path, tokenizer: Any, vocab_size: Any, role: str) -> None:
+def read_side_json(path: Path, role: str) -> dict[str, dict[str, Any]]:
+    """The JSON files beside the weights that transformers parses later with plain json.load (a deep one:
+    RecursionError there), parsed once here through the guarded parser: file name -> object."""
+    found: dict[str, dict[str, Any]] = {}
+    for name in SIDE_JSON:
+        side = path / name
+        if present(side, f"{role} checkpoint"):
+            try:
+                data = loads_json(read_text(side, f"{role} checkpoint"), side)
+                if not isinstance(data, dict):
+                    raise ValueError("not an object")
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise InputError(f"{role} checkpoint {side} is not a JSON object ({exc})") from None
+            found[name] = data
+    return found
+
+
+def check_tokenizer_specials(data: dict[str, Any] | None, tokenizer: Any, vocab_size: Any, file: Path,
+                             role: str) -> None:
     """tokenizer_config.json's pad/bos/eos/unk tokens must have ids inside the embedding: the audit pads
     batches with the pad id (or eos), and an id >= vocab_size fails in the first forward pass."""
-    file = path / "tokenizer_config.json"
-    if tokenizer is None or not file.is_file() or not isinstance(vocab_size, int):
+    if data is None or tokenizer is None or not isinstance(vocab_size, int):
         return
-    try:
-        data = loads_json(file.read_text(encoding="utf-8"), file)
-    except (OSError, UnicodeDecodeError, ValueError):
-        return  # validate_checkpoint refused an unreadable one already
     for name in ("pad_token", "bos_token", "eos_token", "unk_token"):
-        value = data.get(name) if isinstance(data, dict) else None
+        value = data.get(name)
         content = value.get("content") if isinstance(value, dict) else value
         token_id = tokenizer.token_to_id(content) if isinstance(content, str) else None
         if token_id is not None and token_id >= vocab_size:

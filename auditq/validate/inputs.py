@@ -80,10 +80,6 @@ def _check_flags(options: CheckOptions) -> tuple[Any, ...]:
             check_mink_k(value, PROBE_FLAGS[key])
         else:
             check_positive_int(value, PROBE_FLAGS[key])
-    if isinstance(options.seeds, bool) or not isinstance(options.seeds, int) or options.seeds < 1:
-        raise InputError(f"--seeds {options.seeds!r}: expected a number of seeds >= 1")
-    if options.verify_cache < 0:
-        raise InputError(f"--verify-cache {options.verify_cache}: expected a number of cached rows >= 0")
     if options.verify_cache and not options.use_cache:
         raise InputError("--verify-cache re-measures cached rows; it contradicts --no-cache")
     if len(options.base_artifacts) > len(options.artifacts):
@@ -165,11 +161,9 @@ def _with_reference_auc(config: Any, options: CheckOptions) -> Any:
     measured AUC is the reference: two references for one number would leave the report ambiguous)."""
     from dataclasses import replace
 
-    from auditq.verdict.config import check_reference_auc
-
     if options.privleak_reference_auc is None:
         return config
-    value = check_reference_auc(options.privleak_reference_auc)
+    value = float(options.privleak_reference_auc)  # its range: auditq.limits, checked with the other flags
     if options.retrain is not None:
         raise InputError("--privleak-reference-auc replaces the retrain model's AUC; "
                          "with --retrain its measured AUC is the reference (give one, not both)")
@@ -204,10 +198,7 @@ def check_served(options: CheckOptions) -> None:
     from auditq.formats import parse_format
     from auditq.formats.served import display_url
 
-    if not options.served_timeout > 0:
-        raise InputError(f"--served-timeout {options.served_timeout}: expected seconds > 0")
-    if options.concurrency < 1:
-        raise InputError(f"--concurrency {options.concurrency}: expected at least 1")
+    # --served-timeout and --concurrency: their ranges are auditq.limits', checked with the other flags
     parse_format(options.served_as, f"--served-as {options.served_as}")
     settings = HttpSettings(timeout_s=options.served_timeout, retries=1, concurrency=1)
     for flag, url, model in (("--served", options.served, options.served_model),

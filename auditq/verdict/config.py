@@ -23,14 +23,6 @@ SEVERITIES = ("error", "warn")
 MUSE_REFERENCE_AUC = {"news": 0.4772, "books": 0.5393}
 
 
-def check_reference_auc(value: Any, where: str = "--privleak-reference-auc") -> float:
-    """A published reference AUC: a finite number strictly between 0 and 1 (PrivLeak divides by it)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value < 1:
-        raise InputError(f"{where} {value!r}: expected a number strictly between 0 and 1 "
-                         f"(MUSE's retrain AUCs: News {MUSE_REFERENCE_AUC['news']}, Books {MUSE_REFERENCE_AUC['books']})")
-    return float(value)
-
-
 @dataclass(frozen=True)
 class CheckPolicy:
     """One check family: its threshold, how the value compares with it, and whether it gates."""
