@@ -41,6 +41,13 @@ def audit_and_publish(options: Any, validated: Any, out: Console, err: Console) 
     One path for `auditq check`, `demo` and remediate's re-check: `validated` is
     auditq.validate.inputs.validate_check's result for `options`; the exit code is the report's.
     """
+    outcome, request = audit_validated(options, validated, err)
+    return publish(outcome, request.cache, validated.out, validated.writers, out, err, options.quiet)
+
+
+def audit_validated(options: Any, validated: Any, err: Console) -> tuple[Any, Any]:
+    """(outcome, request): the audit core run on what the light stage validated for `options`, with progress
+    bars on `err` (none with --quiet). Shared by `audit_and_publish` and `auditq sweep`'s candidates."""
     from auditq.audit.check import prepare_request, run_check_audit
     from auditq.report.progress import RichEvents
 
@@ -52,4 +59,4 @@ def audit_and_publish(options: Any, validated: Any, out: Console, err: Console) 
         outcome = run_check_audit(request, events, None if options.quiet else err)
     finally:
         events.close()
-    return publish(outcome, request.cache, validated.out, validated.writers, out, err, options.quiet)
+    return outcome, request

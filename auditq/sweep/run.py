@@ -18,9 +18,8 @@ from auditq.sweep.options import SweepOptions, ValidatedSweep
 
 def run_sweep(options: SweepOptions, validated: ValidatedSweep, out: Any, err: Any) -> int:
     """Audit every candidate, write their reports and the sweep's, print the ranking; the sweep's exit code."""
-    from auditq.audit.check import prepare_request, run_check_audit
     from auditq.audit.executors import EXECUTORS
-    from auditq.report.progress import RichEvents
+    from auditq.report.publish import audit_validated
     from auditq.sweep.rank import candidate_row
 
     results = []
@@ -29,14 +28,7 @@ def run_sweep(options: SweepOptions, validated: ValidatedSweep, out: Any, err: A
         for label, check, checked in validated.checks:
             if not options.quiet:
                 err.print(f"auditq sweep: candidate {label} ({check.unlearned})", highlight=False, markup=False)
-            request = prepare_request(check, suite=checked.suite, parsed_formats=checked.parsed_formats,
-                                      config=checked.config, waivers=checked.waivers, fail_on=checked.fail_on,
-                                      calibration_lines=checked.calibration_lines)
-            events = RichEvents(options.quiet, err)
-            try:
-                outcome = run_check_audit(request, events, None if options.quiet else err)
-            finally:
-                events.close()
+            outcome, _ = audit_validated(check, checked, err)
             results.append((label, check, checked, outcome))
     rows = [candidate_row(label, str(check.unlearned), outcome.report) for label, check, _, outcome in results]
     code = _write(options, validated.out, results, rows)
