@@ -4,9 +4,11 @@ remediate, report, cache) and `main`. Errors are one line on stderr with a disti
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import typer
+import typer.core
 
 from auditq import __version__
 from auditq.cli import cache, check, demo, remediate, report, sweep
@@ -17,6 +19,26 @@ from auditq.errors import EXIT_MEASURE, AuditqError
 EXIT_CODES = ("Exit codes: 0 every gating check passes (or is waived); 1 a gating check fails, or is inconclusive "
               "(unless --fail-on fail); 2 bad input, refused before any work; 3 something could not be measured; "
               "130 interrupted.")
+
+
+
+def _variadic_arguments_read_plainly() -> None:
+    """typer (0.29) labels a variadic argument `<list[Path]>` in help; show `<path>` as for a single one (the
+    usage line already says `[CANDIDATE]...`). A no-op where typer has no such hook."""
+    argument = getattr(typer.core, "TyperArgument", None)
+    original = getattr(argument, "display_type", None)
+    if original is None or getattr(original, "_auditq_plain", False):
+        return
+
+    def display_type(self, ctx):  # noqa: ANN001, ANN202 - typer's own signature
+        text = original(self, ctx)
+        return re.sub(r"^<list\[(\w+)\]>$", lambda m: f"<{m.group(1).lower()}>", text) if isinstance(text, str) else text
+
+    display_type._auditq_plain = True
+    argument.display_type = display_type
+
+
+_variadic_arguments_read_plainly()
 
 # plain click help (rich_markup_mode=None): it wraps at 80 columns instead of truncating option names
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,

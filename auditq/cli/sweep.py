@@ -29,7 +29,7 @@ from auditq.formats import expand_presets
 
 def sweep(
     base: Path = typer.Argument(..., metavar="BASE", help="Original model: a Hugging Face checkpoint dir."),
-    candidates: Optional[list[Path]] = typer.Argument(None, metavar="CANDIDATE...", help="Unlearned candidates (labelled by their directory name)."),
+    candidates: Optional[list[Path]] = typer.Argument(None, metavar="CANDIDATE", help="Unlearned candidates (labelled by their directory name)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="TOML file of [[candidate]] tables with label and path (paths relative to the file)."),
     retrain: Optional[Path] = typer.Option(None, help="Model trained without the forget set (measured once for all candidates)."),
     suite: Optional[Path] = typer.Option(None, help="Probe suite dir (default: the bundled demo suite)."),

@@ -11,8 +11,30 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = [[], ["check"], ["demo"], ["remediate"], ["report"], ["cache"], ["cache", "info"], ["cache", "clear"],
-            ["version"]]
+
+
+def _every_command() -> list[list[str]]:
+    """Every command and sub-command the app registers, read from the app itself, so a new command is covered."""
+    import click
+    import typer
+
+    from auditq.cli.app import app
+
+    def walk(command: click.Command, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in sorted(getattr(command, "commands", {}).items()):
+            found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+COMMANDS = _every_command()
+AUDITS = [["check"], ["demo"], ["remediate"], ["sweep"]]
+
+
+def test_every_command_is_listed():
+    assert {"check", "demo", "remediate", "sweep", "report", "cache", "version"} <= {c[0] for c in COMMANDS if c}
 
 
 def _help(args: list[str], tmp_path: Path) -> str:
@@ -35,7 +57,7 @@ def test_help_fits_80_columns_without_truncation(args, tmp_path):
     assert not re.search(r"--no-(allow-inconclusive|trust-remote-code|rebuild|force)\b", text), text
 
 
-@pytest.mark.parametrize("args", [["check"], ["demo"], ["remediate"]], ids=" ".join)
+@pytest.mark.parametrize("args", AUDITS, ids=" ".join)
 def test_help_lists_exit_codes_and_describes_every_option(args, tmp_path):
     text = _help(args, tmp_path)
     assert "Exit codes: 0" in text and "2 bad input" in text and "3 something could not be measured" in text
