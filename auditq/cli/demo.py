@@ -23,14 +23,16 @@ from auditq.errors import InputError
 from auditq.formats import expand_presets  # -f paper-code / paper-text (auditq.formats.PRESETS)
 from auditq.limits import check_numbers
 
+# one line per paragraph: the console wraps it to the terminal's width (hard breaks at 110 columns re-wrapped at 80
+# left half-empty lines)
 DEMO_EXPLANATION = (
     "[bold]auditq demo[/] — the failure of Zhang et al. (ICLR 2025) on a 1M-parameter model.\n"
-    "In a 7B model, unlearning moves weights by ~1e-4 of an int4 step, so 4-bit rounding maps the original and the\n"
-    "unlearned weights onto the same codes and the forgotten data comes back. A model this small must move ~0.3 of a\n"
-    "step to forget, so that would not happen by itself. The 'fragile' model simulates the large-model regime honestly:\n"
-    "ordinary gradient-ascent + retain-loss unlearning, but after every step each Linear weight is projected back into\n"
+    "In a 7B model, unlearning moves weights by ~1e-4 of an int4 step, so 4-bit rounding maps the original and the "
+    "unlearned weights onto the same codes and the forgotten data comes back. A model this small must move ~0.3 of a "
+    "step to forget, so that would not happen by itself. The 'fragile' model simulates the large-model regime honestly: "
+    "ordinary gradient-ascent + retain-loss unlearning, but after every step each Linear weight is projected back into "
     "the int4 round-to-nearest cell of the original weight. Expect forgetting at fp and rtn8, FAIL (recovery) at rtn4.\n"
-    "Retention counts base's forget score as 1 and base's score on never-trained holdout records as 0; PrivLeak is\n"
+    "Retention counts base's forget score as 1 and base's score on never-trained holdout records as 0; PrivLeak is "
     "MUSE's (negative = under-unlearned), on 133 forget vs 133 holdout texts (QA pairs scored as texts too)."
 )
 
