@@ -119,5 +119,6 @@ def demo(
     options = demo_options(models, unlearned, formats=format_list, out_dir=out_dir, seed=seed, protocol=protocol,
                            compute=compute, quiet=quiet, report_formats=extra_reports)
     code = run_check(options)
-    out.print(next_steps(models, unlearned, out_dir, extra_reports, code), highlight=False)
+    # soft_wrap: the commands stay one line each, so a copy from a narrow terminal pastes and runs
+    out.print(next_steps(models, unlearned, out_dir, extra_reports, code), highlight=False, soft_wrap=True)
     raise typer.Exit(code)

@@ -19,5 +19,5 @@ def report_cmd(
     from auditq.report.compliance import rerender
 
     paths = rerender(report_json, report_format, out_dir)
-    out.print(f"reports written: {', '.join(str(p) for p in paths)}")
+    out.print(f"reports written: {', '.join(str(p) for p in paths)}", soft_wrap=True)  # paths stay whole
 

@@ -31,7 +31,7 @@ def publish(outcome: Any, cache: Any, out_dir: Optional[Path], writers: tuple[st
     if out_dir is not None:
         paths = write_reports(out_dir, report, writers=writers, replace=True,
                               extra_files={"samples.jsonl": render_samples(outcome.runs)})
-        out.print(f"reports written: {', '.join(str(p) for p in paths)}")
+        out.print(f"reports written: {', '.join(str(p) for p in paths)}", soft_wrap=True)  # paths stay whole
     return report.exit_code
 
 

@@ -1,4 +1,7 @@
-"""The rich terminal view: a format × check table coloured by verdict, and a metrics table."""
+"""The rich terminal view: a format × check table coloured by verdict, and a metrics table.
+
+Cells fold instead of ending in "…": at 80 columns (a CI log, a small terminal) a truncated interval would hide
+the very number a reviewer needs."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ def verdict_table(report: AuditReport) -> Table:
     table = Table(title=f"auditq verdicts — overall {report.verdict}", show_lines=False)
     table.add_column("check", no_wrap=True, min_width=24)
     for fmt in report.formats:
-        table.add_column(term(fmt.format), justify="center")
+        table.add_column(term(fmt.format), justify="center", overflow="fold")
     for check in checks:
         row = [check]
         for fmt in report.formats:
@@ -31,26 +34,32 @@ def verdict_table(report: AuditReport) -> Table:
                 continue
             label = found.verdict if found.gating else f"{found.verdict} (warn)"
             row.append(f"[{STYLE[found.verdict]}]{label}[/]\n{fmt_number(found.value)}"
-                       + ("" if found.ci_low is None else f" [{fmt_number(found.ci_low)},{fmt_number(found.ci_high)}]"))
+                       + ("" if found.ci_low is None else f"\n[{fmt_number(found.ci_low)}, {fmt_number(found.ci_high)}]"))
         table.add_row(*row)
     return table
 
 
 def metrics_table(report: AuditReport) -> Table:
+    """One row per format and role. The source column appears only when some row was not measured here (the
+    lines under the table name those rows' cache entries); without it the table fits 80 columns."""
+    sources = {(fmt.format, role): provenance_label(m).split(" ")[0].rstrip(":")  # measured | cached | mixed
+               for fmt in report.formats for role, m in fmt.roles.items()}
+    show_source = any(source != "measured" for source in sources.values())
     table = Table(title="metrics (ROUGE-L F1; Min-K% AUC with forget = members)")
-    for name in ("format", "model", "VerbMem forget", "KnowMem forget", "KnowMem retain", "retain PPL", "Min-K% AUC",
-                 "source"):
-        table.add_column(name, justify="right" if name not in ("format", "model", "source") else "left")
+    names = ("format", "model", "VerbMem forget", "KnowMem forget", "KnowMem retain", "retain PPL", "Min-K% AUC")
+    for name in (*names, "source") if show_source else names:
+        table.add_column(name, justify="right" if name not in ("format", "model", "source") else "left",
+                         overflow="fold")
     for fmt in report.formats:
         for role, m in fmt.roles.items():
-            source = provenance_label(m).split(" ")[0].rstrip(":")  # measured | cached | mixed (hashes below)
+            source = (sources[fmt.format, role],) if show_source else ()
             if m.error:  # the message itself goes on one line under the table (row_errors)
-                table.add_row(term(fmt.format), role, "[magenta]error ↓[/]", "", "", "", "", source)
+                table.add_row(term(fmt.format), role, "[magenta]error ↓[/]", "", "", "", "", *source)
                 continue
             auc = m.mia.get("mink")
             table.add_row(term(fmt.format), role, fmt_number(m.verbmem_forget), fmt_number(m.knowmem_forget),
                           fmt_number(m.knowmem_retain), fmt_number(m.retain_ppl, 2),
-                          fmt_number(auc.auc if auc else None), source)
+                          fmt_number(auc.auc if auc else None), *source)
     return table
 
 
