@@ -16,8 +16,11 @@ from typing import Any, Iterator, Optional
 
 #: failure injection for the tests only: the path of a marker file the TEST writes ("once": the first task to
 #: claim it SIGKILLs its own worker after its first step, mid-task; "always": every try of every task SIGKILLs
-#: its worker as it starts, so Ray's retries run out). Unset or no file: no-op.
+#: its worker as it starts, so Ray's retries run out; "hold": every task touches `<marker>.running` and waits
+#: while the file still says "hold", at most HOLD_MAX_S, so a test can press Ctrl-C while a task surely runs).
+#: Unset or no file: no-op.
 FAULT_ENV = "AUDITQ_TEST_RAY_FAULT"
+HOLD_MAX_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ def _null_timer(name: str) -> Iterator[None]:
 def run_role(task: RoleTask) -> list[StepResult]:
     """Load the checkpoint once, measure every step (resident formats first), release it."""
     _fault_hook("always")
+    _hold_hook()
     import torch
 
     from auditq.audit.executor import measure_step, resident_first
@@ -120,3 +124,23 @@ def _fault_hook(when: str) -> None:
         except OSError:
             return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hold_hook() -> None:
+    """Test-only: while the marker file says "hold", this task waits (bounded), after saying it runs."""
+    import time
+
+    marker = os.environ.get(FAULT_ENV)
+    if not marker or _read_mode(Path(marker)) != "hold":
+        return
+    Path(f"{marker}.running").write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + HOLD_MAX_S
+    while _read_mode(Path(marker)) == "hold" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _read_mode(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
