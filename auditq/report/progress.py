@@ -32,3 +32,37 @@ class RichEvents:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+class LabelledLines:
+    """Progress as plain lines on stderr, each prefixed with a label: for audits running at once (a sweep's
+    candidates on Ray), whose progress bars would overwrite each other. A line per note and per tenth done."""
+
+    def __init__(self, label: str, quiet: bool, console: Console) -> None:
+        self.label, self.quiet, self.console = label, quiet, console
+        self._total, self._done, self._shown = 0, 0, -1
+
+    def _line(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(f"[{self.label}] {message}", highlight=False, markup=False)
+
+    def stage(self, description: str, total: int):
+        self._total, self._done = max(1, total), 0
+        self._line(description)
+        return self._advance
+
+    def _advance(self, n: int = 1) -> None:
+        self._done += n
+        tenth = min(10, 10 * self._done // self._total)
+        if tenth > self._shown:
+            self._shown = tenth
+            self._line(f"{self._done}/{self._total} probe item(s)")
+
+    def note(self, message: str) -> None:
+        self._line(message)
+
+    def say(self, message: str) -> None:
+        self._line(message)
+
+    def close(self) -> None:
+        return None

@@ -45,16 +45,18 @@ def audit_and_publish(options: Any, validated: Any, out: Console, err: Console) 
     return publish(outcome, request.cache, validated.out, validated.writers, out, err, options.quiet)
 
 
-def audit_validated(options: Any, validated: Any, err: Console) -> tuple[Any, Any]:
+def audit_validated(options: Any, validated: Any, err: Console, events: Any = None) -> tuple[Any, Any]:
     """(outcome, request): the audit core run on what the light stage validated for `options`, with progress
-    bars on `err` (none with --quiet). Shared by `audit_and_publish` and `auditq sweep`'s candidates."""
+    bars on `err` (none with --quiet), or on `events` when given (a sweep's candidates audited at once print
+    labelled lines instead: rich shows one live display at a time). Shared by `audit_and_publish` and
+    `auditq sweep`'s candidates."""
     from auditq.audit.check import prepare_request, run_check_audit
     from auditq.report.progress import RichEvents
 
     request = prepare_request(options, suite=validated.suite, parsed_formats=validated.parsed_formats,
                               config=validated.config, waivers=validated.waivers, fail_on=validated.fail_on,
                               calibration_lines=validated.calibration_lines)
-    events = RichEvents(options.quiet, err)
+    events = events or RichEvents(options.quiet, err)
     try:
         outcome = run_check_audit(request, events, None if options.quiet else err)
     finally:

@@ -1,4 +1,5 @@
-"""Run a sweep: each candidate through the ordinary audit core, one after the other, with one result cache.
+"""Run a sweep: each candidate through the ordinary audit core, with one result cache (auditq.sweep.parallel:
+one after the other locally, several at once on Ray once the first has measured BASE and RETRAIN).
 
 BASE and RETRAIN are the same checkpoints in every candidate's audit, so the first candidate measures them and
 every later one finds their rows in the cache (the plan has nothing left to measure for them; each candidate's
@@ -19,17 +20,13 @@ from auditq.sweep.options import SweepOptions, ValidatedSweep
 def run_sweep(options: SweepOptions, validated: ValidatedSweep, out: Any, err: Any) -> int:
     """Audit every candidate, write their reports and the sweep's, print the ranking; the sweep's exit code."""
     from auditq.audit.executors import EXECUTORS
-    from auditq.report.publish import audit_validated
+    from auditq.sweep.parallel import audit_candidates
     from auditq.sweep.rank import candidate_row
 
-    results = []
     first_options = validated.checks[0][1]
-    with EXECUTORS.load(options.executor)(first_options):  # one connection to the cluster for every candidate
-        for label, check, checked in validated.checks:
-            if not options.quiet:
-                err.print(f"auditq sweep: candidate {label} ({check.unlearned})", highlight=False, markup=False)
-            outcome, _ = audit_validated(check, checked, err)
-            results.append((label, check, checked, outcome))
+    # one connection to the cluster for every candidate
+    with EXECUTORS.load(options.executor)(first_options) as executor:
+        results = audit_candidates(validated.checks, executor, err, options.quiet)
     rows = [candidate_row(label, str(check.unlearned), outcome.report) for label, check, _, outcome in results]
     code = _write(options, validated.out, results, rows)
     _print(rows, options, out, code, validated.out)

@@ -44,6 +44,23 @@ def test_executor_matches_local_and_fills_the_cache(name, small, reference, tmp_
                for v in r.provenance.values())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXECUTORS.names())
+def test_executor_says_how_many_audits_run_at_once_and_cancels(name, small, request):
+    """`slots` bounds auditq sweep's concurrent candidates: 1 locally, the cluster's CPUs on Ray (2 here);
+    `cancel_outstanding` with nothing outstanding is harmless, and `resume` lets the next audit submit."""
+    expected = 1
+    if name == "ray":
+        request.getfixturevalue("ray_cluster")
+        expected = 2
+    with EXECUTORS.load(name)(small_request(small, executor=name).options) as executor:
+        assert executor.slots() == expected
+        executor.cancel_outstanding()
+        executor.resume()
+    outcome = run_audit(small_request(small, executor=name, retrain=None, formats=("fp",)), created="t")
+    assert all(r.error is None for r in outcome.runs)
+
+
 def test_listing_executors_imports_neither_ray_nor_torch():
     import subprocess
     import sys

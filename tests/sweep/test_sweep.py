@@ -8,6 +8,12 @@ candidates' rows for them come from the result cache). The ranking must put retr
 environment sharing only the result cache directory, runs the same sweep with --require all:
 the ranking is the same, and the exit code follows the gate (1: fragile fails). (Its rows are not all served
 from the in-process run's cache: not investigated; the cache proof is the first test's.)
+
+On Ray (the session's local 2-CPU cluster, tests/conftest.py `ray_cluster`): the same demo sweep, with a result
+cache of its own so the cluster measures every row itself, ranks and measures exactly as the local sweep
+(sweep.json's figures, each candidate's report.json checks and samples.jsonl scores); then the installed console
+script, in a clean environment, on the same cluster and that Ray run's cache, gives exit 1 with --require all.
+Both wall times are printed (`-s`): docs/sweep.md quotes them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +46,9 @@ def swept(demo_models, tmp_path_factory):
         # a result cache of its own: earlier tests of the session measured the same demo rows, and the proof
         # that BASE and RETRAIN are measured by the first candidate only needs a cold cache
         mp.setenv("AUDITQ_CACHE_DIR", str(cache))
+        started = time.monotonic()
         code, stdout, _ = run_cli(mp, None, *_args(demo_models, out, "any"))
+        print(f"\ndemo sweep, local executor: {time.monotonic() - started:.1f} s")
     return code, out, cache
 
 
@@ -79,6 +88,47 @@ def test_installed_sweep_require_all_fails_on_fragile(swept, demo_models, tmp_pa
     summary = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
     before = json.loads((first / "sweep.json").read_text(encoding="utf-8"))
     assert summary["ranking"] == before["ranking"] and summary["exit_code"] == 1
+
+
+def _figures(out: Path) -> tuple:
+    """What must not depend on the executor: sweep.json's ranking and figures, every candidate's checks
+    (verdict and value per format) and per-sample scores."""
+    summary = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    keep = ("rank", "label", "verdict", "exit_code", "passes", "checks", "forget_retention_fp",
+            "forget_retention_worst", "worst_format", "recovery", "utility", "measured_roles")
+    rows = [{k: row.get(k) for k in keep} for row in summary["candidates"]]
+    per_candidate = {}
+    for row in summary["candidates"]:
+        report = json.loads((out / row["label"] / "report.json").read_text(encoding="utf-8"))
+        checks = {(c["format"], c["check"]): (c["verdict"], c["value"]) for f in report["formats"] for c in f["checks"]}
+        per_candidate[row["label"]] = (report["verdict"], checks,
+                                       (out / row["label"] / "samples.jsonl").read_text(encoding="utf-8"))
+    return summary["ranking"], summary["exit_code"], rows, per_candidate
+
+
+@pytest.mark.slow
+def test_demo_sweep_on_ray_ranks_and_measures_as_local(swept, demo_models, ray_cluster, tmp_path, monkeypatch):
+    from tiny_memoriser import run_cli
+
+    _, local_out, _ = swept
+    monkeypatch.setenv("AUDITQ_CACHE_DIR", str(tmp_path / "cache-ray"))  # cold: the cluster measures every row
+    ray_args = ["--executor", "ray", "--ray-address", ray_cluster.address]
+    started = time.monotonic()
+    code, _, _ = run_cli(monkeypatch, None, *_args(demo_models, tmp_path / "ray", "any"), *ray_args)
+    print(f"\ndemo sweep, Ray executor (local 2-CPU cluster): {time.monotonic() - started:.1f} s")
+    on_ray, local = _figures(tmp_path / "ray"), _figures(local_out)
+    assert code == 0 and on_ray[1] == 0
+    assert on_ray[0][0] == "retrain" and on_ray[0][-1] == "fragile"
+    assert on_ray == local
+    # --require all on the cluster, from the installed console script in a clean environment: fragile fails
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
+           "AUDITQ_CACHE_DIR": str(tmp_path / "cache-ray"), "LANG": "C.UTF-8"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "auditq"),
+                           *_args(demo_models, tmp_path / "all", "all"), *ray_args],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert _figures(tmp_path / "all")[0] == local[0]
 
 
 def test_sweep_light_stage_refusals(tmp_path):

@@ -21,6 +21,18 @@ class LocalExecutor:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def slots(self) -> int:
+        """Audits this executor runs at once: one (one machine, one resident checkpoint)."""
+        return 1
+
+    @classmethod
+    def cancel_outstanding(cls) -> None:
+        """Nothing runs elsewhere: Ctrl-C unwinds this process's own work."""
+
+    @classmethod
+    def resume(cls) -> None:
+        """Nothing was stopped."""
+
     def execute(self, plan, checkpoints, ctx, suite, settings, *, timer, advance, events, cache=None,
                 lookup=None) -> Executed:
         from auditq.audit.executor import execute

@@ -13,8 +13,10 @@ second role runs after the first one's outputs are in the cache.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from auditq.audit.executors import Executed
@@ -82,9 +84,15 @@ def connect(address: str | None) -> bool:
 
 
 class RayExecutor:
-    """Submits one task per role to the Ray cluster of --ray-address; used as a context manager."""
+    """Submits one task per role to the Ray cluster of --ray-address; used as a context manager.
+
+    Several audits may run in driver threads at once (`auditq sweep`'s candidates): every task any of them has
+    outstanding is registered here, so Ctrl-C (seen by the main thread only) cancels them all at once."""
 
     name = "ray"
+    _outstanding: set = set()
+    _lock = threading.Lock()
+    _stop = threading.Event()
 
     def __init__(self, options: Any) -> None:
         self.options = options
@@ -101,6 +109,32 @@ class RayExecutor:
             import ray
 
             ray.shutdown()
+
+    def slots(self) -> int:
+        """Audits worth running at once: the tasks the cluster runs together (its GPUs for a CUDA audit,
+        its CPUs otherwise, as `_resources` asks), at least one."""
+        import ray
+
+        have = ray.cluster_resources()
+        device = str(getattr(getattr(self.options, "compute", None), "device", "auto") or "auto")
+        key = "GPU" if have.get("GPU", 0) >= 1 and device != "cpu" else "CPU"
+        return max(1, int(have.get(key, 1)))
+
+    @classmethod
+    def cancel_outstanding(cls) -> None:
+        """Ctrl-C: no new task is submitted by any thread, and every outstanding one is cancelled (its
+        worker process killed). `resume` lifts the stop for a later run in the same process."""
+        import ray
+
+        cls._stop.set()
+        with cls._lock:
+            refs = list(cls._outstanding)
+        for ref in refs:
+            ray.cancel(ref, force=True)
+
+    @classmethod
+    def resume(cls) -> None:
+        cls._stop.clear()
 
     def execute(self, plan, checkpoints, ctx, suite, settings, *, timer, advance, events, cache=None,
                 lookup=None) -> Executed:
@@ -166,31 +200,53 @@ class RayExecutor:
         """Submit, wait with a deadline, cancel everything outstanding on Ctrl-C or timeout."""
         import ray
 
-        remote = ray.remote(run_role_task).options(max_retries=MAX_RETRIES, retry_exceptions=False,
-                                                   **_resources(ctx))
+        from auditq.interrupt import Interrupted
+
+        remote = ray.remote(run_role_task)
         _check_resources(ctx)
-        refs = {remote.remote(task): role for role, task in tasks.items()}
+        refs = {}
+        with self._lock:
+            if self._stop.is_set():  # another thread saw Ctrl-C: submit nothing more
+                raise Interrupted()
+            for role, task in tasks.items():
+                ref = remote.options(max_retries=MAX_RETRIES, retry_exceptions=False, name=_task_name(role, task),
+                                     **_resources(ctx)).remote(task)
+                refs[ref] = role
+            self._outstanding.update(refs)
+        try:
+            return self._wait(refs, by_role, advance, suite)
+        except BaseException:  # Ctrl-C (auditq.interrupt.Interrupted) or anything else: nothing left running
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            with self._lock:
+                self._outstanding.difference_update(refs)
+
+    def _wait(self, refs: dict, by_role: dict, advance, suite) -> dict[str, list[StepResult]]:
+        """Results as they come, until all are in, --ray-timeout passes, or another thread saw Ctrl-C."""
+        import ray
+
+        from auditq.interrupt import Interrupted
+
         returned: dict[str, list[StepResult]] = {}
         deadline = time.monotonic() + self.timeout
         pending = list(refs)
-        try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
-                for ref in ready:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_S)
+            if self._stop.is_set():
+                raise Interrupted()
+            for ref in ready:
+                role = refs[ref]
+                returned[role] = _collect(ref, by_role[role])
+                advance(sum(p.size(suite) for s in by_role[role] for p in s.to_measure))
+            if pending and time.monotonic() > deadline:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
                     role = refs[ref]
-                    returned[role] = _collect(ref, by_role[role])
-                    advance(sum(p.size(suite) for s in by_role[role] for p in s.to_measure))
-                if pending and time.monotonic() > deadline:
-                    for ref in pending:
-                        ray.cancel(ref, force=True)
-                        role = refs[ref]
-                        returned[role] = _failed(by_role[role], f"ray: task timed out after {self.timeout:g} s "
-                                                                "(--ray-timeout) and was cancelled")
-                    pending = []
-        except BaseException:  # Ctrl-C (auditq.interrupt.Interrupted) or anything else: nothing left running
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            raise
+                    returned[role] = _failed(by_role[role], f"ray: task timed out after {self.timeout:g} s "
+                                                            "(--ray-timeout) and was cancelled")
+                pending = []
         return returned
 
 
@@ -216,6 +272,11 @@ def _collect(ref, steps) -> list[StepResult]:
     except rex.RayError as exc:  # WorkerCrashedError, NodeDiedError, ObjectLostError, TaskCancelledError...
         return _failed(steps, f"ray: worker lost after {MAX_RETRIES} retr{'y' if MAX_RETRIES == 1 else 'ies'}: "
                               f"{type(exc).__name__}: {_first_line(exc)}")
+
+
+def _task_name(role: str, task: RoleTask) -> str:
+    """What Ray shows for the task (its timeline, `ray list tasks`): the role and the checkpoint's dir name."""
+    return f"auditq {role} {Path(task.load.path).name}"
 
 
 def _failed(steps, why: str) -> list[StepResult]:

@@ -16,8 +16,12 @@ from typing import Any, Iterator, Optional
 
 #: failure injection for the tests only: the path of a marker file the TEST writes ("once": the first task to
 #: claim it SIGKILLs its own worker after its first step, mid-task; "always": every try of every task SIGKILLs
-#: its worker as it starts, so Ray's retries run out). Unset or no file: no-op.
+#: its worker as it starts, so Ray's retries run out; "hold [DIR...]": every task (or those whose checkpoint's
+#: directory is named DIR) writes its pid to `<marker>.running.<DIR>` and waits while the file still says so,
+#: at most HOLD_MAX_S, so a test can press Ctrl-C while tasks surely run).
+#: Unset or no file: no-op.
 FAULT_ENV = "AUDITQ_TEST_RAY_FAULT"
+HOLD_MAX_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ def _null_timer(name: str) -> Iterator[None]:
 def run_role(task: RoleTask) -> list[StepResult]:
     """Load the checkpoint once, measure every step (resident formats first), release it."""
     _fault_hook("always")
+    _hold_hook(Path(task.load.path))
     import torch
 
     from auditq.audit.executor import measure_step, resident_first
@@ -120,3 +125,29 @@ def _fault_hook(when: str) -> None:
         except OSError:
             return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _hold_hook(checkpoint: Path) -> None:
+    """Test-only: while the marker file says "hold" (naming this checkpoint's directory, or none), this task
+    waits (bounded), after saying it runs."""
+    import time
+
+    marker = os.environ.get(FAULT_ENV)
+    if not marker or not _holds(Path(marker), checkpoint):
+        return
+    Path(f"{marker}.running.{checkpoint.name}").write_text(str(os.getpid()), encoding="utf-8")
+    deadline = time.monotonic() + HOLD_MAX_S
+    while _holds(Path(marker), checkpoint) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _holds(marker: Path, checkpoint: Path) -> bool:
+    words = _read_mode(marker).split()
+    return bool(words) and words[0] == "hold" and (len(words) == 1 or checkpoint.name in words[1:])
+
+
+def _read_mode(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
