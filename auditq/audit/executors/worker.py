@@ -113,10 +113,7 @@ def _fault_hook(when: str) -> None:
     if not marker:
         return
     path = Path(marker)
-    try:
-        mode = path.read_text(encoding="utf-8").strip()
-    except OSError:
-        return
+    mode = _read_mode(path)  # "" when unreadable: never equal to `when`
     if mode != when:
         return
     if mode == "once":
